@@ -1,0 +1,56 @@
+"""Stage 5: the final layer, on the fused kernel.
+
+``mx.fast.scaled_dot_product_attention`` computes the same numbers as stage 1
+without keeping the ``(B, H, L_q, L_k)`` weights around (on a GPU it never
+builds them at all). When the learner asks for the weights, the layer takes
+the explicit path instead, since the fused kernel cannot return them.
+"""
+
+import mlx.core as mx
+
+from . import custom_dims
+from .masks import causal_mask
+from .scaled_dot_product import check_attention_inputs
+
+
+class MultiHeadAttention(custom_dims.MultiHeadAttention):
+    """A drop-in twin of ``mlx.nn.MultiHeadAttention`` that can return its weights.
+
+    It has the same constructor, the same parameter names (``query_proj``,
+    ``key_proj``, ``value_proj``, ``out_proj``) and computes the same numbers,
+    so weights can be swapped with ``update(other.parameters())`` both ways.
+    Sizes are validated up front and inputs and masks are checked with
+    messages that name the argument.
+
+    Args:
+        dims (int): The model dimensions. This is also the default
+            for the queries, keys, values, and the output.
+        num_heads (int): The number of attention heads; must divide ``dims``
+            and ``value_dims``.
+        query_input_dims (int, optional): The input dimensions of the queries.
+            Default: ``dims``.
+        key_input_dims (int, optional): The input dimensions of the keys.
+            Default: ``dims``.
+        value_input_dims (int, optional): The input dimensions of the values.
+            Default: ``key_input_dims``.
+        value_dims (int, optional): The dimensions of the values after the
+            projection. Default: ``dims``.
+        value_output_dims (int, optional): The dimensions the new values will
+            be projected to. Default: ``dims``.
+        bias (bool, optional): Whether or not to use a bias in the projections.
+            Default: ``False``.
+    """
+
+    def attend(self, queries, keys, values, mask, return_weights):
+        if return_weights:
+            return super().attend(queries, keys, values, mask, return_weights)
+        check_attention_inputs(queries, keys, values, mask)
+        output = mx.fast.scaled_dot_product_attention(
+            queries, keys, values, scale=self.scale, mask=mask
+        )  # (B, H, L_q, D_v/H)
+        return output, None
+
+    @staticmethod
+    def create_additive_causal_mask(N: int, dtype: mx.Dtype = mx.float32):
+        """The additive causal mask ``(N, N)``, as in ``mlx.nn.MultiHeadAttention``."""
+        return causal_mask(N, dtype)

@@ -1,0 +1,36 @@
+"""The ``mhacourse`` command line.
+
+Each sub-command lives in its own module, which provides ``configure(parser)``
+to declare its arguments and ``run(args) -> int`` to do the work.
+"""
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "lab": ("mhacourse.lab", "open the course in JupyterLab"),
+    "grade": ("mhacourse.grading.grade", "grade a folder of submitted exercise notebooks"),
+    "build-exercises": ("mhacourse.grading.build", "write exercises/ and solutions/ from their sources"),
+    "bench": ("mhacourse.bench", "time explicit vs fused attention on this device"),
+    "doctor": ("mhacourse.doctor", "check this machine: MLX, its device and its BLAS"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="mhacourse", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(module=module)
+        importlib.import_module(module).configure(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return importlib.import_module(args.module).run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
