@@ -21,7 +21,7 @@ from ``finfo(dtype).min``, so they never produce NaN.
 import mlx.core as mx
 import numpy as np
 
-from .scaled_dot_product import causal_keep
+from .scaled_dot_product import causal_keep, result_dtype
 
 __all__ = [
     "causal_mask",
@@ -150,10 +150,7 @@ def combine(*masks):
             keep = keep & m
         return keep
 
-    dtype = [m.dtype for m in masks if m.dtype != mx.bool_][0]
-    for m in masks:
-        if m.dtype != mx.bool_:
-            dtype = mx.promote_types(dtype, m.dtype)
+    dtype = result_dtype(*(m.dtype for m in masks if m.dtype != mx.bool_))
     additive = [to_additive(m, dtype) for m in masks]
     total = additive[0]
     explicit_inf = mx.isneginf(additive[0])

@@ -23,6 +23,12 @@ def _shape(x):
     return "(" + ", ".join(str(s) for s in x.shape) + ")"
 
 
+def result_dtype(*dtypes):
+    """The dtype MLX's type promotion gives to arrays of ``dtypes`` combined."""
+    # Adding empty arrays is free and evaluates nothing: only the dtype is read.
+    return sum((mx.zeros((0,), dtype) for dtype in dtypes[1:]), mx.zeros((0,), dtypes[0])).dtype
+
+
 def check_attention_inputs(queries, keys, values=None, mask=None):
     """Validate inputs the way ``mx.fast.scaled_dot_product_attention`` does.
 
@@ -40,8 +46,13 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
                 f"{name} must have rank 4, (batch, heads, length, head_dims); "
                 f"got shape {_shape(x)}."
             )
-        if not mx.issubdtype(x.dtype, mx.floating):
-            raise ValueError(f"{name} must be a floating point array, got {x.dtype}.")
+
+    out_dtype = result_dtype(*(x.dtype for _, x in named))
+    if not mx.issubdtype(out_dtype, mx.floating):
+        raise ValueError(
+            f"{', '.join(name for name, _ in named)} must be floating point "
+            f"arrays; together they promote to {out_dtype}."
+        )
 
     B, n_q_heads, _, D = queries.shape
     _, n_kv_heads, n_keys, _ = keys.shape
@@ -86,10 +97,7 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
             f"(batch, heads, n_queries, n_keys) = {target}."
         ) from None
     if mask.dtype != mx.bool_:
-        out_dtype = mx.promote_types(queries.dtype, keys.dtype)
-        if values is not None:
-            out_dtype = mx.promote_types(out_dtype, values.dtype)
-        if mx.promote_types(mask.dtype, out_dtype) != out_dtype:
+        if result_dtype(mask.dtype, out_dtype) != out_dtype:
             raise ValueError(
                 f"an additive mask of dtype {mask.dtype} would promote the "
                 f"{out_dtype} inputs; build it in {out_dtype} "
