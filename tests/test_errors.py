@@ -87,6 +87,8 @@ def q_k_v(B=1, Hq=2, Hkv=2, Lq=3, Lk=4, D=8, dtype=mx.float32):
         (lambda q, k, v: (q, mx.zeros((2, 2, 4, 8)), v, None), "keys has batch size 2 but queries have 1"),
         (lambda q, k, v: (q, k, v, mx.zeros((3, 5))), r"cannot broadcast to \(batch, heads, n_queries, n_keys\) = \(1, 2, 3, 4\)"),
         (lambda q, k, v: (q, k, v, mx.zeros((1, 1, 1, 3, 4))), "at most 4 dimensions"),
+        # Broadcasts *with* the target but not *to* it: a batch of masks for a batch of one.
+        (lambda q, k, v: (q, k, v, mx.zeros((2, 1, 3, 4))), r"mask of shape \(2, 1, 3, 4\) cannot broadcast"),
         (lambda q, k, v: (q, k, v, "upper-left"), "mask must be 'causal'"),
         (lambda q, k, v: (q.astype(mx.int32), k.astype(mx.int32), v.astype(mx.int32), None), "floating point"),
         (lambda q, k, v: (q.astype(mx.float16), k.astype(mx.float16), v.astype(mx.float16), mx.zeros((3, 4))),

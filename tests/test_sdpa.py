@@ -139,3 +139,27 @@ def test_scale_is_applied_to_the_queries():
     scores = (q @ k.swapaxes(-1, -2)) * 0.1
     expected = mx.softmax(scores, axis=-1) @ v
     assert_close(scaled_dot_product_attention(q, k, v, scale=0.1), expected)
+
+
+@pytest.mark.parametrize(
+    "mask_shape",
+    [(9,), (1, 9), (5, 9), (1, 1, 5, 9), (2, 1, 1, 9), (2, 4, 5, 9), (1, 4, 1, 9), (4, 5, 9)],
+)
+@pytest.mark.parametrize("boolean", [False, True])
+def test_every_broadcastable_mask_shape(mask_shape, boolean):
+    q, k, v = make_inputs((2, 4, 2, 5, 9, 16, 16), mx.float32, 6)
+    rng = np.random.default_rng(6)
+    if boolean:
+        mask = mx.array(rng.random(mask_shape) < 0.7)
+    else:
+        mask = mx.array(rng.normal(size=mask_shape).astype(np.float32))
+    assert_close(scaled_dot_product_attention(q, k, v, scale=0.25, mask=mask),
+                 fast_sdpa(q, k, v, scale=0.25, mask=mask))
+
+
+def test_non_contiguous_inputs():
+    # Heads split from (B, L, H, D) by a transpose, as the layer does.
+    x = mx.random.normal((2, 7, 4, 16))
+    q = k = v = x.transpose(0, 2, 1, 3)  # (B, H, L, D), a strided view
+    assert_close(scaled_dot_product_attention(q, k, v, scale=0.25, mask="causal"),
+                 fast_sdpa(q, k, v, scale=0.25, mask="causal"))

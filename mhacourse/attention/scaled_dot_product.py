@@ -90,12 +90,14 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
         raise ValueError(f"mask must have at most 4 dimensions, got shape {_shape(mask)}.")
     target = (B, n_q_heads, queries.shape[2], n_keys)
     try:
-        mx.broadcast_shapes(mask.shape, target)
+        fits = mx.broadcast_shapes(mask.shape, target) == target
     except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(
             f"mask of shape {_shape(mask)} cannot broadcast to "
             f"(batch, heads, n_queries, n_keys) = {target}."
-        ) from None
+        )
     if mask.dtype != mx.bool_:
         if result_dtype(mask.dtype, out_dtype) != out_dtype:
             raise ValueError(
