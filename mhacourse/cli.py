@@ -1,7 +1,8 @@
 """The ``mhacourse`` command line.
 
 Each sub-command lives in its own module, which provides ``configure(parser)``
-to declare its arguments and ``run(args) -> int`` to do the work.
+to declare its arguments and ``run(args) -> int`` to do the work. Only the
+module of the command being run is imported.
 """
 
 import argparse
@@ -17,18 +18,22 @@ COMMANDS = {
 }
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="mhacourse", description=__doc__.splitlines()[0])
+def build_parser(command=None):
+    """The parser; the arguments of ``command`` (if given) are filled in."""
+    parser = argparse.ArgumentParser(prog="mhacourse", description="Multi-head attention, the MLX way.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(module=module)
-        importlib.import_module(module).configure(sub)
+        if name == command:
+            importlib.import_module(module).configure(sub)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
+    args = build_parser(command).parse_args(argv)
     return importlib.import_module(args.module).run(args)
 
 
