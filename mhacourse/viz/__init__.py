@@ -1,0 +1,21 @@
+"""Pictures of attention: static matplotlib views and the ``AttentionExplorer`` widget.
+
+>>> from mhacourse.viz import plot_attention, plot_heads, plot_mask, AttentionExplorer
+"""
+
+from .explorer import AttentionExplorer
+from .state import ExplorerState, LayerSource, WeightsSource, build_mask, explorer_state
+from .static import figure_to_png, plot_attention, plot_heads, plot_mask
+
+__all__ = [
+    "plot_attention",
+    "plot_heads",
+    "plot_mask",
+    "AttentionExplorer",
+    "explorer_state",
+    "ExplorerState",
+    "LayerSource",
+    "WeightsSource",
+    "build_mask",
+    "figure_to_png",
+]

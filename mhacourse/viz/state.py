@@ -1,0 +1,254 @@
+"""What the explorer shows, as plain functions of its controls.
+
+The widget only reads controls and draws; every number it shows comes from
+:func:`explorer_state`, which can be called (and tested) without a browser.
+
+Two sources of weights:
+
+* :class:`LayerSource`: a layer and its inputs. ``layer.project`` gives the
+  per-head queries and keys once; each update recomputes the weights from the
+  scores with :func:`mhacourse.attention_weights` for the chosen scale and mask.
+* :class:`WeightsSource`: weights computed elsewhere, one array per layer.
+  Their logarithms are the scores up to a per-row constant, so a scale change
+  (``softmax(log(w) · factor)``) and an extra mask (renormalising over the
+  allowed keys) are recomputed exactly.
+"""
+
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import numpy as np
+
+from .static import _stack_heads, to_numpy
+
+__all__ = [
+    "MASK_KINDS",
+    "LayerSource",
+    "WeightsSource",
+    "ExplorerState",
+    "build_mask",
+    "explorer_state",
+]
+
+MASK_KINDS = ("none", "causal", "padding", "given")
+
+
+def _first_example(x, name):
+    if x is None:
+        return None
+    if not isinstance(x, mx.array):
+        raise TypeError(f"{name} must be an mx.array, got {type(x).__name__}.")
+    if x.ndim == 2:
+        return x[None]  # (1, L, D)
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be (batch, length, features) or (length, features); got shape {tuple(x.shape)}.")
+    return x[:1]  # (1, L, D): the explorer shows batch 0
+
+
+def _mask_for_first_example(mask):
+    if mask is None or isinstance(mask, str):
+        return mask
+    if not isinstance(mask, mx.array):
+        mask = mx.array(np.asarray(mask))
+    if mask.ndim == 4 and mask.shape[0] > 1:
+        return mask[:1]  # (1, H or 1, Lq or 1, Lk)
+    return mask
+
+
+class LayerSource:
+    """Per-head queries and keys of a layer, from which weights are recomputed.
+
+    Args:
+        layer: A layer with ``project(queries, keys, values)`` returning
+            ``(B, H, L, D_h)`` arrays, ``num_heads`` and ``scale`` (such as
+            :class:`mhacourse.MultiHeadAttention`).
+        queries (array): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
+        keys (array, optional): Default: ``queries`` (self-attention).
+        values (array, optional): Default: ``keys``.
+        mask (array or str, optional): The mask the layer is used with.
+    """
+
+    def __init__(self, layer, queries, keys=None, values=None, mask=None):
+        for attribute in ("project", "num_heads", "scale"):
+            if not hasattr(layer, attribute):
+                raise TypeError(
+                    f"layer must be an attention layer with project(), num_heads and scale "
+                    f"(e.g. mhacourse.MultiHeadAttention); {type(layer).__name__} has no {attribute!r}."
+                )
+        queries = _first_example(queries, "queries")
+        if queries is None:
+            raise ValueError("queries are required with a layer (the explorer runs the layer on them).")
+        keys = queries if keys is None else _first_example(keys, "keys")
+        values = keys if values is None else _first_example(values, "values")
+        q, k, _ = layer.project(queries, keys, values)  # (1, H, Lq, Dh), (1, H, Lk, Dh)
+        mx.eval(q, k)
+        self.q, self.k = q, k
+        self.layer = layer
+        self.num_layers = 1
+        self.num_heads = q.shape[1]
+        self.n_queries, self.n_keys = q.shape[2], k.shape[2]
+        self.default_scale = float(layer.scale)
+        self.given_mask = _mask_for_first_example(mask)
+
+    def weights(self, layer_index, scale, mask):
+        """The weights ``(H, Lq, Lk)`` for a scale and a mask (``None``, ``"causal"`` or an array)."""
+        from mhacourse import attention_weights
+
+        weights = attention_weights(self.q, self.k, scale=scale, mask=mask)  # (1, H, Lq, Lk)
+        return np.array(weights[0])
+
+
+class WeightsSource:
+    """Precomputed weights, one ``(H, Lq, Lk)`` or ``(B, H, Lq, Lk)`` array per layer.
+
+    The scale is a factor on the original scores: 1 shows the weights as given.
+    """
+
+    def __init__(self, weights, mask=None):
+        stacked = _stack_heads(weights)  # (layers, H, Lq, Lk)
+        if not np.all(np.isfinite(stacked)) or stacked.min() < 0:
+            raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
+        self.original = stacked
+        self.keep = stacked > 0  # zero weights were masked: they stay masked
+        with np.errstate(divide="ignore"):
+            self.log_weights = np.where(self.keep, np.log(np.where(self.keep, stacked, 1.0)), 0.0)
+        self.num_layers, self.num_heads, self.n_queries, self.n_keys = stacked.shape
+        self.default_scale = 1.0
+        self.given_mask = _mask_for_first_example(mask)
+
+    def weights(self, layer_index, scale, mask):
+        scores = self.log_weights[layer_index] * scale  # (H, Lq, Lk)
+        keep = self.keep[layer_index]
+        if mask is not None:
+            keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
+        scores = np.where(keep, scores, -np.inf)
+        top = scores.max(axis=-1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        exp = np.where(keep, np.exp(scores - top), 0.0)
+        total = exp.sum(axis=-1, keepdims=True)
+        # A row with no allowed key is uniform, as with a boolean mask in MLX.
+        return np.where(total > 0, exp / np.where(total > 0, total, 1.0), 1.0 / self.n_keys)
+
+
+def keep_matrix(mask, n_queries, n_keys):
+    """Any mask as booleans ``(…, Lq, Lk)`` that broadcast over heads (True = attend)."""
+    if isinstance(mask, str):
+        from mhacourse.masks import causal
+
+        return np.array(causal(n_queries, n_keys))
+    if mask.dtype != mx.bool_:
+        mask = mask > -1e4  # additive: very negative means blocked
+    keep = np.array(mask)
+    while keep.ndim > 3:
+        keep = keep[0]  # drop the batch axis: (H or 1, Lq or 1, Lk)
+    return keep
+
+
+def build_mask(kind, n_queries, n_keys, valid_keys=None, given=None):
+    """The mask for a choice of the mask selector.
+
+    Args:
+        kind (str): ``"none"``, ``"causal"``, ``"padding"`` (the first
+            ``valid_keys`` keys are real) or ``"given"`` (the explorer's mask).
+        n_queries (int): Number of queries.
+        n_keys (int): Number of keys.
+        valid_keys (int, optional): For ``"padding"``. Default: all keys.
+        given (array or str, optional): For ``"given"``.
+
+    Returns:
+        None, ``"causal"`` or an ``mx.array`` mask.
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask must be one of {MASK_KINDS}, got {kind!r}.")
+    if kind == "none":
+        return None
+    if kind == "causal":
+        return "causal"
+    if kind == "given":
+        if given is None:
+            raise ValueError("mask 'given' needs the explorer to be created with mask=...")
+        return given
+    valid = n_keys if valid_keys is None else int(valid_keys)
+    if not 1 <= valid <= n_keys:
+        raise ValueError(f"valid_keys must be in [1, {n_keys}], got {valid}.")
+    from mhacourse.masks import padding_mask
+
+    return padding_mask([valid], n_keys)  # (1, 1, 1, Lk)
+
+
+@dataclass
+class ExplorerState:
+    """Everything one view of the explorer shows.
+
+    ``weights`` is ``(H, Lq, Lk)`` for the chosen layer; ``row`` is the chosen
+    query's weights over the keys for the chosen head (or the mean over heads
+    when ``head`` is ``None``, the "all heads" view).
+    """
+
+    layer: int
+    head: object
+    query: int
+    mask: str
+    scale: float
+    valid_keys: int
+    weights: np.ndarray
+    row: np.ndarray
+    keep: np.ndarray
+    row_sums: np.ndarray = field(repr=False)
+    max_weight: float = 0.0
+    argmax: tuple = ()
+
+    @property
+    def shown(self):
+        """The ``(Lq, Lk)`` heatmap(s) on screen: one head, or all of them."""
+        return self.weights if self.head is None else self.weights[self.head]
+
+
+def _check_index(name, value, size):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if not 0 <= value < size:
+        raise ValueError(f"{name} must be in [0, {size - 1}], got {value}.")
+    return int(value)
+
+
+def explorer_state(source, *, layer=0, head=0, query=0, mask="none", scale=None, valid_keys=None):
+    """Compute what the explorer shows for one setting of its controls.
+
+    Args:
+        source (LayerSource or WeightsSource): Where the weights come from.
+        layer (int): The layer (for several layers of precomputed weights).
+        head (int or None): The head, or ``None`` for the "all heads" grid.
+        query (int): The query token whose row is shown as bars.
+        mask (str): ``"none"``, ``"causal"``, ``"padding"`` or ``"given"``.
+        scale (float, optional): Multiplies the queries (a layer) or the
+            original scores (precomputed weights). Default: the source's own.
+        valid_keys (int, optional): Real keys for the padding mask.
+
+    Returns:
+        ExplorerState: The weights, the row, the row sums and the largest weight.
+    """
+    layer = _check_index("layer", layer, source.num_layers)
+    if head is not None:
+        head = _check_index("head", head, source.num_heads)
+    query = _check_index("query", query, source.n_queries)
+    scale = source.default_scale if scale is None else float(scale)
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale}.")
+    valid_keys = source.n_keys if valid_keys is None else int(valid_keys)
+    mask_array = build_mask(mask, source.n_queries, source.n_keys, valid_keys, source.given_mask)
+
+    weights = source.weights(layer, scale, mask_array)  # (H, Lq, Lk)
+    keep = np.ones((source.n_queries, source.n_keys), dtype=bool)
+    if mask_array is not None:
+        keep = np.broadcast_to(keep_matrix(mask_array, source.n_queries, source.n_keys),
+                               weights.shape).all(axis=0)  # (Lq, Lk)
+    row = weights[:, query].mean(axis=0) if head is None else weights[head, query]  # (Lk,)
+    shown = weights if head is None else weights[head][None]  # (H or 1, Lq, Lk)
+    position = np.unravel_index(int(np.argmax(shown)), shown.shape)
+    argmax = (head if head is not None else int(position[0]), int(position[1]), int(position[2]))
+    return ExplorerState(
+        layer=layer, head=head, query=query, mask=mask, scale=scale, valid_keys=valid_keys,
+        weights=weights, row=row, keep=keep, row_sums=weights.sum(axis=-1),
+        max_weight=float(shown.max()), argmax=argmax,
+    )
