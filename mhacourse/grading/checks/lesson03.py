@@ -1,0 +1,212 @@
+"""Lesson 03: masks."""
+
+import math
+
+import mlx.core as mx
+
+import mhacourse
+from mhacourse import masks
+
+from ..registry import Exercise, Mistake, register
+from ._common import HINTS, additive_mask, attention_bug, blocked_pattern, case, rand, upper_left_causal
+
+# ---------------------------------------------------------------------------
+# causal_mask(n, dtype): additive, like create_additive_causal_mask
+
+
+def _blocked(n, strict=True):
+    i = mx.arange(n)
+    return i[None] > i[:, None] if strict else i[None] >= i[:, None]  # (n, n)
+
+
+def _fill(blocked, value, dtype):
+    return mx.where(blocked, mx.array(value, dtype), mx.array(0, dtype))
+
+
+_NEG_INF_HINT = ("Use mx.finfo(dtype).min, not -inf, as create_additive_causal_mask does: a row "
+                 "whose keys are all -inf makes the softmax compute 0/0 = NaN.")
+
+register(Exercise(
+    id="causal_mask",
+    lesson="03",
+    title="The additive causal mask",
+    answer_name="causal_mask",
+    signature="causal_mask(n, dtype)",
+    reference=masks.causal_mask,
+    cases=[
+        case("n = 4, float32", 4, mx.float32),
+        case("n = 1, float32", 1, mx.float32),
+        case("n = 5, float16", 5, mx.float16),
+        case("n = 3, bfloat16", 3, mx.bfloat16),
+    ],
+    mistakes=[
+        Mistake("causal_neg_inf", _NEG_INF_HINT, lambda n, dtype: _fill(_blocked(n), -mx.inf, dtype)),
+        Mistake("float16_overflow",
+                "mx.finfo(mx.float32).min is about -3.4e38: cast to float16 it overflows to -inf. "
+                "Use mx.finfo(dtype).min of the dtype you were given.",
+                lambda n, dtype: _fill(_blocked(n), mx.finfo(mx.float32).min, mx.float32).astype(dtype)),
+        Mistake("causal_large_negative",
+                "Use mx.finfo(dtype).min, the most negative number of the dtype, as MLX does; a "
+                "constant like -1e9 is not representable in float16 (it becomes -inf).",
+                lambda n, dtype: _fill(_blocked(n), -1e9, mx.float32).astype(dtype)),
+        Mistake("causal_ignores_dtype", "Build the mask in the dtype you were given (dtype=...).",
+                lambda n, dtype: _fill(_blocked(n), mx.finfo(mx.float32).min, mx.float32)),
+        Mistake("causal_diagonal",
+                "A query may attend to itself: block only the keys strictly above the diagonal "
+                "(j > i), not the diagonal too.",
+                lambda n, dtype: _fill(_blocked(n, strict=False), mx.finfo(dtype).min, dtype)),
+        Mistake("causal_transposed",
+                "Block the *future* keys, above the diagonal (key j > query i); you blocked the past.",
+                lambda n, dtype: _fill(_blocked(n).T, mx.finfo(dtype).min, dtype)),
+        Mistake("causal_boolean",
+                "causal_mask returns an *additive* mask (0 where allowed, finfo(dtype).min where "
+                "blocked), not booleans.",
+                lambda n, dtype: ~_blocked(n)),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# boolean_to_additive(mask, dtype)
+
+register(Exercise(
+    id="boolean_to_additive",
+    lesson="03",
+    title="From a boolean mask to an additive one",
+    answer_name="boolean_to_additive",
+    signature="boolean_to_additive(mask, dtype)",
+    reference=masks.to_additive,
+    cases=[
+        case("(3, 4) random pattern, float32", lambda: blocked_pattern(50, 3, 4), mx.float32),
+        case("(2, 1, 1, 5) padding, float16", lambda: masks.padding_mask([5, 2], 5), mx.float16),
+        case("(4, 4) causal, bfloat16", lambda: masks.causal(4), mx.bfloat16),
+    ],
+    mistakes=[
+        Mistake("inverted_boolean_mask", HINTS["inverted_boolean_mask"],
+                lambda mask, dtype: _fill(mask, mx.finfo(dtype).min, dtype)),
+        Mistake("neg_inf_vs_finfo_min", _NEG_INF_HINT.replace("create_additive_causal_mask", "MLX"),
+                lambda mask, dtype: _fill(~mask, -mx.inf, dtype)),
+        Mistake("float16_overflow",
+                "mx.finfo(mx.float32).min overflows to -inf in float16 and bfloat16... use "
+                "mx.finfo(dtype).min of the dtype you were given.",
+                lambda mask, dtype: _fill(~mask, mx.finfo(mx.float32).min, mx.float32).astype(dtype)),
+        Mistake("boolean_as_number",
+                "Casting a boolean mask gives 1 where allowed and 0 where blocked: that is not an "
+                "additive mask. Map True -> 0 and False -> mx.finfo(dtype).min.",
+                lambda mask, dtype: mask.astype(dtype)),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# causal_boolean_mask(n_queries, n_keys): True = attend, lower-right aligned
+
+register(Exercise(
+    id="causal_boolean_mask",
+    lesson="03",
+    title="A boolean causal mask when n_queries != n_keys",
+    answer_name="causal_boolean_mask",
+    signature="causal_boolean_mask(n_queries, n_keys)",
+    reference=masks.causal,
+    cases=[
+        case("4 queries, 4 keys", 4, 4),
+        case("2 queries, 5 keys (new tokens after a cache)", 2, 5),
+        case("3 queries, 7 keys", 3, 7),
+        case("1 query, 6 keys", 1, 6),
+    ],
+    mistakes=[
+        Mistake("causal_upper_left", HINTS["causal_upper_left"], upper_left_causal),
+        Mistake("inverted_boolean_mask", HINTS["inverted_boolean_mask"],
+                lambda n_queries, n_keys: ~masks.causal(n_queries, n_keys)),
+        Mistake("causal_diagonal",
+                "A query may attend to its own position: use <=, not <.",
+                lambda n_queries, n_keys: mx.arange(n_keys)[None] < mx.arange(n_queries)[:, None] + n_keys - n_queries),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# padding_mask(lengths, n_keys): (B, 1, 1, n_keys) booleans
+
+
+def _keep(lengths, n_keys, inclusive=False):
+    lengths = mx.array(lengths)
+    positions = mx.arange(n_keys)[None]  # (1, n_keys)
+    return positions <= lengths[:, None] if inclusive else positions < lengths[:, None]  # (B, n_keys)
+
+
+register(Exercise(
+    id="padding_mask",
+    lesson="03",
+    title="A key-padding mask from lengths",
+    answer_name="padding_mask",
+    signature="padding_mask(lengths, n_keys)",
+    reference=masks.padding_mask,
+    cases=[
+        case("lengths [3, 5, 1], 5 keys", [3, 5, 1], 5),
+        case("lengths [2], 4 keys", [2], 4),
+        case("lengths [4, 6], 6 keys", [4, 6], 6),
+    ],
+    mistakes=[
+        Mistake("padding_inverted",
+                "True means *attend* in MLX: the real tokens are True and the padding False "
+                "(PyTorch's key_padding_mask is the opposite).",
+                lambda lengths, n_keys: ~_keep(lengths, n_keys)[:, None, None, :]),
+        Mistake("padding_shape",
+                "Return (B, 1, 1, n_keys) so that the mask broadcasts over the heads and the queries "
+                "of (B, H, n_queries, n_keys): add the two middle axes, e.g. mask[:, None, None, :].",
+                lambda lengths, n_keys: _keep(lengths, n_keys)),
+        Mistake("padding_axis",
+                "The keys are the last axis of (B, H, n_queries, n_keys): use mask[:, None, None, :], "
+                "not a column.",
+                lambda lengths, n_keys: _keep(lengths, n_keys)[:, None, :, None]),
+        Mistake("padding_off_by_one",
+                "Positions 0 ... length - 1 are real: use position < length.",
+                lambda lengths, n_keys: _keep(lengths, n_keys, inclusive=True)[:, None, None, :]),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# masked_attention(queries, keys, values, *, scale, mask=None): every mask kind
+
+
+def _fully_masked(seed, n_queries, n_keys):
+    keep = blocked_pattern(seed, n_queries, n_keys)
+    return mx.where(mx.arange(n_queries)[:, None] == 1, False, keep)  # row 1 sees no key
+
+
+register(Exercise(
+    id="masked_attention",
+    lesson="03",
+    title="Attention with every kind of mask",
+    answer_name="masked_attention",
+    signature="masked_attention(queries, keys, values, *, scale, mask=None)",
+    reference=mhacourse.scaled_dot_product_attention,
+    cases=[
+        case("boolean mask (3, 5), batch 2, 2 heads",
+             lambda: rand(60, 2, 2, 3, 4), lambda: rand(61, 2, 2, 5, 4), lambda: rand(62, 2, 2, 5, 6),
+             scale=0.5, mask=lambda: blocked_pattern(63, 3, 5)),
+        case('"causal", 4 queries, 4 keys',
+             lambda: rand(64, 1, 2, 4, 8), lambda: rand(65, 1, 2, 4, 8), lambda: rand(66, 1, 2, 4, 8),
+             scale=1 / math.sqrt(8), mask="causal"),
+        case('"causal", 2 queries, 5 keys',
+             lambda: rand(67, 2, 1, 2, 4), lambda: rand(68, 2, 1, 5, 4), lambda: rand(69, 2, 1, 5, 4),
+             scale=0.5, mask="causal"),
+        case("padding mask (3, 1, 1, 6) from lengths [6, 2, 4]",
+             lambda: rand(70, 3, 2, 4, 4), lambda: rand(71, 3, 2, 6, 4), lambda: rand(72, 3, 2, 6, 4),
+             scale=0.5, mask=lambda: masks.padding_mask([6, 2, 4], 6)),
+        case("additive mask (3, 5) with -inf",
+             lambda: rand(73, 2, 2, 3, 4), lambda: rand(74, 2, 2, 5, 4), lambda: rand(75, 2, 2, 5, 4),
+             scale=0.5, mask=lambda: additive_mask(76, 3, 5)),
+        case("boolean mask whose row 1 blocks every key",
+             lambda: rand(77, 1, 2, 3, 4), lambda: rand(78, 1, 2, 4, 4), lambda: rand(79, 1, 2, 4, 4),
+             scale=0.5, mask=lambda: _fully_masked(80, 3, 4)),
+    ],
+    mistakes=[
+        Mistake("inverted_boolean_mask", HINTS["inverted_boolean_mask"], attention_bug("inverted_boolean")),
+        Mistake("boolean_added", HINTS["boolean_added"], attention_bug("boolean_added")),
+        Mistake("causal_upper_left", HINTS["causal_upper_left"], attention_bug("causal_upper_left")),
+        Mistake("neg_inf_fully_masked", HINTS["neg_inf_fully_masked"], attention_bug("neg_inf")),
+        Mistake("mask_after_softmax", HINTS["mask_after_softmax"], attention_bug("mask_after_softmax")),
+        Mistake("mask_ignored", HINTS["mask_ignored"], attention_bug("mask_ignored")),
+        Mistake("missing_scale", HINTS["missing_scale"], attention_bug("missing_scale")),
+        Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
+    ],
+))

@@ -1,0 +1,157 @@
+"""Lesson 04: custom dimensions and cross-attention."""
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mhacourse import masks
+
+from ..registry import Exercise, Mistake, ModuleExercise, register
+from ._common import HINTS, buggy_layer, case, rand
+
+# ---------------------------------------------------------------------------
+# projection_shapes(dims, num_heads, ...): the weight shape of every projection
+
+_NAMES = ("query_proj", "key_proj", "value_proj", "out_proj")
+
+
+def _projection_shapes(dims, num_heads, query_input_dims=None, key_input_dims=None,
+                       value_input_dims=None, value_dims=None, value_output_dims=None):
+    layer = nn.MultiHeadAttention(dims, num_heads, query_input_dims, key_input_dims,
+                                  value_input_dims, value_dims, value_output_dims)
+    return {name: tuple(getattr(layer, name).weight.shape) for name in _NAMES}
+
+
+def _shapes(dims, qi, ki, vi, vd, vo, transposed=False):
+    shapes = {"query_proj": (dims, qi), "key_proj": (dims, ki), "value_proj": (vd, vi), "out_proj": (vo, vd)}
+    return {k: v[::-1] for k, v in shapes.items()} if transposed else shapes
+
+
+def _shapes_bug(bug):
+    def wrong(dims, num_heads, query_input_dims=None, key_input_dims=None,
+              value_input_dims=None, value_dims=None, value_output_dims=None):
+        qi = query_input_dims or dims
+        ki = key_input_dims or dims
+        vi = value_input_dims or (dims if bug == "value_input_default" else ki)
+        vd = value_dims or dims
+        vo = value_output_dims or dims
+        if bug == "value_dims_ignored":
+            vd = dims
+        if bug == "out_proj_from_dims":
+            return {**_shapes(dims, qi, ki, vi, vd, vo), "out_proj": (vo, dims)}
+        return _shapes(dims, qi, ki, vi, vd, vo, transposed=bug == "linear_transposed")
+
+    return wrong
+
+
+register(Exercise(
+    id="projection_shapes",
+    lesson="04",
+    title="The shape of every projection",
+    answer_name="projection_shapes",
+    signature="projection_shapes(dims, num_heads, query_input_dims=None, key_input_dims=None, "
+              "value_input_dims=None, value_dims=None, value_output_dims=None)",
+    reference=_projection_shapes,
+    cases=[
+        case("dims 16, 4 heads, defaults", 16, 4),
+        case("every size different", 8, 2, query_input_dims=5, key_input_dims=6, value_input_dims=7,
+             value_dims=10, value_output_dims=3),
+        case("key_input_dims 6, value_input_dims left to its default", 8, 4, key_input_dims=6),
+        case("value_dims 12, value_output_dims 20", 8, 2, value_dims=12, value_output_dims=20),
+    ],
+    mistakes=[
+        Mistake("value_input_default",
+                "value_input_dims defaults to key_input_dims, not dims (keys and values usually come "
+                "from the same sequence).", _shapes_bug("value_input_default")),
+        Mistake("linear_transposed",
+                "nn.Linear(input_dims, output_dims) stores its weight as (output_dims, input_dims).",
+                _shapes_bug("linear_transposed")),
+        Mistake("value_dims_ignored", "value_proj projects to value_dims (default dims), and out_proj "
+                "reads value_dims features.", _shapes_bug("value_dims_ignored")),
+        Mistake("out_proj_from_dims", "out_proj reads the merged heads, value_dims features, not dims.",
+                _shapes_bug("out_proj_from_dims")),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# MultiHeadAttention: the full constructor
+
+
+def _causal(n):
+    return nn.MultiHeadAttention.create_additive_causal_mask(n)
+
+
+register(ModuleExercise(
+    id="multi_head_attention",
+    lesson="04",
+    title="The full mlx.nn.MultiHeadAttention",
+    answer_name="MultiHeadAttention",
+    signature=("MultiHeadAttention(dims, num_heads, query_input_dims=None, key_input_dims=None, "
+               "value_input_dims=None, value_dims=None, value_output_dims=None, bias=False)"
+               "(queries, keys, values, mask=None)"),
+    reference=nn.MultiHeadAttention,
+    cases=[
+        case("dims 8, 2 heads, defaults, self-attention", {"dims": 8, "num_heads": 2},
+             lambda: (lambda x: (x, x, x))(rand(90, 1, 4, 8))),
+        case("every size different, bias=True, batch 2, 3 queries, 5 keys",
+             {"dims": 12, "num_heads": 3, "query_input_dims": 5, "key_input_dims": 7, "value_input_dims": 6,
+              "value_dims": 9, "value_output_dims": 4, "bias": True},
+             lambda: (rand(91, 2, 3, 5), rand(92, 2, 5, 7), rand(93, 2, 5, 6))),
+        case("key_input_dims 6 (value_input_dims defaults to it), 4 heads",
+             {"dims": 8, "num_heads": 4, "key_input_dims": 6},
+             lambda: (rand(94, 2, 3, 8), rand(95, 2, 4, 6), rand(96, 2, 4, 6))),
+        case("dims 16, 4 heads, bias, additive causal mask", {"dims": 16, "num_heads": 4, "bias": True},
+             lambda: (lambda x: (x, x, x))(rand(97, 2, 5, 16)), mask=lambda: _causal(5)),
+        case("dims 8, 2 heads, boolean padding mask, 3 queries, 6 keys", {"dims": 8, "num_heads": 2},
+             lambda: (rand(98, 2, 3, 8), rand(99, 2, 6, 8), rand(100, 2, 6, 8)),
+             mask=lambda: masks.padding_mask([6, 3], 6)),
+    ],
+    mistakes=[
+        Mistake(bug, HINTS[bug], buggy_layer(bug))
+        for bug in ("scale_full_dims", "missing_scale", "split_no_transpose", "merge_no_transpose",
+                    "no_out_proj", "swap_key_value_proj", "softmax_axis", "mask_ignored")
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# cross_attention(layer, decoder_states, encoder_states, encoder_lengths)
+
+
+def _cross_layer(seed):
+    mx.random.seed(seed)
+    layer = nn.MultiHeadAttention(8, 2, key_input_dims=6)
+    mx.eval(layer.parameters())
+    return layer
+
+
+def _cross_attention(layer, decoder_states, encoder_states, encoder_lengths):
+    mask = masks.padding_mask(encoder_lengths, encoder_states.shape[1])
+    return layer(decoder_states, encoder_states, encoder_states, mask=mask)
+
+
+register(Exercise(
+    id="cross_attention",
+    lesson="04",
+    title="Encoder-decoder attention with padding",
+    answer_name="cross_attention",
+    signature="cross_attention(layer, decoder_states, encoder_states, encoder_lengths)",
+    reference=_cross_attention,
+    cases=[
+        case("batch 2, 3 decoder positions, 5 encoder positions, lengths [5, 2]",
+             lambda: _cross_layer(110), lambda: rand(111, 2, 3, 8), lambda: rand(112, 2, 5, 6), [5, 2]),
+        case("batch 3, 4 decoder positions, 4 encoder positions, lengths [1, 4, 3]",
+             lambda: _cross_layer(113), lambda: rand(114, 3, 4, 8), lambda: rand(115, 3, 4, 6), [1, 4, 3]),
+    ],
+    mistakes=[
+        Mistake("cross_no_padding",
+                "Mask the encoder's padding: build a (B, 1, 1, n_keys) boolean mask from "
+                "encoder_lengths and pass it as mask=.",
+                lambda layer, dec, enc, lengths: layer(dec, enc, enc)),
+        Mistake("cross_causal",
+                "Cross-attention is not causal: every decoder position may read the whole (unpadded) "
+                "encoder output. Use only the padding mask.",
+                lambda layer, dec, enc, lengths: layer(dec, enc, enc, mask=masks.combine(
+                    masks.padding_mask(lengths, enc.shape[1]), masks.causal(dec.shape[1], enc.shape[1])))),
+        Mistake("padding_inverted", HINTS["inverted_boolean_mask"],
+                lambda layer, dec, enc, lengths: layer(dec, enc, enc, mask=~masks.padding_mask(lengths, enc.shape[1]))),
+    ],
+))

@@ -1,0 +1,173 @@
+"""Lesson 07: the capstone, a tiny transformer that reverses digits."""
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mhacourse import capstone
+
+from ..registry import Exercise, Mistake, ModuleExercise, register
+from ._common import case, rand
+
+# ---------------------------------------------------------------------------
+# reversal_batch(digits) -> (inputs, targets)
+
+
+def _sequence(digits, reverse=True, sep=True):
+    N = digits.shape[0]
+    answer = digits[:, ::-1] if reverse else digits
+    parts = [digits] + ([mx.full((N, 1), capstone.SEP, dtype=digits.dtype)] if sep else []) + [answer]
+    return mx.concatenate(parts, axis=1)  # (N, 2L + 1)
+
+
+def _digits(seed, n, length):
+    return lambda: capstone.make_digits(n, length, key=mx.random.key(seed))
+
+
+register(Exercise(
+    id="reversal_batch",
+    lesson="07",
+    title="Inputs and targets for the reversal task",
+    answer_name="reversal_batch",
+    signature="reversal_batch(digits)",
+    reference=capstone.make_sequences,
+    cases=[
+        case("2 sequences of 4 digits", lambda: mx.array([[3, 1, 4, 1], [5, 9, 2, 6]])),
+        case("5 random sequences of 6 digits", _digits(300, 5, 6)),
+        case("1 sequence of 1 digit", lambda: mx.array([[7]])),
+    ],
+    mistakes=[
+        Mistake("reversal_not_reversed", "The answer is the digits *reversed*: digits[:, ::-1].",
+                lambda digits: (lambda t: (t[:, :-1], t[:, 1:]))(_sequence(digits, reverse=False))),
+        Mistake("reversal_no_shift",
+                "The targets are the inputs shifted left by one (next-token prediction): "
+                "inputs = tokens[:, :-1], targets = tokens[:, 1:].",
+                lambda digits: (lambda t: (t[:, :-1], t[:, :-1]))(_sequence(digits))),
+        Mistake("reversal_shift_direction",
+                "The model reads tokens[:, :-1] and predicts tokens[:, 1:]; you swapped them.",
+                lambda digits: (lambda t: (t[:, 1:], t[:, :-1]))(_sequence(digits))),
+        Mistake("reversal_no_sep",
+                f"Put the separator token capstone.SEP (= {capstone.SEP}) between the digits and "
+                "their reversal.",
+                lambda digits: (lambda t: (t[:, :-1], t[:, 1:]))(
+                    mx.concatenate([_sequence(digits, sep=False), digits[:, :1]], axis=1))),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# TransformerBlock(dims, num_heads): pre-norm causal self-attention + MLP
+
+
+class _Block(capstone.TransformerBlock):
+    """The capstone's block, returning only the new hidden states."""
+
+    def __call__(self, x):
+        return super().__call__(x)[0]
+
+
+class _NotCausalBlock(capstone.TransformerBlock):
+    def __call__(self, x):
+        h = self.attention_norm(x)
+        x = x + self.attention(h, h, h)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class _PostNormBlock(capstone.TransformerBlock):
+    def __call__(self, x):
+        x = self.attention_norm(x + self.attention(x, x, x, mask="causal"))
+        return self.mlp_norm(x + self.mlp(x))
+
+
+class _NoResidualBlock(capstone.TransformerBlock):
+    def __call__(self, x):
+        h = self.attention_norm(x)
+        x = self.attention(h, h, h, mask="causal")
+        return self.mlp(self.mlp_norm(x))
+
+
+class _UnnormedAttentionBlock(capstone.TransformerBlock):
+    def __call__(self, x):
+        h = self.attention_norm(x)
+        x = x + self.attention(h, x, x, mask="causal")
+        return x + self.mlp(self.mlp_norm(x))
+
+
+register(ModuleExercise(
+    id="transformer_block",
+    lesson="07",
+    title="The capstone's transformer block",
+    answer_name="TransformerBlock",
+    signature="TransformerBlock(dims, num_heads)(x)",
+    reference=_Block,
+    cases=[
+        case("dims 8, 2 heads, batch 2, 5 positions", {"dims": 8, "num_heads": 2}, lambda: (rand(310, 2, 5, 8),)),
+        case("dims 16, 4 heads, batch 1, 7 positions", {"dims": 16, "num_heads": 4}, lambda: (rand(311, 1, 7, 16),)),
+    ],
+    mistakes=[
+        Mistake("block_not_causal",
+                "A language model must not see the future: call the attention with mask=\"causal\".",
+                _NotCausalBlock),
+        Mistake("block_post_norm",
+                "This is a pre-norm block: normalise the input of each sub-layer, x + f(norm(x)), "
+                "not the sum, norm(x + f(x)).", _PostNormBlock),
+        Mistake("block_no_residual",
+                "Add each sub-layer's output to its input (the residual connection): x = x + f(norm(x)).",
+                _NoResidualBlock),
+        Mistake("block_unnormed_keys",
+                "Normalise once and use the normalised h as queries, keys *and* values: "
+                "self.attention(h, h, h, mask=\"causal\").", _UnnormedAttentionBlock),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# answer_loss(model, inputs, targets): cross-entropy over the answer positions
+
+
+def _tiny_model(seed, seq_len):
+    mx.random.seed(seed)
+    model = capstone.TinyTransformer(seq_len=seq_len, dims=8, num_heads=2, num_layers=1)
+    mx.eval(model.parameters())
+    return model
+
+
+def _loss_case(name, seed, n, seq_len):
+    def batch(i):
+        return lambda: capstone.make_sequences(capstone.make_digits(n, seq_len, key=mx.random.key(seed)))[i]
+
+    return case(name, lambda: _tiny_model(seed, seq_len), batch(0), batch(1))
+
+
+def _loss_bug(bug):
+    def wrong(model, inputs, targets):
+        L = model.seq_len
+        logits = model(inputs)
+        if bug == "all_positions":
+            return nn.losses.cross_entropy(logits, targets, reduction="mean")
+        if bug == "sum":
+            return nn.losses.cross_entropy(logits[:, L:], targets[:, L:], reduction="sum")
+        if bug == "off_by_one":
+            return nn.losses.cross_entropy(logits[:, L - 1:-1], targets[:, L:], reduction="mean")
+        raise ValueError(bug)
+
+    return wrong
+
+
+register(Exercise(
+    id="answer_loss",
+    lesson="07",
+    title="The loss over the answer positions",
+    answer_name="answer_loss",
+    signature="answer_loss(model, inputs, targets)",
+    reference=capstone.loss_fn,
+    cases=[_loss_case("4 sequences of 3 digits", 320, 4, 3), _loss_case("2 sequences of 5 digits", 321, 2, 5)],
+    mistakes=[
+        Mistake("loss_all_positions",
+                "Only the answer positions count: the digits before the separator are random and "
+                "cannot be predicted. Slice logits[:, L:] and targets[:, L:] with L = model.seq_len.",
+                _loss_bug("all_positions")),
+        Mistake("loss_sum", "Average the cross-entropy (reduction=\"mean\") so that the loss does not "
+                "grow with the batch size.", _loss_bug("sum")),
+        Mistake("loss_off_by_one",
+                "Logits and targets are already aligned (targets are the inputs shifted by one): "
+                "slice both with [:, L:].", _loss_bug("off_by_one")),
+    ],
+))
