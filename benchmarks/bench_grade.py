@@ -1,0 +1,81 @@
+"""Throughput of ``mhacourse grade`` on the 30 fixture submissions.
+
+Makes the fixtures (``tests/fixtures/make_submissions.py``) in a temporary
+folder, grades the whole folder with ``--jobs 1`` and ``--jobs 2``, prints
+notebooks per minute and checks every score against the expected one::
+
+    python benchmarks/bench_grade.py [--jobs 1,2] [--timeout 10] [--json out.json]
+
+Exits 1 if any submission got another status or score than expected.
+"""
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mhacourse.grading import grade  # noqa: E402
+
+
+def load_fixture_maker():
+    path = ROOT / "tests" / "fixtures" / "make_submissions.py"
+    spec = importlib.util.spec_from_file_location("make_submissions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mismatches(reports, expected):
+    """Submissions whose status or points differ from the fixture's expectation."""
+    wrong = []
+    for report in reports:
+        want = expected[Path(report["file"]).name]
+        solved = [row["id"] for row in report["exercises"] if row["points"] > 0]
+        full = all(row["points"] == row["max_points"] for row in report["exercises"] if row["id"] in solved)
+        if report["status"] != want["status"] or solved != want["solved"] or not full:
+            wrong.append(f"{Path(report['file']).name}: got {report['status']} {solved}, "
+                         f"expected {want['status']} {want['solved']} ({report['detail'][:200]})")
+    return wrong
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", default="1,2", help="comma-separated worker counts (default: 1,2)")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds per cell (default: 10)")
+    parser.add_argument("--lesson", default=None, help="lesson the fixtures are made from (default: the first)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    results, failed = [], False
+    with tempfile.TemporaryDirectory(prefix="mhacourse-bench-grade-") as folder:
+        expected = load_fixture_maker().make_submissions(folder, args.lesson)
+        paths = grade.collect_submissions([folder])
+        print(f"{len(paths)} submissions (lesson fixtures from {ROOT / 'solutions'}), timeout {args.timeout:g} s per cell")
+        for jobs in (int(j) for j in args.jobs.split(",")):
+            start = time.perf_counter()
+            reports = grade.grade_many(paths, jobs=jobs, timeout=args.timeout, progress=False)
+            seconds = time.perf_counter() - start
+            wrong = mismatches(reports, expected)
+            failed |= bool(wrong)
+            per_minute = 60 * len(paths) / seconds
+            slowest = max(reports, key=lambda r: r.get("seconds", 0))
+            results.append({"jobs": jobs, "notebooks": len(paths), "seconds": round(seconds, 2),
+                            "notebooks_per_minute": round(per_minute, 1), "mismatches": wrong})
+            print(f"--jobs {jobs}: {len(paths)} notebooks in {seconds:6.1f} s = {per_minute:5.1f} notebooks/min "
+                  f"(slowest {Path(slowest['file']).name.split('__')[-1]} {slowest['seconds']:.1f} s); "
+                  f"{len(paths) - len(wrong)}/{len(paths)} scores as expected")
+            for line in wrong:
+                print(f"  MISMATCH {line}")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": results}, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

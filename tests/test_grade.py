@@ -1,0 +1,202 @@
+"""The batch grader: exact scores for broken and tampered submissions, reports, CLI.
+
+One batch (``--jobs 2``) grades every committed solution (full marks), every
+untouched exercise (zero) and one fixture per broken case and tampering
+attempt, made at test time from the committed notebooks by
+``tests/fixtures/make_submissions.py``. Set ``MHACOURSE_GRADE_ALL=1`` to grade
+all 30 fixtures here too (``benchmarks/bench_grade.py`` always does).
+"""
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mhacourse.grading import get_exercise, grade
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 10  # seconds per cell: the infinite loop costs this much
+
+spec = importlib.util.spec_from_file_location("make_submissions", REPO / "tests" / "fixtures" / "make_submissions.py")
+make_submissions = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_submissions)
+
+# One fixture per broken case and per tampering attempt (the rest: MHACOURSE_GRADE_ALL=1).
+CASES = [
+    "03_partial",
+    "05_invalid_json",
+    "06_borrowed_answers",
+    "07_not_a_notebook",
+    "09_deleted_answer",
+    "10_duplicated_answer",
+    "13_kernel_dies_early",
+    "14_infinite_loop",
+    "16_exception_cell",
+    "20_prints_passed",
+    "21_redefines_check",
+    "22_patches_grading_check",
+    "23_patches_passed",
+    "24_fake_grading_module",
+    "25_answer_patches_grader",
+    "26_metadata_exercises_removed",
+    "homework",
+]
+
+
+def digest(paths):
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submissions")
+    expected = make_submissions.make_submissions(folder)
+    if os.environ.get("MHACOURSE_GRADE_ALL") != "1":
+        expected = {name: want for name, want in expected.items() if Path(name).stem.split("__")[-1] in CASES}
+    fixtures = [folder / name for name in sorted(expected)]
+    course = grade.collect_submissions([REPO / "solutions", REPO / "exercises"])
+    before = digest(fixtures + course)
+    reports = grade.grade_many(fixtures + course, jobs=2, timeout=TIMEOUT, progress=False)
+    return {
+        "expected": expected,
+        "reports": {Path(r["file"]).name if Path(r["file"]).parent == folder else
+                    str(Path(r["file"]).relative_to(REPO)): r for r in reports},
+        "before": before,
+        "after": digest(fixtures + course),
+    }
+
+
+def test_every_case_is_graded(batch):
+    assert len(batch["expected"]) >= len(CASES)
+    assert set(batch["expected"]) <= set(batch["reports"])
+
+
+def test_fixture_scores_are_exact(batch):
+    wrong = {}
+    for name, want in batch["expected"].items():
+        report = batch["reports"][name]
+        points = {row["id"]: row["points"] for row in report["exercises"]}
+        want_points = {row["id"]: row["max_points"] if row["id"] in want["solved"] else 0.0
+                       for row in report["exercises"]}
+        total = sum(get_exercise(ex_id).points for ex_id in want["solved"])
+        if report["status"] != want["status"] or points != want_points or report["total"] != total:
+            wrong[name] = (report["status"], points, report["detail"])
+    assert not wrong, json.dumps(wrong, indent=1)
+
+
+@pytest.mark.parametrize("folder", ["solutions", "exercises"])
+def test_solutions_earn_every_point_and_untouched_exercises_none(batch, folder):
+    reports = [r for name, r in batch["reports"].items() if name.startswith(folder + "/")]
+    assert len(reports) == len(list((REPO / folder).glob("*.ipynb"))) >= 7
+    for report in reports:
+        assert report["status"] == "ok", (report["file"], report["detail"])
+        assert report["exercises"], report["file"]
+        for row in report["exercises"]:
+            want = row["max_points"] if folder == "solutions" else 0.0
+            assert (row["points"], row["passed"]) == (want, folder == "solutions"), (report["file"], row)
+
+
+def test_scores_come_from_the_registry_not_the_notebook_metadata(batch):
+    name = next(n for n in batch["expected"] if n.endswith("26_metadata_exercises_removed.ipynb"))
+    report = batch["reports"][name]
+    lesson = report["lesson"]
+    assert [row["id"] for row in report["exercises"]] == [ex["id"] for ex in grade.lesson_exercises(lesson)]
+    assert report["max"] == sum(ex["max_points"] for ex in grade.lesson_exercises(lesson)) > 0
+
+
+def test_broken_cells_are_reported_per_cell(batch):
+    reports = batch["reports"]
+    loop = next(r for n, r in reports.items() if n.endswith("14_infinite_loop.ipynb"))
+    assert [c["status"] for c in loop["cells"]].count("timeout") == 1
+    died = next(r for n, r in reports.items() if n.endswith("13_kernel_dies_early.ipynb"))
+    assert [c["status"] for c in died["cells"]].count("kernel-died") == 1
+    assert "killed the kernel" in died["detail"]
+
+
+def test_tampering_code_is_flagged_for_review(batch):
+    flags = {n.split("__")[-1]: r["flags"] for n, r in batch["reports"].items() if "__" in n}
+    assert "patches the grading package" in flags["22_patches_grading_check.ipynb"]
+    assert "sys.modules" in flags["24_fake_grading_module.ipynb"]
+    assert flags["03_partial.ipynb"] == []
+
+
+def test_grading_never_modifies_a_submission(batch):
+    assert batch["before"] == batch["after"]
+
+
+def test_csv_has_one_row_per_submission_with_points_columns(batch):
+    reports = list(batch["reports"].values())
+    rows = list(csv.DictReader(io.StringIO(grade.csv_text(reports))))
+    assert len(rows) == len(reports)
+    header = list(rows[0])
+    assert header[:3] == ["file", "lesson", "status"] and header[-4:] == ["total", "max", "flags", "detail"]
+    for row, report in zip(rows, reports):
+        assert row["status"] == report["status"]
+        assert float(row["total"]) == report["total"]
+        for exercise in report["exercises"]:
+            assert float(row[exercise["id"]]) == exercise["points"]
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog="mhacourse grade")
+    grade.configure(parser)
+    return grade.run(parser.parse_args(argv))
+
+
+def test_cli_writes_csv_and_json_and_goes_on_after_broken_files(tmp_path, capsys):
+    submissions = tmp_path / "in"
+    (submissions / "alice").mkdir(parents=True)
+    (submissions / "alice" / "02_many_heads.ipynb").write_text("{not json")
+    (submissions / "bob.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    out, reports = tmp_path / "grades.csv", tmp_path / "json"
+    assert run_cli([str(submissions), "--out", str(out), "--json", str(reports), "--no-progress"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(Path(r["file"]).name, r["lesson"], r["status"]) for r in rows] == [
+        ("02_many_heads.ipynb", "02", "invalid-notebook"),
+        ("bob.ipynb", "", "unknown-lesson"),
+    ]
+    assert rows[0]["split_heads"] == "0" and float(rows[0]["max"]) == sum(
+        ex["max_points"] for ex in grade.lesson_exercises("02"))
+    written = sorted(p.name for p in reports.iterdir())
+    assert written == ["alice__02_many_heads.json", "bob.json"]
+    report = json.loads((reports / "alice__02_many_heads.json").read_text())
+    assert report["status"] == "invalid-notebook" and "invalid JSON" in report["detail"]
+    assert "graded 2 notebook(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [(["missing.ipynb"], "SUBMISSION must be"), (["--jobs", "0", "x"], "jobs must be"),
+     (["--timeout", "0", "x"], "timeout must be")],
+)
+def test_cli_rejects_bad_arguments(tmp_path, capsys, monkeypatch, argv, words):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "homework.ipynb").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_lesson_comes_from_metadata_then_file_name():
+    known = {"01", "02"}
+    nb = make_submissions.nbformat.v4.new_notebook()
+    assert grade.identify_lesson(nb, Path("02_x.ipynb"), known) == ("02", [])
+    assert grade.identify_lesson(nb, Path("alice.ipynb"), known) == (None, [])
+    nb.metadata["mhacourse"] = {"lesson": "01"}
+    lesson, notes = grade.identify_lesson(nb, Path("02_x.ipynb"), known)
+    assert lesson == "01" and "file name 02" in notes[0]
+    assert grade.identify_lesson(nb, Path("02_x.ipynb"), known, forced="02") == ("02", [])
+
+
+def test_forged_points_are_bounded_by_the_registry():
+    exercise = {"id": "split_heads", "answer_name": "split_heads", "max_points": 1.0}
+    assert grade._score(exercise, {"passed": True, "points": 1e9})["points"] == 1.0
+    assert grade._score(exercise, {"passed": "yes", "points": 1})["points"] == 0.0
+    assert grade._score(exercise, {"passed": True, "points": 1, "tampered": ["x"]})["points"] == 0.0
+    assert grade._score(exercise, None)["points"] == 0.0
