@@ -23,22 +23,9 @@ class MultiHeadAttention(custom_dims.MultiHeadAttention):
     messages that name the argument.
 
     Args:
-        dims (int): The model dimensions. This is also the default
-            for the queries, keys, values, and the output.
-        num_heads (int): The number of attention heads; must divide ``dims``
-            and ``value_dims``.
-        query_input_dims (int, optional): The input dimensions of the queries.
-            Default: ``dims``.
-        key_input_dims (int, optional): The input dimensions of the keys.
-            Default: ``dims``.
-        value_input_dims (int, optional): The input dimensions of the values.
-            Default: ``key_input_dims``.
-        value_dims (int, optional): The dimensions of the values after the
-            projection. Default: ``dims``.
-        value_output_dims (int, optional): The dimensions the new values will
-            be projected to. Default: ``dims``.
-        bias (bool, optional): Whether or not to use a bias in the projections.
-            Default: ``False``.
+        The constructor of stage 4, :class:`mhacourse.attention.custom_dims.MultiHeadAttention`
+        (``dims, num_heads, query_input_dims, key_input_dims, value_input_dims,
+        value_dims, value_output_dims, bias``), with MLX's defaults.
     """
 
     def attend(self, queries, keys, values, mask, return_weights):
