@@ -37,5 +37,13 @@ def main(argv=None):
     return importlib.import_module(args.module).run(args)
 
 
-if __name__ == "__main__":
+def entry():
+    """The ``mhacourse`` console script: on Linux, first restart on an optimised BLAS."""
+    from mhacourse.blas import reexec_with_blas
+
+    reexec_with_blas()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
