@@ -16,6 +16,7 @@ __all__ = [
     "apply_mask",
     "causal_keep",
     "check_attention_inputs",
+    "check_mask",
 ]
 
 
@@ -78,6 +79,18 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
             f"(keys {_shape(keys)}, values {_shape(values)})."
         )
 
+    target = (B, n_q_heads, queries.shape[2], n_keys)
+    check_mask(mask, target, out_dtype)
+
+
+def check_mask(mask, target, dtype):
+    """Check that ``mask`` is usable for scores of shape ``target`` and ``dtype``.
+
+    Args:
+        mask (array or str or None): The mask to check.
+        target (tuple(int)): ``(B, H_q, L_q, L_k)``, the shape of the scores.
+        dtype (Dtype): The dtype of the scores; an additive mask must not promote it.
+    """
     if mask is None:
         return
     if isinstance(mask, str):
@@ -88,7 +101,6 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
         raise TypeError(f"mask must be 'causal', an mx.array or None; got {type(mask).__name__}.")
     if mask.ndim > 4:
         raise ValueError(f"mask must have at most 4 dimensions, got shape {_shape(mask)}.")
-    target = (B, n_q_heads, queries.shape[2], n_keys)
     try:
         fits = mx.broadcast_shapes(mask.shape, target) == target
     except ValueError:
@@ -98,13 +110,11 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
             f"mask of shape {_shape(mask)} cannot broadcast to "
             f"(batch, heads, n_queries, n_keys) = {target}."
         )
-    if mask.dtype != mx.bool_:
-        if result_dtype(mask.dtype, out_dtype) != out_dtype:
-            raise ValueError(
-                f"an additive mask of dtype {mask.dtype} would promote the "
-                f"{out_dtype} inputs; build it in {out_dtype} "
-                f"(e.g. mask.astype({out_dtype}))."
-            )
+    if mask.dtype != mx.bool_ and result_dtype(mask.dtype, dtype) != dtype:
+        raise ValueError(
+            f"an additive mask of dtype {mask.dtype} would promote the "
+            f"{dtype} inputs; build it in {dtype} (e.g. mask.astype({dtype}))."
+        )
 
 
 def causal_keep(n_queries, n_keys):
