@@ -10,11 +10,13 @@ each broadcastable to ``(batch, num_heads, n_queries, n_keys)``:
 - the string ``"causal"``: each query sees the keys up to its own position,
   aligned to the lower right when ``n_queries != n_keys``.
 
-**A query row with no allowed key** gets the behaviour of the fused kernel:
-with a boolean mask or ``"causal"``, blocked scores become
+**A query row with no allowed key** gets the behaviour of the fused kernel's
+reference path: with a boolean mask (and ``"causal"``), blocked scores become
 ``finfo(dtype).min``, so the row's weights are uniform and its output is the
 mean of the values; with an additive ``-inf`` row the softmax divides 0 by 0
-and the output is NaN. The helpers here build boolean masks, or additive ones
+and the output is NaN. (``"causal"`` with more queries than keys leaves the
+first rows with no key; MLX promises nothing for them and GPU kernels have
+differed, so do not rely on those rows.) The helpers here build boolean masks, or additive ones
 from ``finfo(dtype).min``, so they never produce NaN.
 """
 
