@@ -79,6 +79,13 @@ def test_cases_cover_asymmetric_shapes():
                     "value_dims", "value_output_dims", "bias"}
 
 
+@pytest.mark.parametrize("bad_id", [None, 3, ["split_heads"], {"id": 1}])
+def test_non_string_id_is_a_result_listing_the_ids(bad_id):
+    result = check(bad_id, good_split)
+    assert not result.passed and result.status == "invalid"
+    assert "string" in result.message and "split_heads" in result.message
+
+
 # ---------------------------------------------------------------------------
 # check() never raises
 
@@ -160,6 +167,33 @@ def test_wrong_signature_gets_a_hint():
     result = check("split_heads", lambda x: x)
     assert not result.passed and result.hint_id == "signature"
     assert "split_heads(x, num_heads)" in result.report()
+
+
+def test_returned_object_whose_repr_fails_is_a_failure():
+    class Unprintable:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    for exercise_id, answer in [("split_heads", lambda x, num_heads: Unprintable()),
+                                ("parameter_count", lambda dims, num_heads, bias=False: Unprintable())]:
+        result = check(exercise_id, answer)
+        assert result.status == "failed", result.report()
+        assert "Unprintable" in result.report()
+
+
+def test_class_with_wrong_constructor_or_call_signature_gets_a_hint():
+    class TwoArguments(nn.MultiHeadAttention):
+        def __init__(self, dims, num_heads):
+            super().__init__(dims, num_heads)
+
+    class CallWithOneInput(nn.MultiHeadAttention):
+        def __call__(self, x):
+            return x
+
+    for answer in (TwoArguments, CallWithOneInput):
+        result = check("multi_head_attention", answer)
+        assert not result.passed and result.hint_id == "signature", result.report()
+        assert "query_input_dims" in result.hint
 
 
 def test_system_exit_in_the_answer_is_caught():

@@ -4,7 +4,7 @@ One batch (``--jobs 2``) grades every committed solution (full marks), every
 untouched exercise (zero) and one fixture per broken case and tampering
 attempt, made at test time from the committed notebooks by
 ``tests/fixtures/make_submissions.py``. Set ``MHACOURSE_GRADE_ALL=1`` to grade
-all 30 fixtures here too (``benchmarks/bench_grade.py`` always does).
+all 31 fixtures here too (``benchmarks/bench_grade.py`` always does).
 """
 
 import argparse
@@ -45,6 +45,7 @@ CASES = [
     "24_fake_grading_module",
     "25_answer_patches_grader",
     "26_metadata_exercises_removed",
+    "31_wraps_reference",
     "homework",
 ]
 

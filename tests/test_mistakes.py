@@ -232,7 +232,85 @@ def copy_weights_backwards(source, target):
     return target
 
 
+def sdpa_softmax_axis_1(queries, keys, values, *, scale, mask=None):
+    scores = scale * (queries @ keys.swapaxes(-1, -2))
+    if mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=1) @ values  # axis 1 is the keys in 2-D, the heads in 4-D
+
+
+def sdpa_mask_before_scale(queries, keys, values, *, scale, mask=None):
+    scores = queries @ keys.swapaxes(-1, -2)
+    if mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores * scale, axis=-1) @ values
+
+
+def sdpa_returns_weights(queries, keys, values, *, scale, mask=None):
+    scores = scale * (queries @ keys.swapaxes(-1, -2))
+    if mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1)
+
+
+def masked_attention_fill_zero(queries, keys, values, *, scale, mask=None):
+    scores = scale * (queries @ keys.swapaxes(-1, -2))
+    if isinstance(mask, str):
+        Lq, Lk = scores.shape[-2:]
+        mask = mx.tril(mx.ones((Lq, Lk)), k=Lk - Lq).astype(mx.bool_)
+    if mask is not None and mask.dtype == mx.bool_:
+        scores = mx.where(mask, scores, 0.0)
+    elif mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values
+
+
+def padding_mask_three_axes(lengths, n_keys):
+    return (mx.arange(n_keys)[None] < mx.array(lengths)[:, None])[:, None, :]
+
+
+def causal_boolean_triu(n_queries, n_keys):
+    return mx.triu(mx.ones((n_queries, n_keys), dtype=mx.bool_))
+
+
+class LayerScaleOverHeadDims(FullLayer):
+    def scale(self, head_dims):
+        return 1 / head_dims
+
+
+class LayerMergeInterleaved(FullLayer):
+    def __call__(self, queries, keys, values, mask=None):
+        q = self.split(self.query_proj(queries))
+        k = self.split(self.key_proj(keys))
+        v = self.split(self.value_proj(values))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale(q.shape[-1]), mask=mask)
+        B, H, L, Dv = out.shape
+        return self.out_proj(out.transpose(0, 2, 3, 1).reshape(B, L, H * Dv))
+
+
+class LayerBooleanMaskAdded(FullLayer):
+    def __call__(self, queries, keys, values, mask=None):
+        q = self.split(self.query_proj(queries))
+        k = self.split(self.key_proj(keys))
+        v = self.split(self.value_proj(values))
+        scores = self.scale(q.shape[-1]) * (q @ k.swapaxes(-1, -2))
+        if mask is not None:
+            scores = scores + mask  # a boolean mask adds 1/0
+        out = mx.softmax(scores, axis=-1) @ v
+        B, H, L, Dv = out.shape
+        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, L, H * Dv))
+
+
 MISTAKES = [
+    ("scaled_dot_product_attention", sdpa_softmax_axis_1, "softmax_axis"),
+    ("scaled_dot_product_attention", sdpa_mask_before_scale, "mask_scaled"),
+    ("scaled_dot_product_attention", sdpa_returns_weights, "no_values"),
+    ("masked_attention", masked_attention_fill_zero, "mask_fill_zero"),
+    ("padding_mask", padding_mask_three_axes, "padding_shape"),
+    ("causal_boolean_mask", causal_boolean_triu, "causal_transposed"),
+    ("multi_head_attention", LayerScaleOverHeadDims, "scale_not_sqrt"),
+    ("multi_head_attention", LayerMergeInterleaved, "merge_interleaved"),
+    ("multi_head_attention", LayerBooleanMaskAdded, "boolean_added"),
     ("scaled_dot_product_attention", sdpa_no_scale, "missing_scale"),
     ("scaled_dot_product_attention", sdpa_softmax_over_queries, "softmax_axis"),
     ("scaled_dot_product_attention", sdpa_mask_after_softmax, "mask_after_softmax"),

@@ -69,6 +69,13 @@ class Mismatch:
 
 def describe(x):
     """A short description: ``array (2, 3) float32``, ``tuple of 2``, ``int 7``."""
+    try:
+        return _describe(x)
+    except Exception:  # noqa: BLE001 - a learner's object whose repr or len fails
+        return f"an object of type {type(x).__name__}"
+
+
+def _describe(x):
     if isinstance(x, mx.array):
         return f"array {tuple(x.shape)} {_dtype_name(x.dtype)}"
     if isinstance(x, np.ndarray):

@@ -78,7 +78,7 @@ _SUSPICIOUS = {
 
 # Runs inside the learner's kernel, in a namespace of its own (see _grader_cell).
 _GRADER_CODE = r'''
-import sys, json, importlib, importlib.machinery, importlib.util
+import sys, os, json, sysconfig, threading, importlib, importlib.machinery, importlib.util
 user_ns = sys._getframe(1).f_globals
 record = {"exercise_id": ARGS["exercise_id"], "defined": False, "passed": False, "points": 0.0, "report": "",
           "error": None, "tampered": []}
@@ -99,6 +99,59 @@ def fingerprint():
                 prints[(module_name, name)] = id(value)
     return prints
 
+def course_path(filename):
+    """The path of a file inside a mhacourse package ("grading/registry.py"), or None."""
+    marker = os.sep + "mhacourse" + os.sep
+    return filename.replace("/", os.sep).rsplit(marker, 1)[1] if marker in filename else None
+
+def code_key(function):
+    code = getattr(function, "__code__", None)
+    return (course_path(code.co_filename), code.co_firstlineno) if code is not None else None
+
+LIBRARIES = tuple({os.path.realpath(path) + os.sep for key, path in sysconfig.get_paths().items()
+                   if key in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+def forbidden_code(grading, exercise_id):
+    """Code an answer must not call: the grading package's functions and methods, and
+    the course's implementation this exercise asks for (its reference). Earlier stages
+    stay allowed: reusing the course's split_heads inside a layer is what it teaches."""
+    functions = []
+    for module_name, module in list(sys.modules.items()):
+        if module is not None and module_name.startswith("mhacourse.grading"):
+            for value in list(vars(module).values()):
+                if str(getattr(value, "__module__", "")) == module_name:
+                    functions.append(value)
+                    if isinstance(value, type):
+                        functions += list(vars(value).values())
+    reference = grading.get_exercise(exercise_id).reference
+    functions.append(reference)
+    if isinstance(reference, type) and str(reference.__module__).startswith("mhacourse"):
+        functions += list(vars(reference).values())
+    keys = {code_key(function) for function in functions}
+    keys.discard(None)
+    return keys
+
+def watcher(forbidden, borrowed):
+    """A profile function noting the learner's calls into ``forbidden`` code.
+
+    The checker calls the reference itself, and MLX calls back into the
+    checker's functions; only a call made from the learner's own code counts
+    (an answer that wraps get_exercise(...).reference, or the course's
+    implementation of the same exercise).
+    """
+    def watch(frame, event, arg):
+        if event != "call" or frame.f_back is None:
+            return
+        callee = course_path(frame.f_code.co_filename)
+        if callee is None or (callee, frame.f_code.co_firstlineno) not in forbidden:
+            return
+        caller = frame.f_back.f_code.co_filename
+        if (caller == "<mhacourse grader>" or course_path(caller) is not None
+                or os.path.realpath(caller).startswith(LIBRARIES)):
+            return  # the grader, the checker, or MLX and the standard library calling back
+        borrowed.add(f"the answer calls the course's {frame.f_code.co_name} ({callee.replace(os.sep, '/')})")
+    return watch
+
 try:
     sys.meta_path[:] = [importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter, importlib.machinery.PathFinder]
     for name in [name for name in list(sys.modules) if name == "mhacourse" or name.startswith("mhacourse.")]:
@@ -114,10 +167,24 @@ try:
         if origin == "mhacourse" or origin.startswith("mhacourse."):
             record["tampered"] = [f"the answer is the course's own code from {origin}"]
             raise LookupError("the answer was imported from the course package")
+        answer = user_ns[ARGS["answer_name"]]
+        if isinstance(answer, type) and any(str(getattr(base, "__module__", "")).startswith("mhacourse")
+                                            for base in answer.__mro__[1:]):
+            record["tampered"] = ["the answer subclasses the course's own class"]
+            raise LookupError("the answer subclasses a class of the course package")
+        borrowed = set()
+        watch = watcher(forbidden_code(grading, ARGS["exercise_id"]), borrowed)
         before = fingerprint()
-        result = grading.check(ARGS["exercise_id"], user_ns[ARGS["answer_name"]])
+        threading.setprofile(watch)
+        sys.setprofile(watch)
+        try:
+            result = grading.check(ARGS["exercise_id"], answer)
+        finally:
+            sys.setprofile(None)
+            threading.setprofile(None)
         after = fingerprint()
         record["tampered"] = ["rebound " + ".".join(key) for key, value in sorted(before.items()) if after.get(key) != value][:5]
+        record["tampered"] += sorted(borrowed)[:5]
         if type(result) is not grading.CheckResult:
             raise TypeError(f"check returned {type(result).__name__}, not CheckResult")
         record["passed"] = result.passed is True

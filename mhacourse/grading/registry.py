@@ -155,6 +155,7 @@ class ModuleExercise(Exercise):
         mx.random.seed(1234)
         source = self.source_class(**constructor)
         mx.eval(source.parameters())
+        _check_signature(answer, (), constructor, self.signature)
         layer = answer(**constructor)
         if not isinstance(layer, nn.Module):
             raise AnswerProblem(
@@ -164,6 +165,7 @@ class ModuleExercise(Exercise):
             )
         compare_parameters(layer, source, constructor)
         layer.update(source.parameters())
+        _check_signature(layer, call_args, call_kwargs, self.signature)
         return layer(*call_args, **call_kwargs)
 
 
@@ -297,9 +299,13 @@ def check(exercise_id, answer, *, time_limit=None):
         CheckResult: Displays as a report; ``.passed`` and ``.points`` for grading.
     """
     try:
+        if not isinstance(exercise_id, str):
+            raise KeyError(f"the exercise id must be a string such as 'split_heads', got "
+                           f"{describe(exercise_id)}; known ids: {', '.join(exercise_ids())}")
         exercise = get_exercise(exercise_id)
     except KeyError as error:
-        return CheckResult(str(exercise_id), "", False, INVALID, message=str(error.args[0]), max_points=0)
+        return CheckResult(describe(exercise_id) if not isinstance(exercise_id, str) else exercise_id,
+                           "", False, INVALID, message=str(error.args[0]), max_points=0)
     except Exception as error:  # noqa: BLE001
         return CheckResult(str(exercise_id), "", False, ERROR, max_points=0,
                            message=f"the checker failed to load: {type(error).__name__}: {error}")

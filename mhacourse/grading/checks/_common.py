@@ -58,7 +58,10 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
             ``"softmax_axis"``, ``"mask_after_softmax"``, ``"mask_multiplied"``,
             ``"mask_ignored"``, ``"no_softmax"``, ``"inverted_boolean"``,
             ``"boolean_added"``, ``"causal_upper_left"``, ``"neg_inf"``,
-            ``"gqa_tile"``.
+            ``"gqa_tile"``, ``"softmax_heads"`` (softmax over axis 1),
+            ``"mask_scaled"`` (mask added before the scale), ``"mask_fill_zero"``
+            (blocked scores set to 0), ``"no_values"`` (returns the weights),
+            ``"times_keys"`` (weights @ keys).
     """
     n_q_heads = queries.shape[1]
     if keys.shape[1] != n_q_heads:
@@ -71,7 +74,7 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
         scale = 1.0
     elif bug == "divide_by_scale":
         scale = 1.0 / scale
-    scores = (queries * scale) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
+    scores = (queries * (1.0 if bug == "mask_scaled" else scale)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
     Lq, Lk = scores.shape[-2:]
     if isinstance(mask, str):
         mask = upper_left_causal(Lq, Lk) if bug == "causal_upper_left" else lower_right_causal(Lq, Lk)
@@ -82,6 +85,8 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
             mask = ~mask
         if bug == "boolean_added":
             mask = mask.astype(scores.dtype)
+        elif bug == "mask_fill_zero":
+            scores, mask = mx.where(mask, scores, mx.array(0, scores.dtype)), None
         elif bug != "mask_after_softmax":
             fill = -mx.inf if bug == "neg_inf" else mx.finfo(scores.dtype).min
             mask = mx.where(mask, mx.array(0, scores.dtype), mx.array(fill, scores.dtype))
@@ -89,13 +94,18 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
         scores = scores + mask
     if mask is not None and bug == "mask_multiplied":
         scores = scores * mask
+    if bug == "mask_scaled":
+        scores = scores * scale
     if bug == "no_softmax":
         weights = scores
     else:
-        weights = mx.softmax(scores, axis=-2 if bug == "softmax_axis" else -1, precise=True)
+        axis = {"softmax_axis": -2, "softmax_heads": 1}.get(bug, -1)
+        weights = mx.softmax(scores, axis=axis, precise=True)
     if mask is not None and bug == "mask_after_softmax":
         weights = mx.where(mask, weights, 0) if mask.dtype == mx.bool_ else weights + mask
-    return weights @ values  # (B, H, Lq, Dv)
+    if bug == "no_values":
+        return weights  # (B, H, Lq, Lk)
+    return weights @ (keys if bug == "times_keys" else values)  # (B, H, Lq, Dv)
 
 
 def attention_bug(bug):
@@ -113,7 +123,9 @@ class BuggyMultiHeadAttention(nn.Module):
 
     Subclasses set ``bug`` to one of ``"missing_scale"``, ``"scale_full_dims"``,
     ``"split_no_transpose"``, ``"merge_no_transpose"``, ``"no_out_proj"``,
-    ``"softmax_axis"``, ``"swap_key_value_proj"``, ``"mask_ignored"``.
+    ``"softmax_axis"``, ``"swap_key_value_proj"``, ``"mask_ignored"``,
+    ``"scale_not_sqrt"``, ``"split_interleaved"``, ``"merge_interleaved"``,
+    ``"mask_after_softmax"``, ``"boolean_added"``, ``"softmax_heads"``.
     """
 
     bug = None
@@ -137,12 +149,16 @@ class BuggyMultiHeadAttention(nn.Module):
         H = self.num_heads
         if self.bug == "split_no_transpose":
             return x.reshape(B, H, L, D // H)
+        if self.bug == "split_interleaved":
+            return x.reshape(B, L, D // H, H).transpose(0, 3, 1, 2)  # (B, H, L, D/H)
         return x.reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, D/H)
 
     def _merge(self, x):
         B, H, L, Dh = x.shape
         if self.bug == "merge_no_transpose":
             return x.reshape(B, L, H * Dh)
+        if self.bug == "merge_interleaved":
+            return x.transpose(0, 2, 3, 1).reshape(B, L, H * Dh)  # (B, L, Dh*H)
         return x.transpose(0, 2, 1, 3).reshape(B, L, H * Dh)  # (B, L, H*Dh)
 
     def __call__(self, queries, keys, values, mask=None):
@@ -153,8 +169,10 @@ class BuggyMultiHeadAttention(nn.Module):
         queries = self._split(self.query_proj(queries))
         keys, values = self._split(keys), self._split(values)
         head_dims = queries.shape[-1]
-        scale = {"missing_scale": 1.0, "scale_full_dims": 1 / math.sqrt(head_dims * self.num_heads)}
-        bug = self.bug if self.bug in ("softmax_axis", "mask_ignored") else None
+        scale = {"missing_scale": 1.0, "scale_full_dims": 1 / math.sqrt(head_dims * self.num_heads),
+                 "scale_not_sqrt": 1 / head_dims}
+        explicit_bugs = ("softmax_axis", "mask_ignored", "mask_after_softmax", "boolean_added", "softmax_heads")
+        bug = self.bug if self.bug in explicit_bugs else None
         output = explicit_attention(queries, keys, values, scale.get(self.bug, 1 / math.sqrt(head_dims)),
                                     mask, bug=bug)
         output = self._merge(output)
@@ -165,6 +183,11 @@ def buggy_layer(bug):
     """A :class:`BuggyMultiHeadAttention` subclass with ``bug``."""
     return type(f"MultiHeadAttention_{bug}", (BuggyMultiHeadAttention,), {"bug": bug})
 
+
+# The layer bugs every multi-head layer exercise recognises (hint id = bug), most specific first.
+LAYER_BUGS = ("scale_full_dims", "scale_not_sqrt", "missing_scale", "split_no_transpose",
+              "split_interleaved", "merge_no_transpose", "merge_interleaved", "no_out_proj",
+              "swap_key_value_proj", "softmax_axis", "mask_ignored", "mask_after_softmax")
 
 # Hints shared by several exercises.
 HINTS = {
@@ -200,6 +223,20 @@ HINTS = {
     "merge_no_transpose": "Merge the heads with transpose(0, 2, 1, 3) back to (B, L, H, head_dims) "
                           "before reshape(B, L, H * head_dims); reshaping straight from (B, H, L, "
                           "head_dims) mixes positions and heads.",
+    "scale_not_sqrt": "The scale is 1/sqrt(head_dims), the square root: head_dims ** -0.5, "
+                      "not 1/head_dims.",
+    "split_interleaved": "Head h takes the features h*head_dims ... (h+1)*head_dims - 1, a "
+                         "contiguous slice: reshape to (B, L, num_heads, head_dims), not "
+                         "(B, L, head_dims, num_heads).",
+    "merge_interleaved": "Transpose with (0, 2, 1, 3) to (B, L, H, head_dims) so that each head's "
+                         "features stay together; (0, 2, 3, 1) interleaves the heads.",
+    "mask_scaled": "Scale the scores first, then add the mask: softmax(q·kᵀ · scale + mask). "
+                   "Adding the mask before the scale scales the mask's biases too.",
+    "mask_fill_zero": "A blocked key's score must become very negative (mx.finfo(dtype).min), "
+                      "not 0: exp(0) = 1, so a zeroed score still gets weight.",
+    "no_values": "The weights are not the output: multiply them by the values, "
+                 "softmax(scores) @ values.",
+    "times_keys": "Multiply the weights by the *values*, not the keys: weights @ values.",
     "no_out_proj": "Apply out_proj to the merged heads: the output projection mixes the heads.",
     "swap_key_value_proj": "The keys go through key_proj and the values through value_proj: you "
                            "swapped them.",

@@ -120,8 +120,11 @@ register(Exercise(
     mistakes=[
         Mistake(bug, HINTS[bug], attention_bug(bug))
         for bug in ("missing_scale", "divide_by_scale", "softmax_axis", "mask_after_softmax",
-                    "mask_multiplied", "mask_ignored", "no_softmax")
+                    "mask_multiplied", "mask_ignored", "no_softmax", "mask_scaled", "no_values",
+                    "times_keys")
     ] + [
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+                attention_bug("softmax_heads")),
         Mistake("scale_ignored", "Use the `scale` argument you are given rather than 1/sqrt(d).",
                 lambda queries, keys, values, *, scale, mask=None: explicit_attention(
                     queries, keys, values, 1 / math.sqrt(queries.shape[-1]), mask)),

@@ -6,7 +6,7 @@ from mlx.utils import tree_flatten
 from mhacourse.attention.multi_head import merge_heads, split_heads
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, additive_mask, buggy_layer, case, rand
+from ._common import HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, rand
 
 # ---------------------------------------------------------------------------
 # split_heads(x, num_heads): (B, L, D) -> (B, H, L, D // H)
@@ -51,10 +51,7 @@ register(Exercise(
                 "After reshape(B, L, num_heads, head_dims), transpose(0, 2, 1, 3) to move the heads "
                 "in front of the positions: (B, num_heads, L, head_dims).",
                 _split_forgot_transpose),
-        Mistake("split_interleaved",
-                "Head h takes the features h*head_dims ... (h+1)*head_dims - 1, a contiguous slice: "
-                "reshape to (B, L, num_heads, head_dims), not (B, L, head_dims, num_heads).",
-                _split_interleaved),
+        Mistake("split_interleaved", HINTS["split_interleaved"], _split_interleaved),
         Mistake("split_wrong_transpose",
                 "Use transpose(0, 2, 1, 3): (B, L, H, Dh) -> (B, H, L, Dh); your transpose moved the "
                 "features in front of the positions.",
@@ -94,10 +91,7 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("merge_no_transpose", HINTS["merge_no_transpose"], _merge_no_transpose),
-        Mistake("merge_interleaved",
-                "Transpose with (0, 2, 1, 3) to (B, L, H, Dh) so that each head's features stay "
-                "together; (0, 2, 3, 1) interleaves the heads.",
-                _merge_interleaved),
+        Mistake("merge_interleaved", HINTS["merge_interleaved"], _merge_interleaved),
         Mistake("merge_forgot_reshape",
                 "After the transpose to (B, L, H, Dh), reshape to (B, L, H * Dh).",
                 _merge_forgot_reshape),
@@ -159,7 +153,6 @@ register(ModuleExercise(
     ],
     mistakes=[
         Mistake(bug, HINTS[bug], buggy_layer(bug))
-        for bug in ("scale_full_dims", "missing_scale", "split_no_transpose", "merge_no_transpose",
-                    "no_out_proj", "swap_key_value_proj", "softmax_axis", "mask_ignored")
+        for bug in LAYER_BUGS
     ],
 ))

@@ -116,6 +116,10 @@ register(Exercise(
         Mistake("causal_upper_left", HINTS["causal_upper_left"], upper_left_causal),
         Mistake("inverted_boolean_mask", HINTS["inverted_boolean_mask"],
                 lambda n_queries, n_keys: ~masks.causal(n_queries, n_keys)),
+        Mistake("causal_transposed",
+                "Keep the past keys, on and below the (shifted) diagonal: mx.tril, or key j <= "
+                "query i + n_keys - n_queries; you kept the future (mx.triu).",
+                lambda n_queries, n_keys: mx.triu(mx.ones((n_queries, n_keys), dtype=mx.bool_))),
         Mistake("causal_diagonal",
                 "A query may attend to its own position: use <=, not <.",
                 lambda n_queries, n_keys: mx.arange(n_keys)[None] < mx.arange(n_queries)[:, None] + n_keys - n_queries),
@@ -153,6 +157,19 @@ register(Exercise(
                 "Return (B, 1, 1, n_keys) so that the mask broadcasts over the heads and the queries "
                 "of (B, H, n_queries, n_keys): add the two middle axes, e.g. mask[:, None, None, :].",
                 lambda lengths, n_keys: _keep(lengths, n_keys)),
+        Mistake("padding_shape",
+                "Return (B, 1, 1, n_keys) so that the mask broadcasts over the heads and the queries "
+                "of (B, H, n_queries, n_keys): with (B, 1, n_keys) the batch axis lines up with the "
+                "heads. Use mask[:, None, None, :].",
+                lambda lengths, n_keys: _keep(lengths, n_keys)[:, None, :]),
+        Mistake("padding_not_boolean",
+                "padding_mask returns booleans (True = attend), not numbers: positions < lengths "
+                "is already a boolean array.",
+                lambda lengths, n_keys: _keep(lengths, n_keys)[:, None, None, :].astype(mx.float32)),
+        Mistake("padding_not_boolean",
+                "padding_mask returns a boolean mask (True = attend), not an additive one: drop the "
+                "mx.where(..., 0, -inf); the attention converts booleans itself.",
+                lambda lengths, n_keys: mx.where(_keep(lengths, n_keys)[:, None, None, :], 0.0, -mx.inf)),
         Mistake("padding_axis",
                 "The keys are the last axis of (B, H, n_queries, n_keys): use mask[:, None, None, :], "
                 "not a column.",
@@ -204,9 +221,13 @@ register(Exercise(
         Mistake("boolean_added", HINTS["boolean_added"], attention_bug("boolean_added")),
         Mistake("causal_upper_left", HINTS["causal_upper_left"], attention_bug("causal_upper_left")),
         Mistake("neg_inf_fully_masked", HINTS["neg_inf_fully_masked"], attention_bug("neg_inf")),
+        Mistake("mask_fill_zero", HINTS["mask_fill_zero"], attention_bug("mask_fill_zero")),
         Mistake("mask_after_softmax", HINTS["mask_after_softmax"], attention_bug("mask_after_softmax")),
+        Mistake("mask_scaled", HINTS["mask_scaled"], attention_bug("mask_scaled")),
         Mistake("mask_ignored", HINTS["mask_ignored"], attention_bug("mask_ignored")),
         Mistake("missing_scale", HINTS["missing_scale"], attention_bug("missing_scale")),
         Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+                attention_bug("softmax_heads")),
     ],
 ))

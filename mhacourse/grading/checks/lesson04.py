@@ -6,7 +6,7 @@ import mlx.nn as nn
 from mhacourse import masks
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, buggy_layer, case, rand
+from ._common import HINTS, LAYER_BUGS, buggy_layer, case, rand
 
 # ---------------------------------------------------------------------------
 # projection_shapes(dims, num_heads, ...): the weight shape of every projection
@@ -107,8 +107,9 @@ register(ModuleExercise(
     ],
     mistakes=[
         Mistake(bug, HINTS[bug], buggy_layer(bug))
-        for bug in ("scale_full_dims", "missing_scale", "split_no_transpose", "merge_no_transpose",
-                    "no_out_proj", "swap_key_value_proj", "softmax_axis", "mask_ignored")
+        for bug in LAYER_BUGS
+    ] + [
+        Mistake("boolean_added", HINTS["boolean_added"], buggy_layer("boolean_added")),
     ],
 ))
 

@@ -116,6 +116,8 @@ register(Exercise(
         Mistake("gqa_tile", HINTS["gqa_tile"], attention_bug("gqa_tile")),
         Mistake("missing_scale", HINTS["missing_scale"], attention_bug("missing_scale")),
         Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+                attention_bug("softmax_heads")),
     ],
 ))
 
