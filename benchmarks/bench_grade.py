@@ -1,4 +1,4 @@
-"""Throughput of ``mhacourse grade`` on the 30 fixture submissions.
+"""Throughput of ``mhacourse grade`` on the 31 fixture submissions.
 
 Makes the fixtures (``tests/fixtures/make_submissions.py``) in a temporary
 folder, grades the whole folder with ``--jobs 1`` and ``--jobs 2``, prints
