@@ -9,7 +9,6 @@ Usage::
 
     python -m mhacourse.notebooks strip [PATH ...]   # rewrite dirty notebooks in place
     python -m mhacourse.notebooks check [PATH ...]   # list problems, exit 1 if any
-    python -m mhacourse.notebooks time [PATH ...]    # run each notebook, report seconds
 
 Without paths, both commands walk :data:`NOTEBOOK_DIRS` under the current directory.
 """
@@ -17,12 +16,11 @@ Without paths, both commands walk :data:`NOTEBOOK_DIRS` under the current direct
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 
-__all__ = ["NOTEBOOK_DIRS", "notebook_paths", "problems", "strip", "strip_file", "run_time", "main"]
+__all__ = ["NOTEBOOK_DIRS", "notebook_paths", "problems", "strip", "strip_file", "main"]
 
 NOTEBOOK_DIRS = ("notebooks", "exercises", "solutions", "exercise_sources")
 
@@ -112,29 +110,6 @@ def strip_file(path):
     return True
 
 
-def run_time(path, timeout=600):
-    """Execute a notebook top to bottom in a fresh kernel and time it.
-
-    The notebook runs in its own folder, as in JupyterLab, and is not written
-    back. Kernel start-up is included, as it is for a learner.
-
-    Args:
-        path (str or Path): The ``.ipynb`` file.
-        timeout (int, optional): Seconds allowed per cell. Default: ``600``.
-
-    Returns:
-        float: Wall-clock seconds.
-    """
-    from nbclient import NotebookClient
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(path.parent.resolve())}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
-
-
 def _expand(paths):
     if not paths:
         return notebook_paths()
@@ -150,9 +125,9 @@ def _expand(paths):
 
 
 def main(argv=None):
-    """Command line: ``strip``, ``check`` or ``time`` notebooks; returns the exit status."""
+    """Command line: ``strip`` or ``check`` notebooks; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m mhacourse.notebooks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("strip", "check", "time"))
+    parser.add_argument("command", choices=("strip", "check"))
     parser.add_argument("paths", nargs="*", help=f"notebooks or folders (default: {', '.join(NOTEBOOK_DIRS)})")
     args = parser.parse_args(argv)
     paths = _expand(args.paths)
@@ -161,10 +136,6 @@ def main(argv=None):
         for p in changed:
             print(f"stripped {p}")
         print(f"{len(changed)} of {len(paths)} notebook(s) stripped")
-        return 0
-    if args.command == "time":
-        for p in paths:
-            print(f"{run_time(p):7.2f} s  {p}", flush=True)
         return 0
     dirty = 0
     for p in paths:

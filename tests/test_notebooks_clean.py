@@ -85,17 +85,3 @@ def test_command_line_rejects_other_files(tmp_path):
     other.write_text("x")
     with pytest.raises(ValueError, match="notebook or a folder"):
         main(["check", str(other)])
-
-
-def test_run_time_executes_the_notebook(tmp_path):
-    from mhacourse.notebooks import run_time
-
-    marker = tmp_path / "ran.txt"
-    nb = new_notebook(cells=[new_code_cell(f"from pathlib import Path\nPath({str(marker)!r}).write_text('yes')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, path)
-    seconds = run_time(path, timeout=60)
-    assert marker.read_text() == "yes"
-    assert seconds > 0
-    assert problems(nbformat.read(path, as_version=4)) == []   # not written back
