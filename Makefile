@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IP ?= 127.0.0.1
 PORT ?= 8888
-PYTEST_ARGS ?= -n 2 --dist loadscope
+PYTEST_ARGS ?= -n 2
 # Fast BLAS for MLX on Linux (mhacourse/blas.py): commands run through WITH_BLAS get an
 # optimised BLAS preloaded when one is installed. MHACOURSE_BLAS=off turns it off; on macOS
 # nothing changes.

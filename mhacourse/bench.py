@@ -417,6 +417,8 @@ def plot_benchmark(rows):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from mhacourse.viz.static import register_png_formatter
+
     if not rows:
         raise ValueError("rows must hold at least one benchmark row.")
     series = {}
@@ -443,12 +445,7 @@ def plot_benchmark(rows):
     first = rows[0]
     fig.suptitle(f"attention on {first['device']}: B={first['batch']}, H={first['num_heads']}, "
                  f"D={first['head_dim']}{', causal' if first['causal'] else ''}")
-    try:
-        from mhacourse.viz.static import _register_png_formatter
-    except ImportError:
-        pass
-    else:
-        _register_png_formatter()
+    register_png_formatter()
     return fig
 
 

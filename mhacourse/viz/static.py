@@ -43,9 +43,12 @@ def figure_to_png(fig, dpi=None):
     return buffer.getvalue()
 
 
-def _register_png_formatter():
-    # Figures made without pyplot only get a PNG repr once the inline backend
-    # has registered one; register it ourselves when IPython runs without it.
+def register_png_formatter():
+    """Show matplotlib Figures made without pyplot as PNGs in IPython.
+
+    They only get a PNG repr once the inline backend has registered one; this
+    registers it when IPython runs without it, and does nothing outside IPython.
+    """
     try:
         from IPython import get_ipython
     except ImportError:
@@ -168,7 +171,7 @@ def plot_attention(weights, query_tokens=None, key_tokens=None, title=None, ax=N
     query_labels = _labels(query_tokens, n_q, "query_tokens")
     key_labels = _labels(key_tokens, n_k, "key_tokens")
     if ax is None:
-        _register_png_formatter()
+        register_png_formatter()
         fig = Figure(figsize=(_side_inches(n_k) + 1.2, _side_inches(n_q)), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
@@ -269,7 +272,7 @@ def plot_heads(weights, query_tokens=None, key_tokens=None, title=None):
         key_tokens = query_tokens
     query_labels = _labels(query_tokens, n_q, "query_tokens")
     key_labels = _labels(key_tokens, n_k, "key_tokens")
-    _register_png_formatter()
+    register_png_formatter()
     fig, _ = _draw_grid(stacked, query_labels, key_labels, title)
     return fig
 
@@ -331,7 +334,7 @@ def plot_mask(mask, query_tokens=None, key_tokens=None, title=None):
     query_labels = _labels(query_tokens, n_q, "query_tokens")
     key_labels = _labels(key_tokens, n_k, "key_tokens")
 
-    _register_png_formatter()
+    register_png_formatter()
     height = _side_inches(n_q) if n_q > 1 else 2.5
     fig = Figure(figsize=(_side_inches(n_k) + 1.2, height), layout="constrained")
     FigureCanvasAgg(fig)
