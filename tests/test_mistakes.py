@@ -163,13 +163,18 @@ class FullLayer(nn.Module):
         B, L, _ = x.shape
         return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)  # (B, H, L, Dh)
 
+    def attend(self, q, k, v, mask):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale(q.shape[-1]), mask=mask)
+
+    def merge(self, out):
+        B, H, L, Dv = out.shape
+        return out.transpose(0, 2, 1, 3).reshape(B, L, H * Dv)  # (B, L, H * Dv)
+
     def __call__(self, queries, keys, values, mask=None):
         q = self.split(self.query_proj(queries))
         k = self.split(self.key_proj(keys))
         v = self.split(self.value_proj(values))
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale(q.shape[-1]), mask=mask)
-        B, H, L, Dv = out.shape
-        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, L, H * Dv))
+        return self.out_proj(self.merge(self.attend(q, k, v, mask)))
 
 
 class LayerForgotBias(FullLayer):
@@ -279,26 +284,17 @@ class LayerScaleOverHeadDims(FullLayer):
 
 
 class LayerMergeInterleaved(FullLayer):
-    def __call__(self, queries, keys, values, mask=None):
-        q = self.split(self.query_proj(queries))
-        k = self.split(self.key_proj(keys))
-        v = self.split(self.value_proj(values))
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale(q.shape[-1]), mask=mask)
+    def merge(self, out):
         B, H, L, Dv = out.shape
-        return self.out_proj(out.transpose(0, 2, 3, 1).reshape(B, L, H * Dv))
+        return out.transpose(0, 2, 3, 1).reshape(B, L, H * Dv)  # features and heads interleaved
 
 
 class LayerBooleanMaskAdded(FullLayer):
-    def __call__(self, queries, keys, values, mask=None):
-        q = self.split(self.query_proj(queries))
-        k = self.split(self.key_proj(keys))
-        v = self.split(self.value_proj(values))
+    def attend(self, q, k, v, mask):
         scores = self.scale(q.shape[-1]) * (q @ k.swapaxes(-1, -2))
         if mask is not None:
             scores = scores + mask  # a boolean mask adds 1/0
-        out = mx.softmax(scores, axis=-1) @ v
-        B, H, L, Dv = out.shape
-        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, L, H * Dv))
+        return mx.softmax(scores, axis=-1) @ v
 
 
 MISTAKES = [
