@@ -27,7 +27,7 @@ def find_notebooks(root=_common.ROOT):
 
 def target_for(path):
     name = path.name.lower()
-    return CAPSTONE_TARGET_S if "capstone" in name or name.startswith("07") else LESSON_TARGET_S
+    return CAPSTONE_TARGET_S if "capstone" in name or name.startswith("08") else LESSON_TARGET_S
 
 
 def run_notebook(path):

@@ -1,4 +1,4 @@
-"""Lesson 07: the capstone, a tiny transformer that reverses digits."""
+"""Lesson 08: the capstone, a tiny transformer that reverses digits."""
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -25,7 +25,7 @@ def _digits(seed, n, length):
 
 register(Exercise(
     id="reversal_batch",
-    lesson="07",
+    lesson="08",
     title="Inputs and targets for the reversal task",
     answer_name="reversal_batch",
     signature="reversal_batch(digits)",
@@ -93,7 +93,7 @@ class _UnnormedAttentionBlock(capstone.TransformerBlock):
 
 register(ModuleExercise(
     id="transformer_block",
-    lesson="07",
+    lesson="08",
     title="The capstone's transformer block",
     answer_name="TransformerBlock",
     signature="TransformerBlock(dims, num_heads)(x)",
@@ -153,7 +153,7 @@ def _loss_bug(bug):
 
 register(Exercise(
     id="answer_loss",
-    lesson="07",
+    lesson="08",
     title="The loss over the answer positions",
     answer_name="answer_loss",
     signature="answer_loss(model, inputs, targets)",
