@@ -3,6 +3,7 @@
 >>> from mhacourse.viz import plot_attention, plot_heads, plot_mask, AttentionExplorer
 """
 
+from .diagrams import plot_matrices, plot_packed_in_proj, plot_reshape_mistake, plot_shape_flow, plot_split_merge_heads, plot_worked_example  # noqa: F401, E501
 from .explorer import AttentionExplorer
 from .state import ExplorerState, LayerSource, WeightsSource, build_mask, explorer_state
 from .static import figure_to_png, plot_attention, plot_heads, plot_mask

@@ -1,0 +1,160 @@
+"""The shape and weight diagrams: what they print, checked independently, and a look in Chromium.
+
+The last test shows every diagram on one HTML page in a real Chromium (driven by
+Playwright, as in test_browser.py) and saves a screenshot of each under
+``artifacts/diagrams/``.
+"""
+
+import base64
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+import mlx.core as mx
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+matplotlib.use("Agg")
+
+from mhacourse import MultiHeadAttention  # noqa: E402
+from mhacourse.viz import diagrams  # noqa: E402
+from mhacourse.viz.static import figure_to_png  # noqa: E402
+
+from .test_browser import CHROMIUM, CHROMIUM_FLAGS, _require_browser  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "diagrams"
+CELL_LABEL = re.compile(r"^\d+,\d+$")
+
+
+def texts(fig):
+    """Every string drawn in the figure, in drawing order (titles included)."""
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+
+
+def symbolic_to_numbers(symbolic, sizes):
+    """``"(B, H, L_q, D_h)"`` -> ``(2, 3, 5, 4)`` with ``sizes`` for each letter."""
+    return tuple(math.prod(sizes[letter] for letter in name.split("·"))
+                 for name in symbolic.strip("()").split(", "))
+
+
+@pytest.mark.parametrize("B, L_q, L_k, dims, num_heads", [(2, 5, 5, 12, 3), (1, 3, 7, 16, 4)])
+def test_shape_flow_agrees_with_the_layer_and_its_letters(B, L_q, L_k, dims, num_heads):
+    steps = diagrams.shape_flow(B, L_q, dims, num_heads, L_k=L_k)
+    sizes = {"B": B, "L_q": L_q, "L_k": L_k, "dims": dims, "H": num_heads, "D_h": dims // num_heads}
+    for _, symbolic, shape, _ in steps:
+        assert symbolic_to_numbers(symbolic, sizes) == tuple(shape), symbolic
+
+    layer = MultiHeadAttention(dims, num_heads)
+    queries, keys = mx.zeros((B, L_q, dims)), mx.zeros((B, L_k, dims))
+    output, weights = layer(queries, keys, keys, return_weights=True)
+    by_name = {name: shape for name, _, shape, _ in steps}
+    assert tuple(by_name["weights"]) == weights.shape
+    assert tuple(by_name["output"]) == output.shape
+
+    shown = texts(diagrams.plot_shape_flow(B, L_q, dims, num_heads, L_k=L_k))
+    for _, symbolic, shape, _ in steps:
+        assert symbolic in shown and f"= {tuple(shape)}" in shown
+
+
+def test_split_merge_cells_follow_numpys_reshape_and_transpose():
+    L, dims, H = 4, 6, 3
+    labels = [t for t in texts(diagrams.plot_split_merge_heads(L, dims, H)) if CELL_LABEL.match(t)]
+    flat = np.arange(L * dims)
+    name = np.vectorize(lambda i: f"{i // dims},{i % dims}")
+    x = name(flat.reshape(L, dims))
+    heads = name(flat.reshape(L, H, dims // H).transpose(1, 0, 2))        # (H, L, D_h)
+    assert labels == [*x.ravel(), *heads.ravel(), *x.ravel()]              # merge gives x back
+
+
+def test_reshape_mistake_shows_whole_positions_in_one_head():
+    L, dims, H = 4, 6, 3
+    labels = [t for t in texts(diagrams.plot_reshape_mistake(L, dims, H)) if CELL_LABEL.match(t)]
+    flat = np.arange(L * dims)
+    name = np.vectorize(lambda i: f"{i // dims},{i % dims}")
+    right = name(flat.reshape(L, H, dims // H).transpose(1, 0, 2)).ravel()
+    wrong = name(flat.reshape(H, L, dims // H)).ravel()
+    assert labels == [*right, *wrong]
+    assert wrong[2] == "0,2"        # "head 0, position 1" is head 1's features of position 0
+
+
+def test_worked_example_prints_the_softmax_numbers():
+    q = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    k = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    v = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    fig = diagrams.plot_worked_example(mx.array(q), mx.array(k), mx.array(v), tokens=["a", "b", "c"])
+    shown = texts(fig)
+    scaled = q @ k.T / np.sqrt(2)
+    weights = np.exp(scaled) / np.exp(scaled).sum(axis=-1, keepdims=True)
+    for value in (*scaled.ravel(), *weights.ravel(), *(weights @ v).ravel()):
+        assert f"{value:.2f}" in shown
+    assert "3" in shown and "softmax (rows sum to 1)" in shown    # integer scores print as integers
+
+
+def test_plot_matrices_and_its_errors():
+    fig = diagrams.plot_matrices({"A": mx.array([[1, 2], [3, 4]]), "b": [0.5, 1.25]}, title="t")
+    assert isinstance(fig, Figure)
+    assert {"1", "4", "0.50", "1.25", "A", "b", "t"} <= set(texts(fig))
+    with pytest.raises(ValueError, match="matrices"):
+        diagrams.plot_matrices({"cube": mx.zeros((2, 2, 2))})
+    with pytest.raises(ValueError, match="keys"):
+        diagrams.plot_worked_example(mx.zeros((3, 2)), mx.zeros((3, 4)), mx.zeros((3, 2)))
+
+
+def test_packed_in_proj_names_the_row_slices():
+    shown = texts(diagrams.plot_packed_in_proj(dims=6, num_heads=3))
+    for piece in ("rows [0:6]", "rows [6:12]", "rows [12:18]", "in_proj_weight\n(18, 6)",
+                  "key_proj.weight (6, 6)\nkey_proj.bias (6,)"):
+        assert piece in shown
+    assert any("D_h = 2" in t for t in shown)
+
+
+@pytest.mark.parametrize("plot", [diagrams.plot_shape_flow, diagrams.plot_split_merge_heads,
+                                  diagrams.plot_reshape_mistake, diagrams.plot_packed_in_proj])
+def test_sizes_that_do_not_split_into_heads_are_refused(plot):
+    with pytest.raises(ValueError, match=r"dims \(10\) must be divisible by num_heads \(4\)"):
+        plot(dims=10, num_heads=4)
+
+
+def all_diagrams():
+    q = mx.array([[1, 0], [0, 2], [1, 1]])
+    kv = mx.array([[1, 0], [0, 1], [2, 1]])
+    return {
+        "shape_flow": diagrams.plot_shape_flow(),
+        "split_merge_heads": diagrams.plot_split_merge_heads(),
+        "reshape_mistake": diagrams.plot_reshape_mistake(),
+        "worked_example": diagrams.plot_worked_example(q, kv, kv, tokens=["a", "b", "c"]),
+        "packed_in_proj": diagrams.plot_packed_in_proj(),
+    }
+
+
+def test_every_diagram_in_a_real_browser(tmp_path):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    sections = []
+    for name, fig in all_diagrams().items():
+        data = base64.b64encode(figure_to_png(fig, dpi=80)).decode()
+        sections.append(f'<figure id="{name}"><img src="data:image/png;base64,{data}">'
+                        f"<figcaption>{name}</figcaption></figure>")
+    page_path = tmp_path / "diagrams.html"
+    page_path.write_text("<!doctype html><html><head><style>figure { display: table; margin: 8px; }</style>"
+                         "</head><body>" + "".join(sections) + "</body></html>")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000})
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(page_path.as_uri())
+            for name in (section.split('"')[1] for section in sections):
+                figure = page.locator(f"#{name}")
+                size = figure.locator("img").evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+                assert size[0] and size[1] > 200 and size[2] > 150, (name, size)
+                figure.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+                assert (ARTIFACTS / f"{name}.png").stat().st_size > 5_000
+        finally:
+            browser.close()
