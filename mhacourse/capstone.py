@@ -129,14 +129,22 @@ class TinyTransformer(nn.Module):
         dims (int, optional): The model dimensions. Default: ``32``.
         num_heads (int, optional): Heads per attention layer. Default: ``4``.
         num_layers (int, optional): Transformer blocks. Default: ``2``.
+        positions (bool, optional): Add a learned position embedding to each
+            token embedding. With ``False`` the model sees the tokens'
+            order only through the causal mask (lesson 07 measures what that
+            costs). Default: ``True``.
     """
 
-    def __init__(self, seq_len, dims=32, num_heads=4, num_layers=2):
+    def __init__(self, seq_len, dims=32, num_heads=4, num_layers=2, positions=True):
         super().__init__()
         self.seq_len = check_size("seq_len", seq_len)
         check_size("num_layers", num_layers)
+        if not isinstance(positions, bool):
+            raise ValueError(f"positions must be True or False, got {positions!r}.")
+        self.positions = positions
         self.token_embedding = nn.Embedding(VOCAB_SIZE, dims)
-        self.position_embedding = nn.Embedding(2 * seq_len, dims)
+        if positions:
+            self.position_embedding = nn.Embedding(2 * seq_len, dims)
         self.blocks = [TransformerBlock(dims, num_heads) for _ in range(num_layers)]
         self.norm = nn.LayerNorm(dims)
         self.head = nn.Linear(dims, VOCAB_SIZE)
@@ -159,7 +167,9 @@ class TinyTransformer(nn.Module):
                 f"tokens has {T} positions but the model was built for at most "
                 f"2 * seq_len = {2 * self.seq_len}."
             )
-        x = self.token_embedding(tokens) + self.position_embedding(mx.arange(T))  # (B, T, dims)
+        x = self.token_embedding(tokens)  # (B, T, dims)
+        if self.positions:
+            x = x + self.position_embedding(mx.arange(T))  # (B, T, dims)
         all_weights = []
         for block in self.blocks:
             x, weights = block(x, return_weights=return_weights)

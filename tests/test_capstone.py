@@ -2,6 +2,7 @@
 
 import mlx.core as mx
 import pytest
+from mlx.utils import tree_flatten
 
 import mhacourse
 from mhacourse import capstone
@@ -80,3 +81,26 @@ def test_mirror_score_counts_the_antidiagonal():
     sep[:, L] = 1.0
     w = mx.stack([perfect, sep])[None]  # (1, 2, 2L, 2L)
     assert capstone.mirror_score(w, L).tolist() == [1.0, 0.0]
+
+
+def test_positions_switch_removes_the_position_embedding():
+    with_positions = capstone.TinyTransformer(seq_len=3, dims=8, num_heads=2, num_layers=1)
+    without = capstone.TinyTransformer(seq_len=3, dims=8, num_heads=2, num_layers=1, positions=False)
+    names = {name for name, _ in tree_flatten(with_positions.parameters())}
+    names_without = {name for name, _ in tree_flatten(without.parameters())}
+    assert names - names_without == {"position_embedding.weight"}
+    assert names_without < names
+    with pytest.raises(ValueError, match="positions"):
+        capstone.TinyTransformer(seq_len=3, positions="learned")
+
+
+def test_without_positions_one_layer_cannot_see_the_order_of_the_earlier_tokens():
+    # With one causal layer and no positions, the last position sees the *set* of tokens before it:
+    # reordering them leaves its logits unchanged. With positions they change.
+    digits = mx.array([[3, 1, 4, 1, 5]])
+    shuffled = mx.array([[1, 5, 3, 4, 1]])
+    for positions in (False, True):
+        mx.random.seed(0)
+        model = capstone.TinyTransformer(seq_len=5, dims=16, num_heads=2, num_layers=1, positions=positions)
+        last = [model(capstone.make_sequences(d)[0][:, :6])[:, -1] for d in (digits, shuffled)]  # at SEP
+        assert mx.allclose(last[0], last[1], atol=1e-5).item() is (not positions)
