@@ -1,0 +1,154 @@
+"""``mhacourse grade`` for a whole class: shards, merge, exports, feedback, summary.
+
+The grade command calls three functions of this module: :func:`add_arguments`
+declares the options, :func:`select` keeps the submissions of ``--shard K/N``,
+and :func:`after_grading` writes the part file, the exports, the feedback and
+the summary. ``mhacourse grade merge PARTS...`` (a first SUBMISSION named
+``merge``; write ``./merge`` for a folder of that name) runs :func:`run_merge`
+with the same options.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from mhacourse.grading import exports, feedback, shards, summary
+
+MERGE = "merge"
+SUMMARY_NAME = "class-summary.json"
+
+
+def add_arguments(parser):
+    """Declare the class options on the grade command's parser."""
+    group = parser.add_argument_group("a whole class (see the README's class-grading section)")
+    group.add_argument("--shard", default=None, metavar="K/N",
+                       help="grade only shard K of N (1 <= K <= N); writes OUT's part file for `grade merge`")
+    group.add_argument("--gradescope", default=None, metavar="DIR",
+                       help="write DIR/<submission>/results.json for Gradescope (a *.json path: one file)")
+    group.add_argument("--canvas", default=None, metavar="FILE", help="write a Canvas gradebook CSV")
+    group.add_argument("--canvas-columns", default="lesson", choices=("lesson", "exercise"),
+                       help="one Canvas column per lesson or per exercise (default: lesson)")
+    group.add_argument("--canvas-id-column", default=None, choices=exports.CANVAS_ID_COLUMNS,
+                       help="Canvas column for the student id (default: ID if all ids are digits, else SIS Login ID)")
+    group.add_argument("--student-id", default=None, metavar="REGEX",
+                       help="take the student id from each submission's relative path with REGEX (group 'id')")
+    group.add_argument("--feedback", default=None, metavar="DIR",
+                       help="write one self-contained HTML feedback page per submission into DIR")
+    group.add_argument("--no-summary", action="store_true", help="do not print the class summary at the end")
+
+
+def _check_options(args, count):
+    if args.student_id is not None:
+        try:
+            re.compile(args.student_id)
+        except re.error as error:
+            raise ValueError(f"--student-id must be a regular expression, got {args.student_id!r} ({error})") from None
+    if args.gradescope and Path(args.gradescope).suffix == ".json" and count != 1:
+        raise ValueError(f"--gradescope {args.gradescope!r} (a .json file) needs exactly one submission, got {count}")
+
+
+def _shard_positions(args):
+    """Every submission, and the positions of this run's shard among them."""
+    submissions = shards.collect(args.submissions)
+    if args.shard is None:
+        return submissions, list(range(len(submissions)))
+    k, n = shards.parse_shard(args.shard)
+    return submissions, shards.select(submissions, k, n)
+
+
+def select(paths, args):
+    """The notebooks this run grades: all of ``paths``, or shard K of ``--shard K/N``.
+
+    Args:
+        paths (list(Path)): every submission, as the grader collected them.
+        args (argparse.Namespace): the grade command's arguments.
+
+    Raises:
+        ValueError: for a bad ``--shard``, ``--student-id`` or ``--gradescope``.
+    """
+    if args.shard is None:
+        _check_options(args, len(paths))
+        return paths
+    if args.out in (None, "-"):
+        raise ValueError("--shard needs --out FILE: the shard's part file is written next to it")
+    submissions, positions = _shard_positions(args)
+    _check_options(args, len(positions))
+    return [submissions[index].path for index in positions]
+
+
+def write_outputs(reports, keys, args):
+    """Gradescope, Canvas, feedback and the summary, as the options ask."""
+    written = []
+    names = exports.output_names(keys)
+    pattern = re.compile(args.student_id) if args.student_id else None
+    if args.gradescope:
+        exports.write_gradescope(reports, names, args.gradescope)
+        written.append(args.gradescope)
+    if args.canvas:
+        text = exports.canvas_csv(reports, keys, by=args.canvas_columns, id_column=args.canvas_id_column,
+                                  pattern=pattern)
+        Path(args.canvas).write_text(text, encoding="utf-8")
+        written.append(args.canvas)
+    if args.feedback:
+        feedback.write_feedback(reports, names, args.feedback)
+        written.append(f"{args.feedback}/")
+    data = summary.class_summary(reports)
+    if getattr(args, "json_dir", None):
+        Path(args.json_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.json_dir) / SUMMARY_NAME).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        written.append(str(Path(args.json_dir) / SUMMARY_NAME))
+    if written:
+        print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    if not args.no_summary:
+        print(summary.summary_text(data), file=sys.stderr)
+
+
+def after_grading(reports, args):
+    """Write the part file (with ``--shard``) and everything :func:`write_outputs` writes.
+
+    Args:
+        reports (list(dict)): the reports, in the order :func:`select` returned.
+        args (argparse.Namespace): the grade command's arguments.
+
+    Returns:
+        int: the exit status, 0 or 2 (an error is printed).
+    """
+    submissions, positions = _shard_positions(args)
+    if len(positions) != len(reports):
+        print(f"error: {len(reports)} report(s) for {len(positions)} submission(s)", file=sys.stderr)
+        return 2
+    try:
+        if args.shard is not None:
+            part = shards.part_path(args.out)
+            shards.write_part(part, reports, submissions, positions, shards.parse_shard(args.shard))
+            print(f"wrote {part} (shard {args.shard}; join the shards with `mhacourse grade merge`)", file=sys.stderr)
+        write_outputs(reports, [submissions[index].key for index in positions], args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_merge(args):
+    """``mhacourse grade merge PARTS...``: one CSV (and JSON, exports) from the shards' parts."""
+    from mhacourse.grading.grade import write_reports
+
+    try:
+        if args.shard is not None:
+            raise ValueError("merge takes no --shard: give it every shard's part")
+        reports, keys = shards.merge(args.submissions[1:])
+        _check_options(args, len(reports))
+        write_reports(reports, out=args.out, json_dir=args.json_dir)
+        print(f"merged {len(args.submissions) - 1} part(s): {len(reports)} notebook(s)"
+              + (f"; wrote {args.out}" if args.out not in (None, "-") else ""), file=sys.stderr)
+        write_outputs(reports, keys, args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def is_merge(args):
+    """Whether the grade command was called as ``mhacourse grade merge PARTS...``."""
+    return bool(args.submissions) and args.submissions[0] == MERGE

@@ -1,0 +1,186 @@
+"""Grades for learning-management systems: Gradescope and Canvas.
+
+**Student ids.** A submission's student id comes from its key (its path
+relative to the SUBMISSION folder it was found in), by the first rule that
+applies:
+
+1. ``--student-id REGEX``: the regular expression's group ``id`` (or its first
+   group, or the whole match) searched in the key.
+2. A notebook inside a folder: the name of the top folder
+   (``alice/02_many_heads.ipynb`` → ``alice``; Gradescope's export
+   ``submission_123/…`` → ``submission_123``).
+3. A file named the way Canvas' "Download submissions" names them,
+   ``name_[LATE_]USERID_ATTACHMENTID_original.ipynb``: the Canvas user id
+   (``doejane_LATE_4021_77_02.ipynb`` → ``4021``).
+4. Otherwise the file name without ``.ipynb``.
+
+**Gradescope** (``--gradescope DIR``): ``DIR/<name>/results.json`` per
+submission, in the autograder format Gradescope documents
+(gradescope-autograders.readthedocs.io, "Autograder Specifications"): the
+total as ``score``, one test per exercise with ``name``, ``number``,
+``score``, ``max_score``, ``status`` and ``output`` (the text of the feedback
+page: hidden cases counted, never described), all ``visible``. Inside
+Gradescope's own container, ``--gradescope /autograder/results/results.json``
+(a path ending in ``.json``) writes that one file for a single submission.
+
+**Canvas** (``--canvas FILE``): a gradebook CSV as Canvas exports it and
+imports it back: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one
+column per lesson (``Lesson 02``) or, with ``--canvas-columns exercise``, per
+exercise (``Lesson 02: split_heads``), then a ``Points Possible`` row. Canvas
+matches a row to a student by any one of ``ID``, ``SIS User ID`` or
+``SIS Login ID``: student ids that are all digits (Canvas user ids, rule 3)
+go to ``ID``, others to ``SIS Login ID``; ``--canvas-id-column`` chooses.
+A column whose name matches no assignment creates one on import. One row per
+student; a student with two notebooks of one lesson keeps the better score.
+"""
+
+import csv
+import io
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from mhacourse.grading.feedback import exercise_feedback, exercise_text, failed_cells
+
+CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+CANVAS_ID_COLUMNS = ("ID", "SIS User ID", "SIS Login ID")
+_CANVAS_DOWNLOAD = re.compile(r"^[^_]+_(?:LATE_)?(\d+)_\d+_")
+
+
+def student_id(key, pattern=None):
+    """The student id of the submission with this key (rules in the module docstring).
+
+    Args:
+        key (str): the submission's path relative to its SUBMISSION folder.
+        pattern (str or re.Pattern, optional): ``--student-id``.
+
+    Raises:
+        ValueError: when ``pattern`` is given and does not match the key.
+    """
+    path = PurePosixPath(key)
+    if pattern is not None:
+        match = re.search(pattern, key)
+        if match is None:
+            raise ValueError(f"--student-id {getattr(pattern, 'pattern', pattern)!r} does not match "
+                             f"the submission {key!r}")
+        groups = match.groupdict()
+        return groups.get("id") or (match.group(1) if match.groups() else match.group(0))
+    if len(path.parts) > 1:
+        return path.parts[0]
+    canvas = _CANVAS_DOWNLOAD.match(path.name)
+    return canvas.group(1) if canvas else path.stem
+
+
+def output_names(keys):
+    """A distinct file name (no suffix) per key: ``alice/02.ipynb`` → ``alice__02``."""
+    names, taken = [], set()
+    for key in keys:
+        stem = "__".join(PurePosixPath(key).with_suffix("").parts) or "submission"
+        name, n = stem, 1
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _points(value):
+    return float(value) if isinstance(value, (int, float)) and value == value else 0.0
+
+
+def gradescope_results(report):
+    """One submission's Gradescope ``results.json``, as a dict.
+
+    Args:
+        report (dict): the grading report.
+    """
+    tests = []
+    for number, row in enumerate(report.get("exercises") or [], start=1):
+        item = exercise_feedback(row)
+        tests.append({
+            "name": item.id + (f": {item.title}" if item.title else ""),
+            "number": f"{report.get('lesson') or '?'}.{number}",
+            "score": item.points, "max_score": item.max_points,
+            "status": "passed" if item.passed else "failed",
+            "output": exercise_text(item), "visibility": "visible",
+        })
+    lines = [f"{_points(report.get('total')):g} / {_points(report.get('max')):g} points"]
+    if not tests:
+        lines.append(f"This notebook could not be graded: {report.get('detail') or report.get('status')}")
+    lines += [f"Cell {number} {words}: {error}" for number, words, error in failed_cells(report)]
+    results = {"score": _points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
+               "stdout_visibility": "hidden", "tests": tests}
+    if isinstance(report.get("seconds"), (int, float)):
+        results["execution_time"] = report["seconds"]
+    return results
+
+
+def write_gradescope(reports, names, target):
+    """Write ``target/<name>/results.json`` per report, or the one file ``target`` (``*.json``).
+
+    Raises:
+        ValueError: for a ``*.json`` target with other than one submission.
+    """
+    target = Path(target)
+    if target.suffix == ".json":
+        if len(reports) != 1:
+            raise ValueError(f"--gradescope {str(target)!r} (a .json file) needs exactly one submission, "
+                             f"got {len(reports)}; give a folder instead")
+        files = [target]
+    else:
+        files = [target / name / "results.json" for name in names]
+    for report, file in zip(reports, files):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(gradescope_results(report), indent=1) + "\n", encoding="utf-8")
+
+
+def _canvas_columns(report, by):
+    """``{column: (points, max_points)}`` for one report."""
+    lesson = report.get("lesson")
+    rows = [row for row in report.get("exercises") or [] if isinstance(row, dict)]
+    if not lesson or not rows:
+        return {}
+    if by == "lesson":
+        return {f"Lesson {lesson}": (_points(report.get("total")), _points(report.get("max")))}
+    return {f"Lesson {lesson}: {row.get('id')}": (_points(row.get("points")), _points(row.get("max_points")))
+            for row in rows}
+
+
+def canvas_csv(reports, keys, *, by="lesson", id_column=None, pattern=None):
+    """The Canvas gradebook CSV of a class (columns in the module docstring).
+
+    Args:
+        reports (list(dict)): grading reports.
+        keys (list(str)): each report's key (see :func:`student_id`).
+        by (str): ``"lesson"`` or ``"exercise"``: one column per lesson or per exercise.
+        id_column (str, optional): ``"ID"``, ``"SIS User ID"`` or ``"SIS Login ID"``;
+            by default ``ID`` when every student id is all digits, else ``SIS Login ID``.
+        pattern (str, optional): ``--student-id``.
+
+    Returns:
+        str: the CSV text.
+    """
+    if by not in ("lesson", "exercise"):
+        raise ValueError(f"--canvas-columns must be 'lesson' or 'exercise', got {by!r}")
+    if id_column is not None and id_column not in CANVAS_ID_COLUMNS:
+        raise ValueError(f"--canvas-id-column must be one of {', '.join(CANVAS_ID_COLUMNS)}; got {id_column!r}")
+    students, columns = {}, {}
+    for report, key in zip(reports, keys):
+        scores = students.setdefault(student_id(key, pattern), {})
+        for column, (points, max_points) in _canvas_columns(report, by).items():
+            columns.setdefault(column, max_points)
+            scores[column] = max(points, scores.get(column, points))
+    if id_column is None:
+        id_column = "ID" if students and all(s.isdigit() for s in students) else "SIS Login ID"
+    names = sorted(columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*CANVAS_FIXED_COLUMNS, *names])
+    writer.writerow(["    Points Possible", "", "", "", "", *(f"{columns[name]:g}" for name in names)])
+    for student in sorted(students):
+        fixed = {column: "" for column in CANVAS_FIXED_COLUMNS}
+        fixed["Student"] = fixed[id_column] = student
+        scores = students[student]
+        writer.writerow([*fixed.values(), *(f"{scores[name]:g}" if name in scores else "" for name in names)])
+    return buffer.getvalue()

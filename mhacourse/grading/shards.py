@@ -1,0 +1,167 @@
+"""Split a class into N shards, and merge the shards' results into one.
+
+``mhacourse grade SUBMISSIONS --shard K/N`` grades the submissions whose shard
+is K. A submission's shard comes from SHA-256 of its *key*: its path relative
+to the SUBMISSION argument it was found under (the file name for a file given
+directly). The key does not depend on the machine, the working directory or
+the mount point, so every task of a batch job agrees on the split, and every
+submission lands in exactly one shard.
+
+Each shard writes its CSV and, next to it, a *part* file (``grades-3.csv`` →
+``grades-3.part.json``) holding its full reports and their positions in the
+unsharded list. ``mhacourse grade merge PARTS...`` reads the parts back, checks
+that they come from one run (same submissions, every shard present once) and
+writes what one unsharded run writes, byte for byte: the CSV is made by the
+same function from the same reports in the same order.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+PART_FORMAT = "mhacourse-grade-part"
+PART_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submitted notebook.
+
+    Attributes:
+        path (Path): The notebook as found (what a report's ``file`` shows).
+        key (str): Its path relative to the SUBMISSION argument it was found
+            under, with ``/`` separators (its file name when given directly).
+    """
+
+    path: Path
+    key: str
+
+
+def collect(arguments):
+    """The submissions under ``arguments``, in the order the grader lists them.
+
+    Args:
+        arguments (list): notebooks or folders, as given on the command line.
+
+    Returns:
+        list(Submission): one per notebook.
+    """
+    from mhacourse.grading.grade import collect_submissions
+
+    submissions = []
+    for argument in arguments:
+        root = Path(argument)
+        for path in collect_submissions([argument]):
+            key = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            submissions.append(Submission(path, key))
+    return submissions
+
+
+def parse_shard(text):
+    """``"K/N"`` → ``(K, N)``, with ``1 <= K <= N``.
+
+    Raises:
+        ValueError: naming ``--shard`` and the expected form.
+    """
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N with whole numbers, e.g. 3/8; got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def shard_of(key, n):
+    """The shard (1 to ``n``) of the submission with this key."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n + 1
+
+
+def select(submissions, k, n):
+    """The positions (in ``submissions``) of shard ``k`` of ``n``."""
+    return [index for index, submission in enumerate(submissions) if shard_of(submission.key, n) == k]
+
+
+def fingerprint(submissions):
+    """A digest of the whole list of keys: parts of one run share it."""
+    return hashlib.sha256("\n".join(s.key for s in submissions).encode("utf-8")).hexdigest()
+
+
+def part_path(out):
+    """Where the part file of a shard whose CSV is ``out`` goes."""
+    out = Path(out)
+    return out.with_suffix(".part.json") if out.suffix == ".csv" else Path(f"{out}.part.json")
+
+
+def write_part(path, reports, submissions, positions, shard):
+    """Write one shard's part file.
+
+    Args:
+        path (str or Path): the part file.
+        reports (list(dict)): the shard's reports, in the order of ``positions``.
+        submissions (list(Submission)): every submission of the class (all shards).
+        positions (list(int)): the shard's positions in ``submissions``.
+        shard (tuple): ``(K, N)``.
+    """
+    part = {
+        "format": PART_FORMAT, "version": PART_VERSION, "shard": shard[0], "shards": shard[1],
+        "submissions": len(submissions), "fingerprint": fingerprint(submissions),
+        "reports": [{"index": index, "key": submissions[index].key, "report": report}
+                    for index, report in zip(positions, reports)],
+    }
+    Path(path).write_text(json.dumps(part, indent=1) + "\n", encoding="utf-8")
+
+
+def _read_part(path):
+    path = Path(path)
+    if path.suffix == ".csv":
+        path = part_path(path)
+    try:
+        part = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"PART must be a shard's part file (*.part.json) or its CSV; cannot read {str(path)!r} "
+                         f"({type(error).__name__})") from None
+    if not isinstance(part, dict) or part.get("format") != PART_FORMAT or part.get("version") != PART_VERSION:
+        raise ValueError(f"PART {str(path)!r} is not a part file written by `mhacourse grade --shard`")
+    return path, part
+
+
+def merge(paths):
+    """Read the parts of one sharded run and put its reports back in order.
+
+    Args:
+        paths (list): part files, or the shards' CSV files (their part file
+            sits next to them).
+
+    Returns:
+        tuple(list(dict), list(str)): every report, in the order of the
+        unsharded run, and each report's key.
+
+    Raises:
+        ValueError: when a part is unreadable, when the parts come from
+        different runs, or when a shard is missing or given twice.
+    """
+    if not paths:
+        raise ValueError("merge needs PART files: the *.part.json (or .csv) files the shards wrote")
+    parts = [_read_part(path) for path in paths]
+    first_path, first = parts[0]
+    seen = {}
+    for path, part in parts:
+        for field in ("shards", "submissions", "fingerprint"):
+            if part.get(field) != first.get(field):
+                raise ValueError(f"parts come from different runs: {str(path)!r} and {str(first_path)!r} differ in "
+                                 f"{field!r} (shard every task over the same SUBMISSIONS)")
+        if part["shard"] in seen:
+            raise ValueError(f"shard {part['shard']}/{part['shards']} is given twice: {str(seen[part['shard']])!r} "
+                             f"and {str(path)!r}")
+        seen[part["shard"]] = path
+    missing = [k for k in range(1, first["shards"] + 1) if k not in seen]
+    if missing:
+        names = ", ".join(f"{k}/{first['shards']}" for k in missing)
+        raise ValueError(f"shard(s) {names} missing among the PARTS (did a task of the batch job fail?)")
+    entries = sorted((entry for _, part in parts for entry in part["reports"]), key=lambda entry: entry["index"])
+    if [entry["index"] for entry in entries] != list(range(first["submissions"])):
+        raise ValueError("the parts do not cover every submission exactly once; re-run the shards")
+    return [entry["report"] for entry in entries], [entry["key"] for entry in entries]

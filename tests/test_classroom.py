@@ -1,0 +1,369 @@
+"""A whole class: shards and merge, Gradescope and Canvas exports, feedback, summary.
+
+Most tests run on report dicts shaped like the grader's (old rows without
+``cases`` and new rows with visible and hidden cases), so they take well under
+a second; the end-to-end test at the bottom grades real fixture notebooks
+through the command line, sharded and not.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mhacourse.grading import exports, feedback, shards, summary
+
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "gradescope_results.schema.json").read_text())
+HIDDEN_NAME = "hidden case L_q=13 secret-size"
+HIDDEN_MESSAGE = "expected shape (3, 13, 24) secret"
+
+
+def case(name, status="passed", hidden=False, message="", hint_id=None):
+    return {"name": name, "status": status, "hidden": hidden, "message": message, "hint_id": hint_id}
+
+
+def row(exercise_id, points, max_points=1.0, *, cases=None, hint_id=None, hint=None, passed=None, **extra):
+    row = {"id": exercise_id, "answer_name": exercise_id, "max_points": max_points, "defined": True,
+           "passed": points == max_points if passed is None else passed, "points": points,
+           "report": f"[report of {exercise_id}]", "error": None, "tampered": []}
+    if cases is not None:
+        row.update(cases=cases, hint_id=hint_id, hint=hint, policy=[])
+    row.update(extra)
+    return row
+
+
+def report(file, lesson, rows, *, status="ok", cells=(), seconds=1.0, detail=""):
+    return {"file": str(file), "lesson": lesson, "status": status, "detail": detail,
+            "total": sum(r["points"] for r in rows), "max": sum(r["max_points"] for r in rows),
+            "exercises": rows, "cells": list(cells), "flags": [], "seconds": seconds}
+
+
+def hidden_failure():
+    """New shape: visible cases pass, two of three hidden cases fail."""
+    cases = [case("batch 2, 3 heads", message=""), case("batch 1, 1 head"),
+             case(HIDDEN_NAME, "failed", True, HIDDEN_MESSAGE, "transposed_heads"),
+             case(HIDDEN_NAME + " 2", "failed", True, HIDDEN_MESSAGE, "transposed_heads"),
+             case(HIDDEN_NAME + " 3", "passed", True)]
+    return row("split_heads", 0.0, cases=cases, hint_id="transposed_heads",
+               hint="Reshape to (B, L, H, D_h) first, then swap axes 1 and 2.", passed=False)
+
+
+# ---------------------------------------------------------------------------
+# Shards
+
+
+def make_class(root, names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    return root
+
+
+NAMES = [f"student{i:02d}/0{i % 3 + 1}_lesson.ipynb" for i in range(40)] + [f"flat_{i}.ipynb" for i in range(9)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16])
+def test_every_submission_lands_in_exactly_one_shard(tmp_path, n):
+    submissions = shards.collect([make_class(tmp_path / "class", NAMES)])
+    assert len(submissions) == len(NAMES)
+    chosen = [index for k in range(1, n + 1) for index in shards.select(submissions, k, n)]
+    assert sorted(chosen) == list(range(len(submissions)))
+
+
+def test_shards_do_not_depend_on_where_the_class_sits(tmp_path, monkeypatch):
+    here = shards.collect([make_class(tmp_path / "a" / "class", NAMES)])
+    monkeypatch.chdir(tmp_path / "a")
+    there = shards.collect(["class"])
+    assert [s.key for s in here] == [s.key for s in there]
+    assert shards.select(here, 2, 5) == shards.select(there, 2, 5)
+
+
+def test_a_late_submission_moves_no_one_else(tmp_path):
+    before = shards.collect([make_class(tmp_path / "class", NAMES)])
+    after = shards.collect([make_class(tmp_path / "class", NAMES + ["student99/02_late.ipynb"])])
+    shard_before = {s.key: shards.shard_of(s.key, 7) for s in before}
+    assert {s.key: shards.shard_of(s.key, 7) for s in after if s.key in shard_before} == shard_before
+
+
+@pytest.mark.parametrize("text", ["3", "0/4", "5/4", "a/b", "1/0", "2/3/4"])
+def test_bad_shard_is_refused_naming_the_option(text):
+    with pytest.raises(ValueError, match="--shard"):
+        shards.parse_shard(text)
+
+
+def grade_parts(tmp_path, submissions, reports, n):
+    """Write the n part files a sharded run would write; returns their CSV paths."""
+    paths = []
+    for k in range(1, n + 1):
+        positions = shards.select(submissions, k, n)
+        out = tmp_path / f"grades-{k}.csv"
+        shards.write_part(shards.part_path(out), [reports[i] for i in positions], submissions, positions, (k, n))
+        paths.append(out)
+    return paths
+
+
+def synthetic_reports(submissions):
+    """Reports that differ per lesson, so each shard sees other exercise columns."""
+    out = []
+    for i, submission in enumerate(submissions):
+        lesson = submission.key.split("/")[-1][:2] if "/" in submission.key else None
+        rows = [row(f"ex{lesson}_{j}", float((i + j) % 2)) for j in range(2)] if lesson else []
+        out.append(report(submission.path, lesson, rows, status="ok" if lesson else "unknown-lesson",
+                          seconds=0.1 * (i % 7)))
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_merge_gives_the_unsharded_csv_byte_for_byte(tmp_path, n):
+    from mhacourse.grading.grade import csv_text
+
+    submissions = shards.collect([make_class(tmp_path / "class", NAMES)])
+    reports = synthetic_reports(submissions)
+    parts = grade_parts(tmp_path, submissions, reports, n)
+    merged, keys = shards.merge(list(reversed(parts)))  # any order of PARTS
+    assert csv_text(merged) == csv_text(reports)
+    assert keys == [s.key for s in submissions]
+
+
+def test_merge_refuses_missing_duplicated_or_foreign_parts(tmp_path):
+    submissions = shards.collect([make_class(tmp_path / "class", NAMES)])
+    reports = synthetic_reports(submissions)
+    parts = grade_parts(tmp_path / "", submissions, reports, 3)
+    with pytest.raises(ValueError, match="shard\\(s\\) 2/3 missing"):
+        shards.merge([parts[0], parts[2]])
+    with pytest.raises(ValueError, match="given twice"):
+        shards.merge([parts[0], parts[0], parts[1], parts[2]])
+    other = shards.collect([make_class(tmp_path / "other", NAMES[:-1])])
+    (tmp_path / "foreign").mkdir()
+    foreign = grade_parts(tmp_path / "foreign", other, synthetic_reports(other), 3)
+    with pytest.raises(ValueError, match="different runs"):
+        shards.merge([parts[0], parts[1], foreign[2]])
+    (tmp_path / "x.csv").write_text("file,lesson\n")
+    with pytest.raises(ValueError, match="PART"):
+        shards.merge([tmp_path / "x.csv"])
+
+
+# ---------------------------------------------------------------------------
+# Gradescope
+
+
+def class_reports():
+    cell_error = {"index": 4, "status": "error", "error": "NameError: name 'mx' is not defined"}
+    return [
+        report("class/alice/02_many_heads.ipynb", "02", [hidden_failure(), row("merge_heads", 1.0)]),
+        report("class/bob/02_many_heads.ipynb", "02", [row("split_heads", 1.0), row("merge_heads", 0.0)],
+               status="error", cells=[cell_error]),
+        report("class/bob/01_one_head.ipynb", "01", [row("softmax", 1.0, cases=[case("rows sum to 1")])]),
+        report("class/carol/02_many_heads.ipynb", None, [], status="invalid-notebook", detail="invalid JSON"),
+    ]
+
+
+KEYS = ["alice/02_many_heads.ipynb", "bob/02_many_heads.ipynb", "bob/01_one_head.ipynb", "carol/02_many_heads.ipynb"]
+
+
+def test_gradescope_results_follow_the_documented_schema(tmp_path):
+    reports = class_reports()
+    exports.write_gradescope(reports, exports.output_names(KEYS), tmp_path / "gs")
+    files = sorted((tmp_path / "gs").glob("*/results.json"))
+    assert [f.parent.name for f in files] == ["alice__02_many_heads", "bob__01_one_head", "bob__02_many_heads",
+                                              "carol__02_many_heads"]
+    for file in files:
+        jsonschema.validate(json.loads(file.read_text()), SCHEMA)
+    alice = json.loads(files[0].read_text())
+    assert alice["score"] == 1.0 and [t["score"] for t in alice["tests"]] == [0.0, 1.0]
+    assert [t["status"] for t in alice["tests"]] == ["failed", "passed"]
+    assert "2 hidden checks failed (of 3)" in alice["tests"][0]["output"]
+    assert "secret" not in files[0].read_text()  # neither hidden names nor hidden messages
+    bob = json.loads(files[2].read_text())
+    assert "Cell 5 raised an error: NameError" in bob["output"]
+    carol = json.loads(files[3].read_text())
+    assert carol["tests"] == [] and carol["score"] == 0.0 and "invalid JSON" in carol["output"]
+
+
+def test_the_schema_rejects_what_gradescope_would(tmp_path):
+    good = exports.gradescope_results(class_reports()[0])
+    for broken in ({**good, "tests": [{**good["tests"][0], "visibility": "students"}]},
+                   {**good, "tests": [{**good["tests"][0], "score": "1"}]},
+                   {key: value for key, value in good.items() if key != "score"} | {"tests": [{"name": "x"}]},
+                   {**good, "scores": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)
+
+
+def test_gradescope_single_file_for_its_own_container(tmp_path):
+    target = tmp_path / "results" / "results.json"
+    exports.write_gradescope(class_reports()[:1], ["x"], target)
+    jsonschema.validate(json.loads(target.read_text()), SCHEMA)
+    with pytest.raises(ValueError, match="exactly one submission"):
+        exports.write_gradescope(class_reports(), exports.output_names(KEYS), target)
+
+
+# ---------------------------------------------------------------------------
+# Canvas
+
+
+def read_csv(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_canvas_csv_has_the_gradebook_columns_one_row_per_student():
+    rows = read_csv(exports.canvas_csv(class_reports(), KEYS))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Lesson 01", "Lesson 02"]
+    assert rows[1] == ["    Points Possible", "", "", "", "", "1", "2"]
+    by_student = {r[0]: r for r in rows[2:]}
+    assert sorted(by_student) == ["alice", "bob", "carol"]
+    assert by_student["alice"] == ["alice", "", "", "alice", "", "", "1"]  # no lesson 01 notebook: blank
+    assert by_student["bob"][5:] == ["1", "1"]
+    assert by_student["carol"][5:] == ["", ""]  # not gradable: left for the instructor
+
+
+def test_canvas_csv_per_exercise_and_canvas_user_ids():
+    keys = ["doejane_4021_77_02_many_heads.ipynb", "roefred_LATE_513_78_02_many_heads.ipynb",
+            "moejo_99_79_01_one_head.ipynb", "lee_7_80_x.ipynb"]
+    rows = read_csv(exports.canvas_csv(class_reports(), keys, by="exercise"))
+    assert rows[0][5:] == ["Lesson 01: softmax", "Lesson 02: merge_heads", "Lesson 02: split_heads"]
+    assert [r[1] for r in rows[2:]] == ["4021", "513", "7", "99"]  # all digits: Canvas's ID column
+    assert rows[2][5:] == ["", "1", "0"]
+
+
+def test_a_student_with_two_notebooks_of_a_lesson_keeps_the_better_one():
+    reports = class_reports()[:2]
+    rows = read_csv(exports.canvas_csv(reports, ["sam/a.ipynb", "sam/b.ipynb"], id_column="SIS User ID"))
+    assert rows[2] == ["sam", "", "sam", "", "", "1"]
+
+
+@pytest.mark.parametrize("key, pattern, expected", [
+    ("alice/02_many_heads.ipynb", None, "alice"),
+    ("submission_123/work/02.ipynb", None, "submission_123"),
+    ("doejane_LATE_4021_77_02_many_heads.ipynb", None, "4021"),
+    ("alice.ipynb", None, "alice"),
+    ("hw/alice-02.ipynb", r"/(?P<id>[a-z]+)-", "alice"),
+    ("hw/alice-02.ipynb", r"([a-z]+)-\d+", "alice"),
+])
+def test_student_id_rule(key, pattern, expected):
+    assert exports.student_id(key, pattern) == expected
+
+
+def test_student_id_pattern_that_does_not_match_names_the_submission():
+    with pytest.raises(ValueError, match="--student-id.*bob.ipynb"):
+        exports.student_id("bob.ipynb", r"(\d+)")
+
+
+# ---------------------------------------------------------------------------
+# Feedback
+
+
+def test_feedback_counts_hidden_cases_and_never_shows_them():
+    page = feedback.feedback_html(class_reports()[0])
+    assert "2 hidden checks failed (of 3)" in page
+    assert "secret" not in page and "L_q=13" not in page
+    assert "batch 2, 3 heads" in page  # visible cases are shown
+    assert "Reshape to (B, L, H, D_h) first" in page
+    assert "Every check passed" not in page
+    item = feedback.exercise_feedback(hidden_failure())
+    assert not item.passed and item.verdict == "the visible checks passed, but 2 hidden checks failed"
+
+
+def test_feedback_says_every_check_passed_only_when_it_did():
+    passing = row("split_heads", 1.0, cases=[case("a"), case("h", hidden=True)])
+    assert "Every check passed" in feedback.feedback_html(report("x.ipynb", "02", [passing]))
+    wrongly_passed = dict(hidden_failure(), passed=True, points=1.0)  # a grader bug must not say "passed"
+    page = feedback.feedback_html(report("x.ipynb", "02", [wrongly_passed]))
+    assert "Every check passed" not in page and "hidden checks failed" in page
+
+
+def test_feedback_escapes_what_the_notebook_wrote():
+    attack = "<script>alert(1)</script>"
+    cells = [{"index": 0, "status": "error", "error": f"ValueError: {attack}"}]
+    evil = row("softmax", 0.0, cases=[case(attack, "failed", message=attack)])
+    page = feedback.feedback_html(report(f"{attack}.ipynb", "01", [evil], cells=cells))
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_feedback_of_an_old_style_row_shows_the_checker_report():
+    page = feedback.feedback_html(report("x.ipynb", "02", [row("merge_heads", 0.0)]))
+    assert "[report of merge_heads]" in page and "not passed" in page
+
+
+def test_feedback_files_one_per_submission(tmp_path):
+    feedback.write_feedback(class_reports(), exports.output_names(KEYS), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alice__02_many_heads.html", "bob__01_one_head.html", "bob__02_many_heads.html", "carol__02_many_heads.html"]
+    assert "could not be graded: invalid JSON" in (tmp_path / "carol__02_many_heads.html").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Summary
+
+
+def test_summary_distribution_hints_and_slowest():
+    reports = class_reports()
+    for seconds, r in zip([3.0, 9.0, 1.0, 0.5], reports):
+        r["seconds"] = seconds
+    data = summary.class_summary(reports)
+    split = next(e for e in data["exercises"] if e["id"] == "split_heads")
+    assert split["distribution"] == [[0.0, 1], [1.0, 1]] and split["graded"] == 2 and split["mean"] == 0.5
+    assert data["hints"][0]["hint_id"] == "transposed_heads" and data["hints"][0]["count"] == 1
+    assert [Path(s["file"]).parent.name for s in data["slowest"]][:2] == ["bob", "alice"]
+    assert data["statuses"] == {"error": 1, "invalid-notebook": 1, "ok": 2}
+    text = summary.summary_text(data)
+    assert "transposed_heads" in text and "slowest notebooks" in text
+    assert len(text.splitlines()) < 40 and max(map(len, text.splitlines())) <= 100
+    assert json.loads(json.dumps(data)) == data
+
+
+# ---------------------------------------------------------------------------
+# The batch-system files under deploy/: run with a stand-in `mhacourse` that
+# prints its arguments, as the batch system would run them.
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def run_with_stand_in(tmp_path, argv, env):
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "mhacourse").write_text("#!/bin/sh\necho \"$@\"\n")
+    (bin_dir / "mhacourse").chmod(0o755)
+    (tmp_path / "grading").mkdir(exist_ok=True)
+    (tmp_path / "grading" / "secret").write_text("0" * 64)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env}
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.split()
+
+
+def test_slurm_array_task_grades_its_shard_then_merge_joins_them(tmp_path):
+    script = str(DEPLOY / "slurm.sbatch")
+    task = run_with_stand_in(tmp_path, ["bash", script, "submissions/"],
+                             {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_CPUS_PER_TASK": "2"})
+    assert task[:4] == ["grade", "submissions/", "--shard", "3/8"]
+    assert task[task.index("--out") + 1] == "grading/parts/grades-3.csv" and "--secret-file" in task
+    (tmp_path / "grading" / "parts" / "grades-3.part.json").write_text("{}")
+    merge = run_with_stand_in(tmp_path, ["bash", script, "merge"], {})
+    assert merge[:3] == ["grade", "merge", "grading/parts/grades-3.part.json"]
+
+
+def test_kubernetes_indexed_job_maps_completion_index_to_shard(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    shards_job, merge_job = yaml.safe_load_all((DEPLOY / "k8s-indexed-job.yaml").read_text())
+    spec = shards_job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    n = spec["completions"]
+    container = spec["template"]["spec"]["containers"][0]
+    seen = []
+    for index in range(n):  # Kubernetes sets JOB_COMPLETION_INDEX = 0 .. completions - 1
+        argv = run_with_stand_in(tmp_path, [*container["command"], *container["args"]],
+                                 {"JOB_COMPLETION_INDEX": str(index)})
+        seen.append(argv[argv.index("--shard") + 1])
+    assert seen == [f"{k}/{n}" for k in range(1, n + 1)]
+    (tmp_path / "grading" / "parts").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "grading" / "parts" / "grades-1.part.json").write_text("{}")
+    container = merge_job["spec"]["template"]["spec"]["containers"][0]
+    merge = run_with_stand_in(tmp_path, [*container["command"], *container["args"]], {})
+    assert merge[:3] == ["grade", "merge", "grading/parts/grades-1.part.json"]

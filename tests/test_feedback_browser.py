@@ -1,0 +1,89 @@
+"""What a student sees: a feedback page opened in a real Chromium, driven by Playwright.
+
+The page is written by ``mhacourse.grading.feedback`` for a report whose
+exercise passed its visible cases but failed two of three hidden ones, with a
+failed code cell whose error carries HTML. The test reads the rendered text,
+not the HTML source: hidden cases are counted, never named; nothing claims
+that everything passed; the notebook's text is shown, not run; the page loads
+nothing. Same browser setup as ``test_browser.py`` (Debian's Chromium, no
+``playwright install``); one browser for the module.
+"""
+
+import pytest
+
+from mhacourse.grading import feedback
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, _require_browser
+from tests.test_classroom import HIDDEN_MESSAGE, HIDDEN_NAME, class_reports
+
+ATTACK = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+@pytest.fixture(scope="module")
+def student_view(tmp_path_factory):
+    """(visible text, page facts) of alice's and bob's feedback pages."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    folder = tmp_path_factory.mktemp("feedback")
+    reports = class_reports()
+    reports[1]["cells"][0]["error"] += " " + ATTACK
+    names = ["alice", "bob"]
+    feedback.write_feedback(reports[:2], names, folder)
+    seen = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            requests = []
+            page.on("request", lambda request: requests.append(request.url))
+            for name in names:
+                requests.clear()
+                page.goto((folder / f"{name}.html").as_uri())
+                sections = page.locator("section.exercise")
+                seen[name] = {
+                    "text": page.inner_text("body"),
+                    "title": page.title(),
+                    "requests": list(requests),
+                    "images": page.locator("img").count(),
+                    "sections": {sections.nth(i).get_attribute("data-exercise"): {
+                        "text": sections.nth(i).inner_text(),
+                        "border": sections.nth(i).evaluate("e => getComputedStyle(e).borderLeftColor"),
+                    } for i in range(sections.count())},
+                }
+        finally:
+            browser.close()
+    return seen
+
+
+def test_hidden_cases_are_counted_not_shown(student_view):
+    alice = student_view["alice"]
+    split = alice["sections"]["split_heads"]["text"]
+    assert "2 hidden checks failed (of 3)" in split
+    assert "batch 2, 3 heads" in split and "batch 1, 1 head" in split  # visible cases are listed
+    for secret in (HIDDEN_NAME, HIDDEN_MESSAGE, "L_q=13", "secret"):
+        assert secret not in alice["text"]
+
+
+def test_nothing_says_passed_while_a_hidden_case_failed(student_view):
+    alice = student_view["alice"]
+    split = alice["sections"]["split_heads"]
+    assert "the visible checks passed, but 2 hidden checks failed" in split["text"]
+    assert "0 / 1 points" in split["text"]
+    assert "Every check passed" not in alice["text"]
+    assert split["border"] == "rgb(180, 35, 24)"  # red, like every failed exercise
+    assert alice["sections"]["merge_heads"]["border"] == "rgb(26, 127, 55)"
+    assert "Hint: Reshape to (B, L, H, D_h) first" in split["text"]
+    assert "1 / 2 points" in alice["text"]
+
+
+def test_failed_cells_show_their_error_as_text(student_view):
+    bob = student_view["bob"]
+    assert "Cell 5 raised an error" in bob["text"]
+    assert "NameError: name 'mx' is not defined" in bob["text"]
+    assert ATTACK in bob["text"]  # shown to the student as text ...
+    assert bob["images"] == 0 and bob["title"] == "Feedback: 02_many_heads.ipynb"  # ... never run
+
+
+def test_the_page_is_self_contained(student_view):
+    for name, view in student_view.items():
+        assert len(view["requests"]) == 1 and view["requests"][0].endswith(f"/{name}.html")
