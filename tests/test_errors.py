@@ -2,6 +2,7 @@
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 import pytest
 
 import mhacourse
@@ -26,11 +27,19 @@ MHA = mhacourse.MultiHeadAttention
         (dict(dims=8, num_heads=2, value_input_dims=0), "value_input_dims"),
         (dict(dims=8, num_heads=2, value_output_dims=0), "value_output_dims"),
         (dict(dims=8, num_heads=2, bias="yes"), "bias must be True or False"),
+        (dict(dims=8, num_heads=2, bias=1), r"bias must be True or False, got 1 \(int\)"),
+        (dict(dims=8, num_heads=2, bias=mx.array([True, False])), "bias must be True or False"),
     ],
 )
 def test_constructor_errors(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         MHA(**kwargs)
+
+
+@pytest.mark.parametrize("flag", [True, np.bool_(True), mx.array(True), False, np.bool_(False)], ids=repr)
+def test_bias_accepts_the_flags_mlx_accepts(flag):
+    ours, theirs = MHA(8, 2, bias=flag), nn.MultiHeadAttention(8, 2, bias=flag)
+    assert ("bias" in ours.query_proj) == ("bias" in theirs.query_proj) == bool(flag)
 
 
 def test_mlx_itself_is_less_strict():

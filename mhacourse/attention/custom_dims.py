@@ -8,7 +8,7 @@ Only the constructor changes; projecting, attending and merging are stage 2's.
 import mlx.nn as nn
 
 from . import multi_head
-from .validation import check_divisible, check_size
+from .validation import check_bias, check_divisible, check_size
 
 
 class MultiHeadAttention(multi_head.MultiHeadAttention):
@@ -29,8 +29,8 @@ class MultiHeadAttention(multi_head.MultiHeadAttention):
             projection. Default: ``dims``.
         value_output_dims (int, optional): The dimensions the new values will
             be projected to. Default: ``dims``.
-        bias (bool, optional): Whether or not to use a bias in the projections.
-            Default: ``False``.
+        bias (bool, optional): Whether or not to use a bias in the projections
+            (a ``bool`` or ``numpy.bool_``). Default: ``False``.
     """
 
     def __init__(
@@ -55,10 +55,10 @@ class MultiHeadAttention(multi_head.MultiHeadAttention):
         value_output_dims = check_size("value_output_dims", value_output_dims, dims)
         check_divisible("dims", dims, num_heads)
         check_divisible("value_dims", value_dims, num_heads)
-        if not isinstance(bias, bool):
-            raise ValueError(f"bias must be True or False, got {bias!r}.")
+        bias = check_bias(bias)
 
         self.num_heads = num_heads
+        self.head_dims = dims // num_heads
         self.query_proj = nn.Linear(query_input_dims, dims, bias=bias)
         self.key_proj = nn.Linear(key_input_dims, dims, bias=bias)
         self.value_proj = nn.Linear(value_input_dims, value_dims, bias=bias)

@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from . import custom_dims
 from .masks import causal_mask
-from .scaled_dot_product import check_attention_inputs
+from .scaled_dot_product import check_attention_inputs, head_scale
 
 
 class MultiHeadAttention(custom_dims.MultiHeadAttention):
@@ -33,7 +33,7 @@ class MultiHeadAttention(custom_dims.MultiHeadAttention):
             return super().attend(queries, keys, values, mask, return_weights)
         check_attention_inputs(queries, keys, values, mask)
         output = mx.fast.scaled_dot_product_attention(
-            queries, keys, values, scale=self.scale, mask=mask
+            queries, keys, values, scale=head_scale(queries), mask=mask
         )  # (B, H, L_q, D_v/H)
         return output, None
 

@@ -6,6 +6,9 @@
 errors. Unlike the fused kernel it can also hand back the attention weights.
 """
 
+import functools
+import math
+
 import mlx.core as mx
 
 __all__ = [
@@ -17,6 +20,7 @@ __all__ = [
     "causal_keep",
     "check_attention_inputs",
     "check_mask",
+    "head_scale",
 ]
 
 
@@ -24,9 +28,10 @@ def _shape(x):
     return "(" + ", ".join(str(s) for s in x.shape) + ")"
 
 
+@functools.lru_cache(maxsize=128)
 def result_dtype(*dtypes):
     """The dtype MLX's type promotion gives to arrays of ``dtypes`` combined."""
-    # Adding empty arrays is free and evaluates nothing: only the dtype is read.
+    # Adding empty arrays evaluates nothing: only the dtype is read (and remembered).
     return sum((mx.zeros((0,), dtype) for dtype in dtypes[1:]), mx.zeros((0,), dtypes[0])).dtype
 
 
@@ -115,6 +120,15 @@ def check_mask(mask, target, dtype):
             f"an additive mask of dtype {mask.dtype} would promote the "
             f"{dtype} inputs; build it in {dtype} (e.g. mask.astype({dtype}))."
         )
+
+
+def head_scale(queries):
+    """``1 / sqrt(D_h)``, read from the projected queries ``(B, H, L_q, D_h)``.
+
+    MLX's layer takes the scale from the queries after the projection, so it
+    holds for any ``query_proj``: a ``Linear``, a quantized one or a wrapper.
+    """
+    return math.sqrt(1 / queries.shape[-1])
 
 
 def causal_keep(n_queries, n_keys):

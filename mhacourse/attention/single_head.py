@@ -1,11 +1,8 @@
 """Stage 1b: one attention head with its own query, key and value projections."""
 
-import math
-
-import mlx.core as mx
 import mlx.nn as nn
 
-from .scaled_dot_product import attention_with_weights
+from .scaled_dot_product import attention_with_weights, head_scale
 from .validation import check_features, check_size
 
 
@@ -41,7 +38,7 @@ class SingleHeadAttention(nn.Module):
         keys = self.key_proj(keys)[:, None]  # (B, 1, L_k, dims)
         values = self.value_proj(values)[:, None]  # (B, 1, L_k, dims)
         output, weights = attention_with_weights(
-            queries, keys, values, scale=math.sqrt(1 / self.dims), mask=mask
+            queries, keys, values, scale=head_scale(queries), mask=mask
         )
         output, weights = output[:, 0], weights[:, 0]  # (B, L_q, dims), (B, L_q, L_k)
         return (output, weights) if return_weights else output
