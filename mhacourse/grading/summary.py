@@ -69,7 +69,7 @@ def class_summary(reports):
         "statuses": dict(sorted(Counter(str(report.get("status")) for report in reports).items())),
         "points": {"total": total, "max": sum(_number(report.get("max")) for report in reports),
                    "mean": round(total / len(reports), 4) if reports else 0.0},
-        "exercises": sorted(exercises.values(), key=lambda entry: (str(entry["lesson"]), entry["id"])),
+        "exercises": sorted(exercises.values(), key=lambda entry: str(entry["lesson"])),  # then first seen
         "hints": [{"hint_id": hint_id, "count": count, "exercises": sorted(set(hint_exercises[hint_id])),
                    "hint": hint_texts[hint_id]} for hint_id, count in hints.most_common(TOP_HINTS)],
         "slowest": [{"file": str(report.get("file")), "seconds": _number(report.get("seconds")),
