@@ -40,7 +40,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from mhacourse.grading.feedback import exercise_feedback, exercise_text, failed_cells
+from mhacourse.grading.feedback import as_points, exercise_feedback, exercise_text, failed_cells
 
 CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 CANVAS_ID_COLUMNS = ("ID", "SIS User ID", "SIS Login ID")
@@ -85,10 +85,6 @@ def output_names(keys):
     return names
 
 
-def _points(value):
-    return float(value) if isinstance(value, (int, float)) and value == value else 0.0
-
-
 def gradescope_results(report):
     """One submission's Gradescope ``results.json``, as a dict.
 
@@ -105,11 +101,11 @@ def gradescope_results(report):
             "status": "passed" if item.passed else "failed",
             "output": exercise_text(item), "visibility": "visible",
         })
-    lines = [f"{_points(report.get('total')):g} / {_points(report.get('max')):g} points"]
+    lines = [f"{as_points(report.get('total')):g} / {as_points(report.get('max')):g} points"]
     if not tests:
         lines.append(f"This notebook could not be graded: {report.get('detail') or report.get('status')}")
     lines += [f"Cell {number} {words}: {error}" for number, words, error in failed_cells(report)]
-    results = {"score": _points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
+    results = {"score": as_points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
                "stdout_visibility": "hidden", "tests": tests}
     if isinstance(report.get("seconds"), (int, float)):
         results["execution_time"] = report["seconds"]
@@ -142,8 +138,8 @@ def _canvas_columns(report, by):
     if not lesson or not rows:
         return {}
     if by == "lesson":
-        return {f"Lesson {lesson}": (_points(report.get("total")), _points(report.get("max")))}
-    return {f"Lesson {lesson}: {row.get('id')}": (_points(row.get("points")), _points(row.get("max_points")))
+        return {f"Lesson {lesson}": (as_points(report.get("total")), as_points(report.get("max")))}
+    return {f"Lesson {lesson}: {row.get('id')}": (as_points(row.get("points")), as_points(row.get("max_points")))
             for row in rows}
 
 

@@ -65,7 +65,8 @@ def _title(exercise_id):
         return ""
 
 
-def _number(value):
+def as_points(value):
+    """A number of points from a report field; 0 for anything else (None, NaN, text)."""
     return float(value) if isinstance(value, (int, float)) and value == value else 0.0
 
 
@@ -98,7 +99,7 @@ def exercise_feedback(row):
     hidden_failed = sum(case.get("status") != "passed" for case in hidden)
     visible_failed = sum(case["status"] != "passed" for case in visible)
     rules = [str(rule) for rule in (row.get("policy") or [])] + [str(t) for t in (row.get("tampered") or [])]
-    points, max_points = _number(row.get("points")), _number(row.get("max_points"))
+    points, max_points = as_points(row.get("points")), as_points(row.get("max_points"))
     passed = row.get("passed") is True and not hidden_failed and not visible_failed and not rules
     if passed:
         verdict = "passed"
@@ -209,7 +210,7 @@ def feedback_html(report, *, name=None):
     name = name or Path(str(report.get("file") or "submission")).name
     items = [exercise_feedback(row) for row in report.get("exercises") or [] if isinstance(row, dict)]
     cells = failed_cells(report)
-    total, best = _number(report.get("total")), _number(report.get("max"))
+    total, best = as_points(report.get("total")), as_points(report.get("max"))
     body = [f"<h1>Feedback: {esc(name)}</h1>"]
     lesson = f"lesson {esc(str(report['lesson']))}: " if report.get("lesson") else ""
     body.append(f"<p class='total'>{lesson}<b>{total:g} / {best:g} points</b></p>")

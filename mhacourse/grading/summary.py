@@ -8,13 +8,11 @@ data (written as JSON next to the reports), :func:`summary_text` the screen.
 from collections import Counter
 from pathlib import Path
 
+from mhacourse.grading.feedback import as_points
+
 TOP_HINTS = 8
 TOP_SLOWEST = 5
 BAR_WIDTH = 24
-
-
-def _number(value):
-    return float(value) if isinstance(value, (int, float)) and value == value else 0.0
 
 
 def _hint_id(row):
@@ -50,8 +48,8 @@ def class_summary(reports):
                 continue
             entry = exercises.setdefault(str(row.get("id")), {
                 "id": str(row.get("id")), "lesson": report.get("lesson"),
-                "max_points": _number(row.get("max_points")), "scores": Counter()})
-            entry["scores"][_number(row.get("points"))] += 1
+                "max_points": as_points(row.get("max_points")), "scores": Counter()})
+            entry["scores"][as_points(row.get("points"))] += 1
             hint_id = _hint_id(row)
             if hint_id:
                 hints[hint_id] += 1
@@ -62,17 +60,17 @@ def class_summary(reports):
         entry["graded"] = sum(scores.values())
         entry["mean"] = round(sum(points * n for points, n in scores.items()) / entry["graded"], 4)
         entry["distribution"] = [[points, scores[points]] for points in sorted(scores)]
-    slowest = sorted(reports, key=lambda report: -_number(report.get("seconds")))[:TOP_SLOWEST]
-    total = sum(_number(report.get("total")) for report in reports)
+    slowest = sorted(reports, key=lambda report: -as_points(report.get("seconds")))[:TOP_SLOWEST]
+    total = sum(as_points(report.get("total")) for report in reports)
     return {
         "submissions": len(reports),
         "statuses": dict(sorted(Counter(str(report.get("status")) for report in reports).items())),
-        "points": {"total": total, "max": sum(_number(report.get("max")) for report in reports),
+        "points": {"total": total, "max": sum(as_points(report.get("max")) for report in reports),
                    "mean": round(total / len(reports), 4) if reports else 0.0},
         "exercises": sorted(exercises.values(), key=lambda entry: str(entry["lesson"])),  # then first seen
         "hints": [{"hint_id": hint_id, "count": count, "exercises": sorted(set(hint_exercises[hint_id])),
                    "hint": hint_texts[hint_id]} for hint_id, count in hints.most_common(TOP_HINTS)],
-        "slowest": [{"file": str(report.get("file")), "seconds": _number(report.get("seconds")),
+        "slowest": [{"file": str(report.get("file")), "seconds": as_points(report.get("seconds")),
                      "timing": report.get("timing") or {}} for report in slowest],
     }
 
