@@ -1,19 +1,32 @@
 """Exercises, their cases and known mistakes, and ``check()``.
 
-An exercise is checked by running the learner's answer and a trusted
-reference on the same cases and comparing the outputs. Each known mistake is
-a deliberately wrong implementation: when the learner's output matches one of
-them, the report names the mistake and how to fix it.
+Checking has two halves:
+
+* **compute** (:func:`compute`): call the learner's answer on each case's
+  inputs and keep what came back, an output or an error descriptor
+  (:class:`Outcome`). Nothing else is decided here.
+* **judge** (:func:`judge`): run the trusted reference on the same inputs,
+  compare, match the known mistakes, apply the policy and build the
+  :class:`CheckResult`.
+
+``check()`` does both in the notebook's process. ``mhacourse grade`` computes
+inside a sandbox (the answer's outputs come back as plain data) and judges in
+its own process, with the same :func:`judge` and the same policy code
+(:mod:`mhacourse.grading.policy`).
+
+Each known mistake is a deliberately wrong implementation: when the learner's
+output matches one of them, the report names the mistake and how to fix it.
 """
 
 import importlib
 import inspect
 import os
+import time
 from dataclasses import dataclass, field
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from .compare import compare, describe, matches
 from .result import ERROR, FAILED, INVALID, NOT_IMPLEMENTED, PASSED, TIMEOUT, CaseResult, CheckResult
@@ -28,6 +41,13 @@ __all__ = [
     "exercise_ids",
     "get_exercise",
     "check",
+    "Call",
+    "Outcome",
+    "calls_for",
+    "compute",
+    "compute_call",
+    "judge",
+    "safe_text",
     "DEFAULT_TIME_LIMIT",
 ]
 
@@ -84,6 +104,13 @@ class Exercise:
         cases (list[Case]): The inputs tried, in order.
         mistakes (list[Mistake]): Known wrong implementations, most specific first.
         points (int): Points for passing.
+        hidden_cases (callable, optional): ``(rng: numpy.random.Generator) ->
+            list[Case]``, cases of other sizes than ``cases``; only the grader
+            runs them, and its report never shows their inputs.
+        forbidden (tuple[str]): Dotted names the answer must not call, e.g.
+            ``("mx.softmax",)`` or ``("mx.fast.*",)`` (see :mod:`.policy`).
+        properties (list): Property checks (objects with ``name``, ``calls(rng)``
+            and ``holds(outputs)``), run on inputs of their own.
     """
 
     id: str
@@ -95,6 +122,9 @@ class Exercise:
     cases: list
     mistakes: list = field(default_factory=list)
     points: int = 1
+    hidden_cases: object = None
+    forbidden: tuple = ()
+    properties: list = field(default_factory=list)
 
     kind = "function"
 
@@ -113,6 +143,22 @@ class Exercise:
         args, kwargs = case.inputs()
         _check_signature(answer, args, kwargs, self.signature)
         return answer(*args, **kwargs)
+
+    def prepare(self, inputs):
+        """What the trusted side adds to a call's inputs (``None`` here).
+
+        A :class:`ModuleExercise` returns the source layer's parameters, so
+        that the layer the learner's class builds gets trusted weights.
+        """
+        return None
+
+    def run_given(self, answer, inputs, extra=None):
+        """Run ``answer`` on ready-made ``inputs`` (as returned by ``Case.inputs()``).
+
+        The compute half calls this, in the notebook for ``check()`` and in the
+        sandbox for the grader; ``inputs`` must be fresh (it may be changed).
+        """
+        return self.run_case(answer, Case("given", lambda: inputs))
 
 
 class ModuleExercise(Exercise):
@@ -150,11 +196,22 @@ class ModuleExercise(Exercise):
                 f"Pass the class itself: check({self.id!r}, {self.answer_name}).",
             )
 
-    def run_case(self, answer, case):
-        (constructor, call_args), call_kwargs = case.inputs()
+    def prepare(self, inputs):
+        (constructor, _), _ = inputs
         mx.random.seed(1234)
         source = self.source_class(**constructor)
         mx.eval(source.parameters())
+        return dict(tree_flatten(source.parameters()))
+
+    def run_case(self, answer, case):
+        inputs = case.inputs()
+        return self.run_given(answer, inputs, self.prepare(inputs))
+
+    def run_given(self, answer, inputs, extra=None):
+        (constructor, call_args), call_kwargs = inputs
+        if extra is None:
+            extra = self.prepare(inputs)
+        source = _ShapesOnly(extra)
         _check_signature(answer, (), constructor, self.signature)
         layer = answer(**constructor)
         if not isinstance(layer, nn.Module):
@@ -164,9 +221,19 @@ class ModuleExercise(Exercise):
                 f"Make {self.answer_name} a subclass of mlx.nn.Module and call super().__init__().",
             )
         compare_parameters(layer, source, constructor)
-        layer.update(source.parameters())
+        layer.update(tree_unflatten(list(extra.items())))
         _check_signature(layer, call_args, call_kwargs, self.signature)
         return layer(*call_args, **call_kwargs)
+
+
+class _ShapesOnly:
+    """Stands for the source layer in :func:`compare_parameters`: its flat parameters."""
+
+    def __init__(self, flat):
+        self.flat = flat
+
+    def parameters(self):
+        return tree_unflatten(list(self.flat.items()))
 
 
 def _check_signature(answer, args, kwargs, signature):
@@ -280,14 +347,177 @@ def get_exercise(exercise_id):
 
 
 # ---------------------------------------------------------------------------
-# check()
+# check() = compute + judge
+
+
+def safe_text(value, limit=2000):
+    """``str(value)``, or a placeholder when its ``__str__`` fails or raises anything at all."""
+    try:
+        text = str(value)
+        if not isinstance(text, str):
+            raise TypeError
+    except BaseException:  # noqa: BLE001 - a learner's __str__ may raise SystemExit
+        text = f"<a {_type_name(value)} that cannot be printed>"
+    return text[:limit]
+
+
+def _type_name(value):
+    try:
+        name = type(value).__name__
+        return name if isinstance(name, str) else "object"
+    except BaseException:  # noqa: BLE001
+        return "object"
+
+
+@dataclass
+class Call:
+    """One call of the answer: a case, a hidden case or a property's input.
+
+    Attributes:
+        name (str): Shown in the report ("hidden case 2" for hidden ones).
+        case (Case): Builds the inputs (fresh on every call).
+        hidden (bool): Its inputs and outputs never appear in a report.
+        group (str): ``"case"`` or the name of the property it belongs to.
+    """
+
+    name: str
+    case: Case
+    hidden: bool = False
+    group: str = "case"
+
+
+@dataclass
+class Outcome:
+    """What one call of the answer gave: an output, or an error descriptor.
+
+    Attributes:
+        value: The output (arrays, tuples, scalars), when it returned.
+        error (dict or None): ``{"kind", "type", "message", "line", "hint_id",
+            "hint"}`` with kind ``"exception"``, ``"problem"`` (the check found
+            the answer unusable), ``"not_implemented"``, ``"timeout"``,
+            ``"killed"`` (the answer stopped its process) or ``"missing"``.
+        seconds (float): How long the call took.
+    """
+
+    value: object = None
+    error: dict = None
+    seconds: float = 0.0
+
+
+def calls_for(exercise, rng=None):
+    """The calls the answer gets: the visible cases, then (given ``rng``) hidden ones and properties.
+
+    Args:
+        exercise (Exercise): The exercise.
+        rng (numpy.random.Generator, optional): The grader's secret-seeded
+            generator; ``None`` (``check()``) gives the visible cases only.
+    """
+    calls = [Call(case.name, case) for case in exercise.cases]
+    if rng is None:
+        return calls
+    if exercise.hidden_cases is not None:
+        for number, case in enumerate(exercise.hidden_cases(rng), 1):
+            calls.append(Call(f"hidden case {number}", case, hidden=True))
+    for prop in exercise.properties or []:
+        for number, inputs in enumerate(prop.calls(rng), 1):
+            calls.append(Call(f"{prop.name} {number}", Case(f"{prop.name} {number}", _frozen(inputs)),
+                              hidden=True, group=prop.name))
+    return calls
+
+
+def _frozen(inputs):
+    """A ``Case.inputs`` that rebuilds ``inputs`` (a fresh copy each time)."""
+    import copy
+
+    return lambda: copy.deepcopy(inputs) if not callable(inputs) else inputs()
+
+
+def _descriptor(error, kind="exception"):
+    if isinstance(error, AnswerProblem):
+        return {"kind": "problem", "type": "AnswerProblem", "message": safe_text(error.message),
+                "line": "", "hint_id": error.hint_id, "hint": error.hint}
+    if isinstance(error, NotImplementedError):
+        kind = "not_implemented"
+    try:
+        line = learner_line(error)
+    except BaseException:  # noqa: BLE001
+        line = ""
+    return {"kind": kind, "type": _type_name(error), "message": safe_text(error, 500), "line": line,
+            "hint_id": None, "hint": None}
+
+
+def compute_call(exercise, answer, make_inputs, time_limit, prepare=None):
+    """Call ``answer`` once on fresh inputs; never raises.
+
+    Args:
+        make_inputs (callable): Returns the inputs (as ``Case.inputs()``); it is
+            called in the thread that runs the answer (MLX streams are per thread).
+        prepare (callable, optional): ``inputs -> extra``; default ``exercise.prepare``.
+
+    Returns:
+        Outcome: the evaluated output, or an error descriptor.
+    """
+    prepare = prepare or exercise.prepare
+
+    def call():
+        inputs = make_inputs()
+        return exercise.run_given(answer, inputs, prepare(inputs))
+
+    run = run_with_time_limit(call, time_limit)
+    if run.timed_out:
+        return Outcome(error={"kind": "timeout", "type": "", "message": "", "line": "", "hint_id": None,
+                              "hint": None}, seconds=run.seconds)
+    if run.error is not None:
+        return Outcome(error=_descriptor(run.error), seconds=run.seconds)
+    return Outcome(value=run.value, seconds=run.seconds)
+
+
+def validation_problem(exercise, answer):
+    """The descriptor of why ``answer`` is not an answer at all, or ``None``."""
+    try:
+        exercise.validate(answer)
+    except AnswerProblem as problem:
+        return _descriptor(problem)
+    return None
+
+
+def compute(exercise, answer, calls, time_limit, prepare=None):
+    """The compute half: call ``answer`` on every call's inputs.
+
+    Stops a group's remaining calls after a timeout or ``NotImplementedError``
+    (a timed-out call may still be running in the background).
+
+    Args:
+        prepare (callable, optional): ``inputs -> extra``; default
+            ``exercise.prepare``.
+
+    Returns:
+        list[Outcome or None]: per call (``None`` where it was skipped).
+    """
+    prepare = prepare or exercise.prepare
+    outcomes, stopped = [], set()
+    for call in calls:
+        if call.group in stopped or "*" in stopped:
+            outcomes.append(None)
+            continue
+        outcome = compute_call(exercise, answer, call.case.inputs, time_limit, prepare)
+        outcomes.append(outcome)
+        if outcome.error and outcome.error["kind"] in ("timeout", "killed"):
+            stopped.add("*")
+        elif outcome.error and outcome.error["kind"] == "not_implemented":
+            stopped.add(call.group)
+    return outcomes
 
 
 def check(exercise_id, answer, *, time_limit=None):
     """Check ``answer`` for the exercise ``exercise_id``.
 
-    Never raises: a missing implementation, an exception, a wrong type, NaNs
-    or a case that runs too long all become a failed result with a message.
+    Never raises (not even for a ``SystemExit`` from the answer or from its
+    output's ``__repr__``): a missing implementation, an exception, a wrong
+    type, NaNs or a case that runs too long all become a failed result with a
+    message. The policy (:mod:`.policy`) applies as in the grader; only the
+    course's own reference and mistake objects are exempt, so that the course
+    can check itself.
 
     Args:
         exercise_id (str): e.g. ``"split_heads"`` (see ``exercise_ids()``).
@@ -299,73 +529,95 @@ def check(exercise_id, answer, *, time_limit=None):
         CheckResult: Displays as a report; ``.passed`` and ``.points`` for grading.
     """
     try:
-        if not isinstance(exercise_id, str):
-            raise KeyError(f"the exercise id must be a string such as 'split_heads', got "
-                           f"{describe(exercise_id)}; known ids: {', '.join(exercise_ids())}")
-        exercise = get_exercise(exercise_id)
-    except KeyError as error:
-        return CheckResult(describe(exercise_id) if not isinstance(exercise_id, str) else exercise_id,
-                           "", False, INVALID, message=str(error.args[0]), max_points=0)
-    except Exception as error:  # noqa: BLE001
-        return CheckResult(str(exercise_id), "", False, ERROR, max_points=0,
-                           message=f"the checker failed to load: {type(error).__name__}: {error}")
-    try:
-        return _check(exercise, answer, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
-    except Exception as error:  # noqa: BLE001 - a bug in a check must not crash the notebook
-        return CheckResult(exercise.id, exercise.title, False, ERROR, max_points=exercise.points,
-                           message=f"the checker itself failed ({type(error).__name__}: {error}); "
-                                   "please report this to the course authors.")
+        try:
+            if not isinstance(exercise_id, str):
+                raise KeyError(f"the exercise id must be a string such as 'split_heads', got "
+                               f"{describe(exercise_id)}; known ids: {', '.join(exercise_ids())}")
+            exercise = get_exercise(exercise_id)
+        except KeyError as error:
+            return CheckResult(exercise_id if isinstance(exercise_id, str) else describe(exercise_id),
+                               "", False, INVALID, message=safe_text(error.args[0]), max_points=0)
+        except Exception as error:  # noqa: BLE001
+            return CheckResult(safe_text(exercise_id), "", False, ERROR, max_points=0,
+                               message=f"the checker failed to load: {_type_name(error)}: {safe_text(error)}")
+        try:
+            return _check(exercise, answer, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
+        except BaseException as error:  # noqa: BLE001 - a bug in a check must not crash the notebook
+            return CheckResult(exercise.id, exercise.title, False, ERROR, max_points=exercise.points,
+                               message=f"the checker itself failed ({_type_name(error)}: {safe_text(error)}); "
+                                       "please report this to the course authors.")
+    except BaseException:  # noqa: BLE001 - even building the message failed
+        return CheckResult("?", "", False, ERROR, max_points=0, message="the checker itself failed.")
 
 
 def _check(exercise, answer, time_limit):
+    from . import policy
+
+    problem = validation_problem(exercise, answer)
+    calls = calls_for(exercise)
+    if problem is not None:
+        return judge(exercise, calls, [], problem=problem)
+    exempt = answer is exercise.reference or any(answer is m.answer for m in exercise.mistakes)
+    recorder = policy.Recorder(exercise) if not exempt else None
+    if recorder is not None:
+        with recorder:
+            outcomes = compute(exercise, answer, calls, time_limit)
+        violations = policy.violations(exercise, policy.inspect_answer(answer, policy.known_objects(exercise)),
+                                       recorder.calls)
+    else:
+        outcomes = compute(exercise, answer, calls, time_limit)
+        violations = []
+    return judge(exercise, calls, outcomes, violations=violations, time_limit=time_limit)
+
+
+def judge(exercise, calls, outcomes, *, problem=None, violations=(), time_limit=None):
+    """The judge half: compare each outcome with the trusted reference and score.
+
+    Runs in the trusted process only. Nothing in ``outcomes`` can make a call
+    pass except an output equal (within tolerance) to the reference's output
+    on the same inputs.
+
+    Args:
+        exercise (Exercise): The exercise.
+        calls (list[Call]): What the answer was called on (see :func:`calls_for`).
+        outcomes (list[Outcome or None]): Per call; missing trailing entries
+            count as skipped.
+        problem (dict, optional): Why the answer is not an answer at all
+            (a descriptor, see :class:`Outcome`); then nothing else counts.
+        violations (list[str]): Policy rules the answer broke (see
+            :func:`mhacourse.grading.policy.violations`); any makes it fail.
+        time_limit (float, optional): Only for the timeout message.
+
+    Returns:
+        CheckResult: per visible and hidden case, with the hint.
+    """
+    time_limit = DEFAULT_TIME_LIMIT if time_limit is None else time_limit
     result = CheckResult(exercise.id, exercise.title, False, FAILED, max_points=exercise.points)
-    try:
-        exercise.validate(answer)
-    except AnswerProblem as problem:
-        result.status, result.message = INVALID, problem.message
-        result.hint_id, result.hint = problem.hint_id, problem.hint
+    if problem is not None:
+        result.status, result.message = INVALID, safe_text(problem.get("message"))
+        result.hint_id, result.hint = problem.get("hint_id"), problem.get("hint")
         return result
 
-    outputs = {}  # case index -> the learner's output, for matching mistakes
-    for index, case in enumerate(exercise.cases):
-        expected = evaluate(exercise.run_case(exercise.reference, case))
-        run = run_with_time_limit(lambda: exercise.run_case(answer, case), time_limit)
-        case_result = CaseResult(case.name, PASSED, expected=describe(expected), seconds=run.seconds)
+    outputs = {}  # call index -> the learner's output, for matching mistakes and properties
+    case_calls = [(i, c) for i, c in enumerate(calls) if c.group == "case"]
+    for index, call in case_calls:
+        outcome = outcomes[index] if index < len(outcomes) else None
+        if outcome is None:
+            continue
+        case_result = _judge_case(exercise, call, outcome, time_limit)
+        case_result.index = index
         result.cases.append(case_result)
-        if run.timed_out:
-            case_result.status = TIMEOUT
-            case_result.message = (f"still running after {time_limit:g} s (it is left to finish in "
-                                   "the background); the remaining cases were skipped.")
-            case_result.hint_id, case_result.hint = "timeout", (
-                "Look for an endless loop, or a Python loop over elements where one array "
-                "operation would do; the cases are small.")
+        if outcome.error is None and case_result.status in (PASSED, FAILED):
+            outputs[index] = outcome.value
+        if case_result.status in (TIMEOUT, NOT_IMPLEMENTED):
             break
-        if isinstance(run.error, NotImplementedError):
-            case_result.status = NOT_IMPLEMENTED
-            case_result.message = "not implemented yet"
-            break
-        if isinstance(run.error, AnswerProblem):
-            case_result.status = FAILED
-            case_result.message = run.error.message
-            case_result.hint_id, case_result.hint = run.error.hint_id, run.error.hint
-            continue
-        if run.error is not None:
-            case_result.status = ERROR
-            where = learner_line(run.error)
-            case_result.message = f"{type(run.error).__name__}: {run.error}" + (f"\n  at {where}" if where else "")
-            continue
-        case_result.got = describe(run.value)
-        comparisons, mismatch = compare(run.value, expected, check_dtype=case.check_dtype)
-        case_result.comparisons = comparisons
-        outputs[index] = run.value
-        if mismatch is not None:
-            case_result.status = FAILED
-            case_result.message = "" if mismatch.kind == "values" else mismatch.message
-            case_result.hint_id, case_result.hint = _generic_hint(mismatch, run.value, expected)
 
-    _explain(exercise, result, outputs)
+    _explain(exercise, result, outputs, calls)
+    _judge_properties(exercise, result, calls, outcomes)
     statuses = [c.status for c in result.cases]
-    result.passed = bool(statuses) and all(s == PASSED for s in statuses) and len(statuses) == len(exercise.cases)
+    n_expected = len(case_calls) + sum(1 for prop in exercise.properties or [] if any(
+        c.group == prop.name for c in calls))
+    result.passed = bool(statuses) and all(s == PASSED for s in statuses) and len(statuses) == n_expected
     if result.passed:
         result.status = PASSED
         result.message = f"All {len(statuses)} cases passed."
@@ -383,7 +635,95 @@ def _check(exercise, answer, time_limit):
             first = next((c for c in result.cases if c.hint), None)
             if first is not None:
                 result.hint_id, result.hint = first.hint_id, first.hint
+    for case_result in result.cases:
+        case_result.__dict__.pop("index", None)
+    violations = list(violations or [])
+    if violations:
+        result.passed, result.status = False, INVALID
+        result.message = "Against the rules: " + "; ".join(violations) + "."
+        result.hint_id = "policy"
+        result.hint = ("Write this exercise with your own code: the course's implementation of this "
+                       "lesson's exercises (called, wrapped or copied) and the functions the exercise "
+                       "names as forbidden do not count.")
     return result
+
+
+def _judge_case(exercise, call, outcome, time_limit):
+    case_result = CaseResult(call.name, PASSED, seconds=outcome.seconds)
+    error = outcome.error
+    if error is not None and error.get("kind") == "timeout":
+        case_result.status = TIMEOUT
+        case_result.message = (f"still running after {time_limit:g} s (it is left to finish in "
+                               "the background); the remaining cases were skipped.")
+        case_result.hint_id, case_result.hint = "timeout", (
+            "Look for an endless loop, or a Python loop over elements where one array "
+            "operation would do; the cases are small.")
+        return case_result
+    if error is not None and error.get("kind") == "not_implemented":
+        case_result.status, case_result.message = NOT_IMPLEMENTED, "not implemented yet"
+        return case_result
+    expected = evaluate(exercise.run_given(exercise.reference, call.case.inputs()))
+    case_result.expected = "" if call.hidden else describe(expected)
+    if error is not None:
+        kind = error.get("kind")
+        if kind == "problem":
+            case_result.status = FAILED
+            case_result.message = safe_text(error.get("message"))
+            case_result.hint_id, case_result.hint = error.get("hint_id"), error.get("hint")
+        else:
+            case_result.status = ERROR
+            if kind == "killed":
+                case_result.message = "the answer stopped the Python process running it"
+            elif kind == "missing":
+                case_result.message = "no result came back for this case"
+            else:
+                where = error.get("line")
+                case_result.message = f"{error.get('type')}: {error.get('message')}" + (
+                    f"\n  at {where}" if where else "")
+        if call.hidden:
+            case_result.message = f"{error.get('type') or kind}" if kind == "exception" else case_result.message
+            case_result.message = case_result.message.split(":")[0] if kind == "problem" else case_result.message
+        return case_result
+    try:
+        comparisons, mismatch = compare(outcome.value, expected, check_dtype=call.case.check_dtype)
+        case_result.got = "" if call.hidden else describe(outcome.value)
+    except BaseException:  # noqa: BLE001 - an output whose methods raise
+        case_result.status = FAILED
+        case_result.message = "the output could not be compared with the expected one"
+        return case_result
+    case_result.comparisons = [] if call.hidden else comparisons
+    if mismatch is not None:
+        case_result.status = FAILED
+        case_result.message = "" if (mismatch.kind == "values" or call.hidden) else mismatch.message
+        if call.hidden:
+            case_result.message = f"wrong {mismatch.kind}" if mismatch.kind != "values" else "wrong values"
+        case_result.hint_id, case_result.hint = _generic_hint(mismatch, outcome.value, expected)
+    return case_result
+
+
+def _judge_properties(exercise, result, calls, outcomes):
+    """One line per property: it holds on the answer's outputs, or why not."""
+    for prop in exercise.properties or []:
+        indices = [i for i, c in enumerate(calls) if c.group == prop.name]
+        if not indices:
+            continue
+        got = [outcomes[i] if i < len(outcomes) else None for i in indices]
+        case_result = CaseResult(f"property: {prop.name}", PASSED)
+        if any(o is None or o.error is not None for o in got):
+            bad = next((o for o in got if o is not None and o.error is not None), None)
+            kind = bad.error.get("kind") if bad is not None else "missing"
+            case_result.status = {"timeout": TIMEOUT, "not_implemented": NOT_IMPLEMENTED}.get(kind, ERROR)
+            case_result.message = "the answer failed on the property's inputs"
+        else:
+            try:
+                failure = prop.holds([o.value for o in got])
+            except BaseException as error:  # noqa: BLE001
+                failure = f"the outputs could not be checked ({_type_name(error)})"
+            if failure:
+                case_result.status, case_result.message = FAILED, safe_text(failure)
+                case_result.hint_id = getattr(prop, "hint_id", None)
+                case_result.hint = getattr(prop, "hint", None)
+        result.cases.append(case_result)
 
 
 def _generic_hint(mismatch, actual, expected):
@@ -400,14 +740,15 @@ def _generic_hint(mismatch, actual, expected):
     return None, None
 
 
-def _explain(exercise, result, outputs):
-    """Match the learner's outputs against every known mistake.
+def _explain(exercise, result, outputs, calls):
+    """Match the learner's outputs against every known mistake (in the trusted process).
 
     The mistake that reproduces the learner's output on the most failing
     cases (then on the most cases overall, then the first listed) becomes the
     result's hint; each failing case shows the best mistake that matches it.
     """
-    failing = {i for i, c in enumerate(result.cases) if i in outputs and c.status == FAILED}
+    by_index = {c.index: c for c in result.cases if hasattr(c, "index")}
+    failing = {i for i, c in by_index.items() if i in outputs and c.status == FAILED}
     if not failing or not exercise.mistakes:
         return
     ranked = []  # (sort key, mistake, cases it matches)
@@ -415,10 +756,10 @@ def _explain(exercise, result, outputs):
         matched = set()
         for index, actual in outputs.items():
             try:
-                wrong = evaluate(exercise.run_case(mistake.answer, exercise.cases[index]))
+                wrong = evaluate(exercise.run_given(mistake.answer, calls[index].case.inputs()))
             except Exception:  # noqa: BLE001 - a variant may fail on some shapes
                 continue
-            if matches(actual, wrong, check_dtype=exercise.cases[index].check_dtype):
+            if matches(actual, wrong, check_dtype=calls[index].case.check_dtype):
                 matched.add(index)
         if matched & failing:
             ranked.append(((-len(matched & failing), -len(matched), order), mistake, matched))
@@ -430,5 +771,5 @@ def _explain(exercise, result, outputs):
     for index in failing:
         for _, mistake, matched in ranked:
             if index in matched:
-                result.cases[index].hint_id, result.cases[index].hint = mistake.hint_id, mistake.hint
+                by_index[index].hint_id, by_index[index].hint = mistake.hint_id, mistake.hint
                 break
