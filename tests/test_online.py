@@ -3,7 +3,7 @@
 import mlx.core as mx
 import pytest
 
-from mhacourse.attention.online import online_attention
+from mhacourse.attention.online import fused_kernel_available, online_attention
 from mhacourse.bench import attention_flops
 from mhacourse.data import load_gpu_figures
 
@@ -104,6 +104,19 @@ def test_memory_grows_linearly():
         assert peaks["fast", 512] / peaks["fast", 256] > 3.0
         assert peaks["fast", 512] >= 1 * 2 * 512 * 512 * 4
     assert peaks["online", 512] / peaks["online", 256] < 2.6
+
+
+def test_fused_kernel_available_matches_force_fused():
+    queries, keys, values = inputs((1, 2, 2, 16, 16, 64, 64), mx.float32)
+    available = fused_kernel_available(queries, keys, values, mask="causal")
+    if mx.default_device() == mx.cpu:
+        assert available is False  # the CPU backend has no fused attention kernel
+    if not available:
+        with pytest.raises(ValueError, match="force_fused"):
+            mx.fast.scaled_dot_product_attention(queries, keys, values, scale=1.0, mask="causal",
+                                                 force_fused=True)
+    with pytest.raises(ValueError, match="mask"):
+        fused_kernel_available(queries, keys, values, mask="upper")
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,32 @@ import mlx.core as mx
 
 from .scaled_dot_product import causal_keep, check_attention_inputs, result_dtype
 
-__all__ = ["online_attention"]
+__all__ = ["online_attention", "fused_kernel_available"]
+
+
+def fused_kernel_available(queries, keys, values, mask=None):
+    """Whether ``mx.fast.scaled_dot_product_attention`` runs a fused kernel here.
+
+    Asks MLX rather than a list of rules: ``force_fused=True`` raises
+    ``ValueError`` where no fused kernel applies to these shapes, dtypes and
+    mask on the default device (always, on a CPU).
+
+    Args:
+        queries (array): ``(B, H_q, L_q, D_h)``.
+        keys (array): ``(B, H_kv, L_k, D_h)``.
+        values (array): ``(B, H_kv, L_k, D_v)``.
+        mask (array or str, optional): The mask the call would use. Default: ``None``.
+
+    Returns:
+        bool: True when a fused kernel computes the call.
+    """
+    check_attention_inputs(queries, keys, values, mask)
+    try:
+        mx.eval(mx.fast.scaled_dot_product_attention(queries, keys, values, scale=1.0, mask=mask,
+                                                     force_fused=True))
+    except ValueError:
+        return False
+    return True
 
 
 def _mask_tile(mask, start, stop, n_queries, n_keys):
