@@ -79,8 +79,17 @@ def test_ratio_checks_decide_from_the_numbers():
     slow = [synthetic("mhacourse", n, 1.2, 1) for n in (64, 128)] + [synthetic("mlx.nn", n, 1.0, 1) for n in (64, 128)]
     (layer,) = bench.check_ratios(slow)
     assert layer["holds"] is False and math.isclose(layer["value"], 1.2)
-    close = [dict(row, median_ms=1.05) if row["impl"] == "mhacourse" else row for row in slow]
+    close = [dict(row, median_ms=1.04) if row["impl"] == "mhacourse" else row for row in slow]
     assert bench.check_ratios(close)[0]["holds"] is True
+    too_slow = [dict(row, median_ms=1.07) if row["impl"] == "mhacourse" else row for row in slow]
+    assert bench.check_ratios(too_slow)[0]["holds"] is False  # the target is 5%, not 10%
+
+    # Eager and compiled are judged separately: here only the compiled pair is too slow.
+    compiled = [dict(row, impl=f"{row['impl']} compiled") for row in slow]
+    eager, compiled_check = bench.check_ratios(close + compiled)
+    assert eager["check"] == "layer time: mhacourse / mlx.nn" and eager["holds"] is True
+    assert compiled_check["check"] == "layer time: mhacourse compiled / mlx.nn compiled"
+    assert compiled_check["holds"] is False and math.isclose(compiled_check["value"], 1.2)
 
     gpu = [synthetic("explicit", n, 1, n * n / 1e3, "gpu") for n in (256, 512, 1024)]
     gpu += [synthetic("fused", n, 1, n / 1e3, "gpu") for n in (256, 512, 1024)]

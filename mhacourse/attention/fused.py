@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from . import custom_dims
 from .masks import causal_mask
-from .scaled_dot_product import check_attention_inputs, head_scale
+from .scaled_dot_product import check_mask, head_scale, result_dtype
 
 
 class MultiHeadAttention(custom_dims.MultiHeadAttention):
@@ -31,7 +31,9 @@ class MultiHeadAttention(custom_dims.MultiHeadAttention):
     def attend(self, queries, keys, values, mask, return_weights):
         if return_weights:
             return super().attend(queries, keys, values, mask, return_weights)
-        check_attention_inputs(queries, keys, values, mask)
+        # The layer projected queries, keys and values itself: only the mask is the caller's.
+        target = (*queries.shape[:3], keys.shape[2])  # (B, H, L_q, L_k)
+        check_mask(mask, target, result_dtype(queries.dtype, keys.dtype, values.dtype))
         output = mx.fast.scaled_dot_product_attention(
             queries, keys, values, scale=head_scale(queries), mask=mask
         )  # (B, H, L_q, D_v/H)

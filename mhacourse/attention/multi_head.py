@@ -112,6 +112,11 @@ class MultiHeadAttention(nn.Module):
         queries = self._heads("queries", self.query_proj, queries)  # (B, H, L_q, D_h)
         keys = self._heads("keys", self.key_proj, keys)  # (B, H, L_k, D_h)
         values = self._heads("values", self.value_proj, values)  # (B, H, L_k, D_v/H)
+        if keys.shape[-1] != queries.shape[-1]:
+            raise ValueError(
+                f"queries and keys must be projected to the same size per head; got "
+                f"{queries.shape[-1]} (query_proj) and {keys.shape[-1]} (key_proj)."
+            )
         return queries, keys, values
 
     def attend(self, queries, keys, values, mask, return_weights):

@@ -53,11 +53,12 @@ def projection_input_dims(proj):
     other module (a LoRA wrapper, an adapter) may keep its weights anywhere:
     its inputs are checked by the projection itself.
     """
+    # proj["weight"]: a Module is a dict of its parameters (faster than proj.weight).
     if isinstance(proj, nn.Linear):
-        return proj.weight.shape[-1]
+        return proj["weight"].shape[-1]
     if isinstance(proj, (nn.QuantizedLinear, nn.QQLinear)):
-        width = proj.weight.shape[-1]
-        return width * 32 // proj.bits if proj.weight.dtype == mx.uint32 else width
+        weight = proj["weight"]
+        return weight.shape[-1] * 32 // proj.bits if weight.dtype == mx.uint32 else weight.shape[-1]
     return None
 
 
