@@ -1,9 +1,11 @@
-"""End to end: the demo notebook in JupyterLab, in a real Chromium, driven by Playwright.
+"""End to end: the explorer in JupyterLab, in a real Chromium, driven by Playwright.
 
-JupyterLab serves a copy of ``notebooks/demo_attention_explorer.ipynb`` on
-127.0.0.1 with a token; Chromium opens it, runs every cell, moves the head
-selector and the scale slider, and the test checks that the picture (its PNG
-bytes) and the numbers on the page changed. Screenshots go to
+One JupyterLab server and one browser for the whole module. JupyterLab serves
+a copy of ``notebooks/demo_attention_explorer.ipynb``; Chromium runs every
+cell, then each test drives one part of the explorers the demo shows: hover,
+head/layer/view switches (counting the messages sent to the kernel), the
+lines view, PNG and SVG export, compare and the stepper. A last test opens a
+``save_html`` page from disk with the network blocked. Screenshots go to
 ``artifacts/browser/``.
 
 Needs Debian's Chromium at /usr/bin/chromium (``apt-get install -y chromium``)
@@ -11,189 +13,232 @@ and PyPI ``playwright`` (never ``playwright install``). Where the environment
 variable ``CI`` is set, a missing browser fails the test; elsewhere it skips.
 """
 
-import json
 import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.browser_harness import chromium, lab_server, missing_browser, open_and_run, sent_to_kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "demo_attention_explorer.ipynb"
 ARTIFACTS = ROOT / "artifacts" / "browser"
-CHROMIUM = os.environ.get("MHACOURSE_CHROMIUM", "/usr/bin/chromium")
-TOKEN = "mhacourse-browser-test"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-INSTALL_HINT = ("the browser test needs Chromium at /usr/bin/chromium (Debian/Ubuntu: "
-                "`apt-get install -y chromium`) and `pip install playwright` "
-                "(no `playwright install` needed)")
+EXPLORERS = 4  # main, long input, compare, stepper
+
+# The i-th explorer's JavaScript object (render() leaves it on the widget's element).
+JS_EXPLORER = "(k) => document.querySelectorAll('.mha-explorer')[k].parentElement.mhaExplorer"
 
 
-def _require_browser():
-    missing = []
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        missing.append(f"no Chromium at {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright is not installed")
-    if missing:
-        message = "; ".join(missing) + " -- " + INSTALL_HINT
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The demo notebook, run in JupyterLab in Chromium; yields ``(page, context, tmp)``."""
+    reason = missing_browser()
+    if reason:
         if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server on a copy of the demo notebook; yields its base URL."""
-    _require_browser()
-    home = tmp_path / "jupyter"
-    work = tmp_path / "work"
+            pytest.fail(reason)
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("browser")
+    work, home = tmp / "work", tmp / "jupyter"
     work.mkdir()
+    home.mkdir()
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)  # Lab autosaves: never touch the committed file
-    env = dict(os.environ)
-    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-        env[name] = str(home / name.lower())
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    settings = home / "jupyter_config_dir" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    # No "Jupyter news" pop-up over the widgets.
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-
-    port = _free_port()
-    log = open(tmp_path / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
-         "--allow-root", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.open_browser=False"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-                time.sleep(0.2)
-        yield url, tmp_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-
-
-IMAGE = ".mha-explorer img.widget-image"
-TITLE = ".mha-explorer .mha-title"
-NUMBERS = ".mha-explorer .mha-numbers"
-
-
-def _image_digest(page):
-    """SHA-256 of the PNG bytes currently shown by the explorer's image."""
-    return page.evaluate(
-        """async (selector) => {
-            const img = document.querySelector(selector);
-            const bytes = await (await fetch(img.src)).arrayBuffer();
-            const digest = await crypto.subtle.digest('SHA-256', bytes);
-            return Array.from(new Uint8Array(digest)).map(b => b.toString(16).padStart(2, '0')).join('');
-        }""",
-        IMAGE,
-    )
-
-
-def _wait_for_text(page, selector, pattern, timeout=15_000):
-    """Wait until the element's text matches ``pattern``; fail saying what it shows instead."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    try:
-        page.wait_for_function(
-            "([selector, pattern]) => { const el = document.querySelector(selector);"
-            " return el !== null && new RegExp(pattern).test(el.innerText); }",
-            arg=[selector, pattern], timeout=timeout,
-        )
-    except PlaywrightTimeout:
-        shown = page.inner_text(selector) if page.query_selector(selector) else "(not on the page)"
-        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-        pytest.fail(f"after {timeout / 1000:.0f} s, {selector} shows {shown!r}, not /{pattern}/: "
-                    "the widget did not update")
-    return page.inner_text(selector)
-
-
-def test_demo_explorer_reacts_in_a_real_browser(lab):
-    from playwright.sync_api import sync_playwright
-
-    url, tmp_path = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1600, "height": 1200},
-        )
+    with lab_server(work, home) as url, chromium(tmp / "profile") as context:
+        page = open_and_run(context, url, NOTEBOOK.name)
         try:
-            page = browser.pages[0] if browser.pages else browser.new_page()
-            page.set_default_timeout(20_000)
-            page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={TOKEN}")
-            # Run All before the kernel is idle silently does nothing.
-            page.wait_for_function("document.body.innerText.includes('| Idle')", timeout=30_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+            # Every explorer drawn, and the cell that sets the mask from code has run.
+            page.wait_for_function(
+                f"document.querySelectorAll('.mha-explorer[data-draws]').length === {EXPLORERS}"
+                " && document.querySelector('.mha-explorer .mha-title').innerText.includes('mask: causal')",
+                timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        yield page, context, tmp
 
-            # The last cell sets the mask from code: once the title says so, every cell ran.
-            title = _wait_for_text(page, TITLE, "mask: causal", timeout=30_000)
-            assert "head 0" in title
-            page.locator(".mha-explorer").scroll_into_view_if_needed()
-            before = {"image": _image_digest(page), "title": title, "numbers": page.inner_text(NUMBERS)}
-            page.locator(".mha-explorer").screenshot(path=str(ARTIFACTS / "1_after_run_all.png"))
 
-            # The head selector: click head 3.
-            head_buttons = page.locator(".mha-explorer .widget-toggle-buttons").first
-            head_buttons.locator("button", has_text=re.compile(r"^3$")).click()
-            title = _wait_for_text(page, TITLE, "head 3")
-            after_head = {"image": _image_digest(page), "title": title, "numbers": page.inner_text(NUMBERS)}
-            page.locator(".mha-explorer").screenshot(path=str(ARTIFACTS / "2_head_3.png"))
-            assert after_head["image"] != before["image"], "the heatmap did not change with the head"
-            assert after_head["numbers"] != before["numbers"]
+def explorer(page, k):
+    """The k-th explorer's root element (0: main, 1: long input, 2: compare, 3: stepper)."""
+    return page.locator(".mha-explorer").nth(k)
 
-            # The scale slider, with the keyboard: focus its handle, press ArrowRight.
-            slider = page.locator(".mha-explorer .widget-hslider", has_text="scale").first
-            readout_before = slider.locator(".widget-readout").inner_text()
-            slider.locator(".noUi-handle").focus()
-            for _ in range(10):
-                page.keyboard.press("ArrowRight")
-            readout_after = slider.locator(".widget-readout").inner_text()
-            assert float(readout_after) > float(readout_before), (readout_before, readout_after)
-            title = _wait_for_text(page, TITLE, rf"scale {re.escape(readout_after)}")
-            after_scale = {"image": _image_digest(page), "title": title, "numbers": page.inner_text(NUMBERS)}
-            page.locator(".mha-explorer").screenshot(path=str(ARTIFACTS / "3_scale_up.png"))
-            page.screenshot(path=str(ARTIFACTS / "4_full_page.png"), full_page=True)
-            assert after_scale["image"] != after_head["image"], "the heatmap did not change with the scale"
-            # A larger scale sharpens the weights: the chosen row's largest weight grows.
-            row_max = [float(re.search(r"this row: max ([0-9.]+)", d["numbers"]).group(1))
-                       for d in (after_head, after_scale)]
-            assert row_max[1] > row_max[0], row_max
-        finally:
-            browser.close()
+
+def comm_messages(page):
+    return sum(1 for kind in sent_to_kernel(page) if kind == "comm_msg")
+
+
+def cell_centre(page, k, i, j, box=0):
+    """Page coordinates of cell (query i, key j) in the k-th explorer's box."""
+    return page.evaluate(
+        f"""([k, i, j, b]) => {{
+            const e = ({JS_EXPLORER})(k), g = e.geo, box = g.boxes[b], w = g.win;
+            const r = e.overlay.getBoundingClientRect();
+            return [r.left + box.x + (j - w.c0 + 0.5) * box.w / w.cols,
+                    r.top + box.y + (i - w.r0 + 0.5) * box.h / w.rows];
+        }}""", [k, i, j, box])
+
+
+def canvas_colours(page, k, canvas="base"):
+    """How many distinct colours the k-th explorer's canvas holds (a blank canvas has 1)."""
+    return page.evaluate(
+        f"""([k, which]) => {{
+            const c = ({JS_EXPLORER})(k)[which];
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const seen = new Set();
+            for (let p = 0; p < data.length; p += 4 * 7) seen.add((data[p] << 16) | (data[p + 1] << 8) | data[p + 2] | (data[p + 3] << 24));
+            return seen.size;
+        }}""", [k, canvas])
+
+
+def canvas_digest(page, k):
+    return page.evaluate(f"(k) => ({JS_EXPLORER})(k).base.toDataURL().length + ':' + "
+                         f"({JS_EXPLORER})(k).base.toDataURL().slice(-200)", k)
+
+
+def test_hover_moves_the_highlighted_row_and_the_bars(lab):
+    page, _, _ = lab
+    main = explorer(page, 0)
+    main.scroll_into_view_if_needed()
+    main.locator("button[data-view=heatmap]").click()
+    x, y = cell_centre(page, 0, 3, 2)
+    page.mouse.move(x, y)
+    assert main.get_attribute("data-query") == "3"
+    bars_3 = main.locator(".mha-bars").inner_text()
+    assert "query 3 “on”" in bars_3
+    # The outline is drawn on the overlay, on row 3 and not on row 7.
+    red = "([k, x, y]) => { const e = (" + JS_EXPLORER + ")(k), r = e.overlay.getBoundingClientRect();" \
+          " const box = e.geo.boxes[0]; const d = e.overlay.getContext('2d')" \
+          ".getImageData(Math.round(box.x + 1 - 2), Math.round(y - r.top), 3, 1).data;" \
+          " return d[0] > 200 && d[1] < 120; }"
+    row_3_top = cell_centre(page, 0, 3, 0)[1] - (cell_centre(page, 0, 4, 0)[1] - cell_centre(page, 0, 3, 0)[1]) / 2
+    main.screenshot(path=str(ARTIFACTS / "1_hover_query_3.png"))
+    page.mouse.move(*cell_centre(page, 0, 7, 5))
+    assert main.get_attribute("data-query") == "7"
+    bars_7 = main.locator(".mha-bars").inner_text()
+    assert "query 7 “the”" in bars_7 and bars_7 != bars_3
+    assert "the → the" in main.locator(".mha-tip").inner_text() or ":" in main.locator(".mha-tip").inner_text()
+    main.screenshot(path=str(ARTIFACTS / "2_hover_query_7.png"))
+    assert not page.evaluate(red, [0, 0, row_3_top])  # the outline left row 3
+
+
+def test_heads_layers_and_views_need_no_kernel_message(lab):
+    page, _, _ = lab
+    main, long = explorer(page, 0), explorer(page, 1)
+    before = comm_messages(page)
+    main.scroll_into_view_if_needed()
+    main.locator("button.mha-head", has_text="3").first.click()
+    assert main.get_attribute("data-head") == "3"
+    assert "head 3" in main.locator(".mha-title").inner_text()
+    for view in ("lines", "grid", "heatmap"):
+        main.locator(f"button[data-view={view}]").click()
+        assert main.get_attribute("data-view") == view
+    main.locator("button[data-view=grid]").click()
+    # Click the thumbnail of head 5: the heatmap of head 5 opens.
+    page.evaluate(f"""(k) => {{
+        const e = ({JS_EXPLORER})(k), g = e.gridGeo, r = e.overlay.getBoundingClientRect();
+        const x = r.left + g.left + 5 * (g.thumb + 6) + g.thumb / 2, y = r.top + g.top + g.thumb / 2;
+        e.overlay.dispatchEvent(new MouseEvent('click', {{clientX: x, clientY: y, bubbles: true}}));
+    }}""", 0)
+    assert main.get_attribute("data-view") == "heatmap" and main.get_attribute("data-head") == "5"
+    long.scroll_into_view_if_needed()
+    long.locator("select.mha-layer").select_option("2")
+    assert long.get_attribute("data-layer") == "2"
+    long.locator("button[data-view=grid]").click()
+    long.screenshot(path=str(ARTIFACTS / "3_long_input_grid.png"))
+    long.locator("button[data-view=heatmap]").click()
+    long.locator("button", has_text="+").click()
+    long.locator("button", has_text="+").click()
+    window = long.get_attribute("data-window").split(",")
+    assert int(window[2]) < 256 and int(window[3]) < 256, window  # zoomed in
+    long.screenshot(path=str(ARTIFACTS / "4_long_input_zoomed.png"))
+    page.wait_for_timeout(300)
+    assert comm_messages(page) == before, sent_to_kernel(page)[-10:]
+
+    # The scale needs new weights: that, and only that, goes to the kernel.
+    main.scroll_into_view_if_needed()
+    revision, picture = main.get_attribute("data-revision"), canvas_digest(page, 0)
+    main.locator("input.mha-scale").evaluate(
+        "(el) => { el.value = Number(el.max) * 0.9; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+    page.wait_for_function("([k, r]) => document.querySelectorAll('.mha-explorer')[k].dataset.revision !== r",
+                           arg=[0, revision], timeout=20_000)
+    assert comm_messages(page) > before
+    assert canvas_digest(page, 0) != picture, "the heatmap did not change with the scale"
+    main.screenshot(path=str(ARTIFACTS / "5_scale_up.png"))
+
+
+def test_lines_view_draws(lab):
+    page, _, _ = lab
+    main = explorer(page, 0)
+    main.scroll_into_view_if_needed()
+    main.locator("button[data-view=lines]").click()
+    assert main.get_attribute("data-lines") == "drawn"
+    assert canvas_colours(page, 0, "base") > 20  # labels and lines of many opacities
+    assert canvas_colours(page, 0, "overlay") > 5  # the selected query's lines
+    main.screenshot(path=str(ARTIFACTS / "6_lines.png"))
+    main.locator("button[data-view=heatmap]").click()
+
+
+def test_export_downloads_a_png_and_an_svg(lab):
+    page, _, _ = lab
+    main = explorer(page, 0)
+    main.scroll_into_view_if_needed()
+    with page.expect_download() as png:
+        main.locator("button.mha-png").click()
+    png_path = ARTIFACTS / png.value.suggested_filename
+    png.value.save_as(png_path)
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png_path.stat().st_size > 5_000
+    with page.expect_download() as svg:
+        main.locator("button.mha-svg").click()
+    svg_path = ARTIFACTS / svg.value.suggested_filename
+    svg.value.save_as(svg_path)
+    text = svg_path.read_text()
+    assert text.startswith("<svg") and text.rstrip().endswith("</svg>")
+    assert text.count("<rect") >= 11 * 11 and ">cat<" in text  # every cell and the token labels
+
+
+def test_compare_and_stepper_render(lab):
+    page, _, _ = lab
+    compare, stepper = explorer(page, 2), explorer(page, 3)
+    compare.scroll_into_view_if_needed()
+    assert compare.get_attribute("data-kind") == "compare"
+    assert "largest |yours − reference|" in compare.locator(".mha-numbers").inner_text()
+    for box in range(3):  # yours, reference, difference: all drawn
+        x, y = cell_centre(page, 2, 4, 4, box)
+        page.mouse.move(x, y)
+        assert "difference" in compare.locator(".mha-tip").inner_text()
+    assert canvas_colours(page, 2) > 20
+    compare.screenshot(path=str(ARTIFACTS / "7_compare.png"))
+
+    stepper.scroll_into_view_if_needed()
+    assert stepper.get_attribute("data-kind") == "stepper"
+    stepper.locator("button", has_text="1 scores").click()
+    assert "shape (L_q, L_k) = (11, 11)" in stepper.locator(".mha-numbers").inner_text()
+    stepper.screenshot(path=str(ARTIFACTS / "8_stepper_scores.png"))
+    stepper.locator("button", has_text="5 weights @ V").click()
+    assert "shape (L_q, D_v) = (11, 16)" in stepper.locator(".mha-numbers").inner_text()
+    assert canvas_colours(page, 3) > 20
+    stepper.screenshot(path=str(ARTIFACTS / "9_stepper_output.png"))
+
+
+def test_save_html_opens_offline_and_shows_the_matrix(lab, tmp_path):
+    from mhacourse.viz import AttentionExplorer
+    from mhacourse.viz.demo import demo_layer
+
+    _, context, _ = lab
+    tokens = "the cat sat on the mat".split()
+    layer, x = demo_layer(tokens)
+    path = AttentionExplorer(layer, x, tokens=tokens).save_html(tmp_path / "explorer.html")
+    requests = []
+    page = context.new_page()
+    try:
+        page.on("request", lambda request: requests.append(request.url))
+        page.route("http*://**", lambda route: route.abort())  # offline: nothing may load
+        page.goto(path.as_uri())
+        page.wait_for_selector(".mha-explorer[data-draws]")
+        assert "head 0" in page.inner_text(".mha-title")
+        assert page.evaluate("() => document.querySelector('.mha-explorer').parentElement.mhaExplorer"
+                             ".base.getContext('2d').getImageData(0, 0, 600, 600).data.some((v, i) => i % 4 === 1 && v > 150)")
+        page.screenshot(path=str(ARTIFACTS / "10_standalone_html.png"), full_page=True)
+        assert [url for url in requests if not url.startswith(("file:", "blob:", "data:"))] == []
+    finally:
+        page.close()

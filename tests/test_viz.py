@@ -1,16 +1,22 @@
-"""The static views and the explorer's update logic, without a browser."""
+"""The static views, the explorer's kernel side, its codes, compare, stepper and MLX's reference weights."""
 
 import base64
+import json
+import math
+import re
 
 import matplotlib
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
+import traitlets
 from matplotlib.figure import Figure
 
 matplotlib.use("Agg")
 
 from mhacourse import MultiHeadAttention  # noqa: E402
+from mhacourse.attention.multi_head import merge_heads  # noqa: E402
 from mhacourse.viz import (  # noqa: E402
     AttentionExplorer,
     WeightsSource,
@@ -18,10 +24,15 @@ from mhacourse.viz import (  # noqa: E402
     plot_attention,
     plot_heads,
     plot_mask,
+    reference_weights,
+    sdpa_weights,
 )
+from mhacourse.viz.codes import MAX_16_BIT, bits_for, decode, softmax_sqrt_codes, sqrt_codes  # noqa: E402
 from mhacourse.viz.demo import HEAD_ROLES, demo_layer  # noqa: E402
+from mhacourse.viz.explorer import HERE  # noqa: E402
 
 TOKENS = "the cat sat on the mat and the dog".split()  # 9 tokens
+ATOL_16 = 2e-5  # 16-bit square-root codes: |decoded - w| <= 2 sqrt(w) / 65535 + rounding
 
 
 def softmax(scores):
@@ -30,14 +41,14 @@ def softmax(scores):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def reference_weights(layer, x, scale, keep=None):
+def numpy_weights(layer, x, scale, keep=None):
     """Independent NumPy weights ``(H, Lq, Lk)``: softmax(q kᵀ · scale) over the kept keys."""
     num_heads = layer.num_heads
-    q = np.array(x[0] @ layer.query_proj.weight.T)  # (L, D)
-    k = np.array(x[0] @ layer.key_proj.weight.T)  # (L, D)
-    L, D = q.shape
-    q = q.reshape(L, num_heads, D // num_heads).transpose(1, 0, 2)  # (H, L, Dh)
-    k = k.reshape(L, num_heads, D // num_heads).transpose(1, 0, 2)  # (H, L, Dh)
+    q = np.array(x[0] @ layer.query_proj.weight.T)  # (L, dims)
+    k = np.array(x[0] @ layer.key_proj.weight.T)  # (L, dims)
+    L, dims = q.shape
+    q = q.reshape(L, num_heads, dims // num_heads).transpose(1, 0, 2)  # (H, L, D_h)
+    k = k.reshape(L, num_heads, dims // num_heads).transpose(1, 0, 2)  # (H, L, D_h)
     scores = scale * q @ k.transpose(0, 2, 1)  # (H, L, L)
     if keep is not None:
         scores = np.where(keep, scores, -np.inf)
@@ -46,9 +57,42 @@ def reference_weights(layer, x, scale, keep=None):
 
 @pytest.fixture
 def setup():
+    mx.random.seed(3)
     layer = MultiHeadAttention(32, 4)
     x = mx.random.normal((1, len(TOKENS), 32))
     return layer, x
+
+
+class RecordingComm:
+    """Stands in for the kernel's comm: records what the widget sends to the browser."""
+
+    comm_id = "recording"
+    kernel = "Truthy"
+
+    def __init__(self, **kwargs):
+        self.opened = kwargs
+        self.messages = []
+
+    def open(self, *args, **kwargs):
+        pass
+
+    def on_msg(self, callback):
+        pass
+
+    def close(self, *args, **kwargs):
+        pass
+
+    def send(self, data=None, metadata=None, buffers=None):
+        self.messages.append((data, buffers or []))
+
+
+@pytest.fixture
+def comm(monkeypatch):
+    import ipywidgets.comm
+
+    made = []
+    monkeypatch.setattr(ipywidgets.comm, "create_comm", lambda **kwargs: made.append(RecordingComm(**kwargs)) or made[-1])
+    return made
 
 
 def test_shown_weights_equal_the_layers_return_weights(setup):
@@ -56,85 +100,80 @@ def test_shown_weights_equal_the_layers_return_weights(setup):
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
     _, expected = layer(x, x, x, return_weights=True)
     np.testing.assert_allclose(explorer.state.weights, np.array(expected[0]), atol=1e-6)
-    assert explorer.state.scale == pytest.approx(layer.scale)
+    np.testing.assert_allclose(explorer.shown_weights(), np.array(expected[0]), atol=ATOL_16)
+    assert explorer.scale == pytest.approx(layer.scale)
     np.testing.assert_allclose(explorer.state.row_sums, 1.0, atol=1e-5)
 
 
 def test_given_mask_matches_the_layer_with_that_mask(setup):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS, mask="causal")
-    assert explorer.mask_selector.value == "given"
+    assert explorer.mask == "given"
     _, expected = layer(x, x, x, mask="causal", return_weights=True)
     np.testing.assert_allclose(explorer.state.weights, np.array(expected[0]), atol=1e-6)
+    np.testing.assert_allclose(explorer.shown_weights(), np.array(expected[0]), atol=ATOL_16)
 
 
-def test_scale_slider_recomputes_from_the_scores(setup):
+def test_scale_recomputes_from_the_scores(setup):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    before = explorer.image.value
+    revision = explorer._revision
     for scale in (0.0, 0.9, 2.5 * layer.scale):
-        explorer.scale_slider.value = scale
-        expected = reference_weights(layer, x, explorer.scale_slider.value)
+        explorer.scale = scale
+        expected = numpy_weights(layer, x, scale)
         np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
-    assert explorer.image.value != before
-    explorer.scale_slider.value = 0.0
-    np.testing.assert_allclose(explorer.state.weights, 1 / len(TOKENS), atol=1e-6)
+        np.testing.assert_allclose(explorer.shown_weights(), expected, atol=ATOL_16)
+    assert explorer._revision == revision + 3
+    explorer.scale = 0.0
+    np.testing.assert_allclose(explorer.shown_weights(), 1 / len(TOKENS), atol=ATOL_16)
+    with pytest.raises(traitlets.TraitError, match="scale"):
+        explorer.scale = -1.0
 
 
-def test_mask_selector_recomputes_causal_and_padding(setup):
+def test_mask_recomputes_causal_and_padding(setup):
     layer, x = setup
     L = len(TOKENS)
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    explorer.mask_selector.value = "causal"
+    assert explorer._keep == b""
+    explorer.mask = "causal"
     causal = np.tril(np.ones((L, L), dtype=bool))
-    np.testing.assert_allclose(explorer.state.weights, reference_weights(layer, x, layer.scale, causal), atol=1e-5)
-    assert explorer.valid_keys_slider.disabled
+    np.testing.assert_allclose(explorer.shown_weights(), numpy_weights(layer, x, layer.scale, causal), atol=ATOL_16)
+    np.testing.assert_array_equal(np.frombuffer(explorer._keep, np.uint8).reshape(L, L), causal)
 
-    explorer.mask_selector.value = "padding"
-    explorer.valid_keys_slider.value = 4
-    assert not explorer.valid_keys_slider.disabled
+    explorer.mask = "padding"
+    explorer.valid_keys = 4
     padding = np.broadcast_to(np.arange(L) < 4, (L, L))
-    expected = reference_weights(layer, x, layer.scale, padding)
+    expected = numpy_weights(layer, x, layer.scale, padding)
     np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
-    assert np.all(explorer.state.weights[..., 4:] == 0)
-    assert "masked" in explorer.bars.value
+    np.testing.assert_allclose(explorer.shown_weights(), expected, atol=ATOL_16)
+    assert np.all(explorer.shown_weights()[..., 4:] == 0)
+    np.testing.assert_array_equal(np.frombuffer(explorer._keep, np.uint8).reshape(L, L), padding)
+    with pytest.raises(traitlets.TraitError, match="valid_keys"):
+        explorer.valid_keys = L + 1
+    with pytest.raises(traitlets.TraitError, match="mask"):
+        explorer.mask = "given"  # no mask was given
 
-    explorer.mask_selector.value = "none"
-    np.testing.assert_allclose(explorer.state.weights, reference_weights(layer, x, layer.scale), atol=1e-5)
 
-
-def test_selecting_a_token_and_a_head_shows_that_row(setup):
+def test_only_new_weights_travel_and_they_travel_as_binary(setup, comm):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    explorer.head_selector.value = 2
-    image_before = explorer.image.value
-    explorer.query_selector.value = 3
-    row = explorer.state.weights[2, 3]
-    np.testing.assert_array_equal(explorer.state.row, row)
-    for value in row:
-        assert f"{value:.3f}" in explorer.bars.value
-    assert "“on”" in explorer.bars.value  # TOKENS[3]
-    assert explorer.image.value != image_before  # the outline moved to row 3
-
-    explorer.head_selector.value = -1  # all heads: the row is the mean over heads
-    assert explorer.state.head is None
-    np.testing.assert_allclose(explorer.state.row, explorer.state.weights[:, 3].mean(axis=0))
-    assert f"{explorer.state.max_weight:.4f}" in explorer.numbers.value
-
-
-def test_explorer_state_is_a_plain_function(setup):
-    layer, x = setup
-    explorer = AttentionExplorer(layer, x)
-    state = explorer_state(explorer.source, head=1, query=0, mask="causal", scale=0.5)
-    # Query 0 may only see key 0 under the causal mask.
-    np.testing.assert_allclose(state.row, np.eye(len(TOKENS))[0], atol=1e-6)
-    assert state.keep.sum() == len(TOKENS) * (len(TOKENS) + 1) // 2
-    with pytest.raises(ValueError, match="head"):
-        explorer_state(explorer.source, head=4)
-    with pytest.raises(ValueError, match="mask"):
-        explorer_state(explorer.source, mask="diagonal")
-    with pytest.raises(ValueError, match="scale"):
-        explorer_state(explorer.source, scale=-1.0)
+    (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]  # not its Layout's
+    # Everything the browser needs is in the first message: one buffer per layer, 16-bit codes.
+    assert opened.opened["data"]["buffer_paths"].count(["_weights", 0]) == 1
+    assert [len(b) for b in opened.opened["buffers"] if len(b) > 100] == [4 * 9 * 9 * 2]
+    # The browser moves the scale: the kernel answers with the new buffers, in one message.
+    explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5}, "buffer_paths": []}},
+                         "buffers": []})
+    with_buffers = [(data, buffers) for data, buffers in opened.messages if buffers]
+    assert len(with_buffers) == 1
+    data, buffers = with_buffers[0]
+    assert {"_weights", "_revision"} <= set(data["state"])
+    np.testing.assert_allclose(decode(np.frombuffer(buffers[0], np.uint16)).reshape(4, 9, 9),
+                               numpy_weights(layer, x, 0.5), atol=ATOL_16)
+    # Steering the view from Python sends a few bytes of JSON, never weights.
+    messages = len(opened.messages)
+    explorer.head, explorer.view, explorer.query = 2, "lines", 3
+    assert all(not buffers for _, buffers in opened.messages[messages:])
 
 
 def test_precomputed_weights_rescale_like_the_scores(setup):
@@ -142,37 +181,160 @@ def test_precomputed_weights_rescale_like_the_scores(setup):
     _, w0 = layer(x, x, x, return_weights=True)
     w1 = mx.softmax(mx.random.normal(w0.shape), axis=-1)
     explorer = AttentionExplorer(weights=[w0, w1], tokens=TOKENS)
-    assert explorer.source.num_layers == 2 and explorer.layer_selector.layout.display != "none"
-    np.testing.assert_allclose(explorer.state.weights, np.array(w0[0]), atol=1e-6)
+    assert explorer._meta["num_layers"] == 2 and len(explorer._weights) == 2
+    np.testing.assert_allclose(explorer.shown_weights(0), np.array(w0[0]), atol=ATOL_16)
     # A factor of 2 on the scores is the layer at twice its scale.
-    explorer.scale_slider.value = 2.0
-    np.testing.assert_allclose(explorer.state.weights, reference_weights(layer, x, 2 * layer.scale), atol=1e-5)
-    explorer.layer_selector.value = 1
-    np.testing.assert_allclose(explorer.state.weights, softmax(2 * np.log(np.array(w1[0]))), atol=1e-5)
-    explorer.mask_selector.value = "causal"
+    explorer.scale = 2.0
+    np.testing.assert_allclose(explorer.state.weights, numpy_weights(layer, x, 2 * layer.scale), atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(0), numpy_weights(layer, x, 2 * layer.scale), atol=ATOL_16)
+    explorer.layer = 1
+    expected = softmax(2 * np.log(np.array(w1[0])))
+    np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(1), expected, atol=ATOL_16)
+    explorer.mask = "causal"
     L = len(TOKENS)
     kept = np.where(np.tril(np.ones((L, L), dtype=bool)), np.array(w1[0]) ** 2, 0)
-    np.testing.assert_allclose(explorer.state.weights, kept / kept.sum(-1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(1), kept / kept.sum(-1, keepdims=True), atol=ATOL_16)
+    with pytest.raises(traitlets.TraitError, match="layer"):
+        explorer.layer = 2
 
 
-def test_fast_render_paints_the_colours_of_the_colour_scale(setup):
+def test_codes_decode_to_softmax_for_every_kind_of_mask():
+    rng = np.random.default_rng(0)
+    scores = (rng.standard_normal((3, 6, 7)) * 4).astype(np.float32)
+    keep = rng.random((1, 6, 7)) > 0.3
+    keep[0, 2] = False  # a row with no allowed key: uniform, as MLX's kernel gives
+    additive = np.where(rng.random((6, 7)) > 0.5, 0.0, -np.inf).astype(np.float32)
+    additive[4] = -np.inf  # an additive row blocking everything: NaN in MLX, zeros here
+    for scale in (0.0, 0.3, 2.0):
+        expected = softmax(np.where(keep, scale * scores, np.finfo(np.float32).min))
+        got = decode(softmax_sqrt_codes(scores, scale, keep=keep))
+        np.testing.assert_allclose(got, expected, atol=ATOL_16)
+        np.testing.assert_allclose(got[:, 2], 1 / 7, atol=ATOL_16)
+        with np.errstate(invalid="ignore"):
+            expected = softmax(scale * scores + additive)
+        got = decode(softmax_sqrt_codes(scores, scale, additive=additive))
+        rows = np.arange(6) != 4
+        np.testing.assert_allclose(got[:, rows], expected[:, rows], atol=ATOL_16)
+        assert np.all(got[:, 4] == 0)
+    w = softmax(scores)
+    assert np.abs(decode(sqrt_codes(w, 8), 8) - w).max() <= 2 / 255 + 1e-6
+    assert sqrt_codes(w, 8).dtype == np.uint8 and sqrt_codes(w).dtype == np.uint16
+    assert bits_for(12 * 512 * 512) == 16 and bits_for(12 * 12 * 1024 * 1024) == 8
+    assert bits_for(MAX_16_BIT + 1) == 8
+
+
+def test_compare_marks_the_largest_error(setup):
+    layer, x = setup
+    _, weights = layer(x, x, x, return_weights=True)  # (1, 4, 9, 9)
+    yours = np.array(weights).copy()
+    yours[0, 2, 5, 1] += 0.25
+    yours[0, 1, 0, 0] = np.nan
+    explorer = AttentionExplorer.compare(yours, weights, tokens=TOKENS)
+    assert explorer.largest_error[1:] == (0, 1, 0, 0)  # NaN counts as the largest error
+    yours[0, 1, 0, 0] = weights[0, 1, 0, 0].item()
+    explorer = AttentionExplorer.compare(yours, weights, tokens=TOKENS)
+    assert explorer.largest_error == pytest.approx((0.25, 0, 2, 5, 1), abs=1e-6)
+    assert (explorer.layer, explorer.head, explorer.query) == (0, 2, 5)  # opens on the worst head and row
+    assert set(explorer._extra) == {"yours", "reference"} and explorer._weights == []
+    np.testing.assert_array_equal(np.frombuffer(explorer._extra["yours"][0], np.float32).reshape(4, 9, 9),
+                                  yours[0].astype(np.float32))
+    with pytest.raises(ValueError, match="same shape"):
+        AttentionExplorer.compare(yours[:, :2], weights)
+    with pytest.raises(ValueError, match="reference"):
+        AttentionExplorer.compare(weights, yours - 1)
+
+
+def test_stepper_shows_each_step_with_its_shape(setup):
+    layer, x = setup
+    explorer = AttentionExplorer.stepper(layer, x, head=1, mask="causal", tokens=TOKENS)
+    names = [s["name"] for s in explorer.steps]
+    assert names == ["scores", "scaled", "masked", "softmax", "weights @ V"]
+    q, k, v = (np.array(a[0, 1]) for a in layer.project(x, x, x))  # (L, D_h)
+    L = len(TOKENS)
+    np.testing.assert_allclose(explorer.steps[0]["matrix"], q @ k.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(explorer.steps[1]["matrix"], layer.scale * q @ k.T, rtol=1e-5, atol=1e-5)
+    assert np.isneginf(explorer.steps[2]["matrix"][0, 1:]).all()
+    _, w = layer(x, x, x, mask="causal", return_weights=True)
+    np.testing.assert_allclose(explorer.steps[3]["matrix"], np.array(w[0, 1]), atol=1e-6)
+    np.testing.assert_allclose(explorer.steps[4]["matrix"], np.array(w[0, 1]) @ v, atol=1e-5)
+    assert explorer.steps[4]["shape"] == [("L_q", L), ("D_v", 8)]
+    assert [s["rows"] for s in explorer._meta["steps"]] == [L] * 5
+    assert len(explorer._extra["steps"]) == 5 and explorer.function_errors is None
+
+
+def test_stepper_checks_a_learners_function(setup):
+    layer, x = setup
+    q, k, v = layer.project(x, x, x)  # (1, H, L, D_h)
+
+    def forgot_the_scale(queries, keys, values, *, scale, mask=None):
+        return mx.softmax(queries @ keys.swapaxes(-1, -2), axis=-1) @ values
+
+    good = AttentionExplorer.stepper(mx.fast.scaled_dot_product_attention, q, k, v, scale=layer.scale)
+    assert max(good.function_errors.values()) < 1e-5
+    bad = AttentionExplorer.stepper(forgot_the_scale, q, k, v, scale=layer.scale)
+    assert bad.function_errors["softmax"] > 1e-2
+    with pytest.raises(ValueError, match="scale is required"):
+        AttentionExplorer.stepper(forgot_the_scale, q, k, v)
+    with pytest.raises(ValueError, match="head"):
+        AttentionExplorer.stepper(layer, x, head=4)
+
+
+@pytest.mark.parametrize("mask", [None, "causal", "boolean", "additive"])
+def test_reference_weights_rebuild_mlx_layers_output(mask):
+    mx.random.seed(1)
+    mlx_layer = nn.MultiHeadAttention(32, 4, bias=True)
+    queries, keys = mx.random.normal((2, 5, 32)), mx.random.normal((2, 7, 32))
+    values = mx.random.normal((2, 7, 32))
+    if mask == "boolean":
+        mask = mx.random.uniform(shape=(2, 1, 5, 7)) > 0.3
+    elif mask == "additive":
+        mask = mx.where(mx.random.uniform(shape=(5, 7)) > 0.3, 0.0, -1e9)
+    weights = reference_weights(mlx_layer, queries, keys, values, mask=mask)  # (2, 4, 5, 7)
+    assert weights.shape == (2, 4, 5, 7)
+    assert mx.allclose(weights.sum(axis=-1), mx.ones((2, 4, 5)), atol=1e-5)
+    v = mx.unflatten(mlx_layer.value_proj(values), -1, (4, -1)).transpose(0, 2, 1, 3)  # (2, 4, 7, 8)
+    rebuilt = mlx_layer.out_proj(merge_heads(weights @ v))  # (2, 5, 32)
+    assert mx.allclose(rebuilt, mlx_layer(queries, keys, values, mask=mask), atol=1e-5)
+
+
+def test_sdpa_weights_reads_any_attention_function(setup):
+    layer, x = setup
+    q, k, _ = layer.project(x, x, x)
+    ours = sdpa_weights(mx.fast.scaled_dot_product_attention, q, k, scale=0.3, mask="causal")
+    _, expected = layer(x, x, x, mask="causal", return_weights=True)
+    assert not mx.allclose(ours, expected)  # a different scale ...
+    from mhacourse import attention_weights
+
+    assert mx.allclose(ours, attention_weights(q, k, scale=0.3, mask="causal"), atol=1e-6)  # ... same weights
+    with pytest.raises(ValueError, match="fn must return"):
+        sdpa_weights(lambda q_, k_, v_, *, scale, mask=None: q_, q, k, scale=0.3)
+
+
+def test_save_html_is_standalone_and_offline(setup, tmp_path):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    frame = explorer._frame(all_heads=False)
-    weights = np.linspace(0, 1, 9 * 9).reshape(9, 9)
-    png = frame.render([weights])
-    from io import BytesIO
+    page = explorer.save_html(tmp_path / "explorer.html", title="a <title>").read_text()
+    assert "class Explorer" in page and "renderStandalone(" in page and "&lt;title&gt;" in page
+    # Nothing is loaded from anywhere: no URL but the SVG namespace.
+    assert set(re.findall(r"https?://[^\s\"'`\\]+", page)) == {"http://www.w3.org/2000/svg"}
+    data = json.loads(re.search(r"<script type='application/json' id='mha-data'>(.*?)</script>", page, re.S)
+                      .group(1).replace("<\\/", "</"))
+    assert data["state"]["_meta"]["offline"] is True
+    (path,) = [p for p in data["buffer_paths"] if p[0] == "_weights"]
+    codes = np.frombuffer(base64.b64decode(data["buffers"][data["buffer_paths"].index(path)]), np.uint16)
+    np.testing.assert_allclose(decode(codes).reshape(4, 9, 9), explorer.state.weights, atol=ATOL_16)
 
-    from PIL import Image
 
-    pixels = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int)
-    y0, y1, x0, x1 = frame.boxes[0]
-    cmap = matplotlib.colormaps["viridis"]
-    for i, j in [(0, 0), (4, 5), (8, 8)]:
-        y = y0 + int((i + 0.5) * (y1 - y0) / 9)
-        x = x0 + int((j + 0.5) * (x1 - x0) / 9)
-        expected = np.array(cmap(np.sqrt(weights[i, j]))[:3]) * 255
-        assert np.abs(pixels[y, x] - expected).max() <= 3, (i, j, pixels[y, x], expected)
+def test_the_javascript_ships_inside_the_package():
+    from importlib.resources import files
+
+    for name in ("explorer.js", "explorer.css"):
+        assert files("mhacourse.viz").joinpath(name).is_file()
+    script = (HERE / "explorer.js").read_text()
+    assert "export default { render }" in script
+    assert not re.search(r"\bimport\b[^;]*\bfrom\b|import\(", script)  # no dependencies to fetch
+    assert AttentionExplorer._esm == HERE / "explorer.js" or "export default" in str(AttentionExplorer._esm)
 
 
 def test_static_fallback_is_a_png_of_all_heads(setup):
@@ -185,6 +347,18 @@ def test_static_fallback_is_a_png_of_all_heads(setup):
     png = base64.b64decode(data["image/png"])
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert "4 heads" in data["text/plain"]
+    labels = [t.get_text() for t in explorer.static_figure().axes[0].get_xticklabels()]
+    assert labels == ["head 0", "head 1", "head 2", "head 3"]
+
+
+def test_static_fallback_pools_long_inputs():
+    weights = np.zeros((2, 3, 300, 300), dtype=np.float32)
+    weights[..., np.arange(300), np.arange(300)] = 1.0  # one-hot diagonals
+    fig = AttentionExplorer(weights=list(weights)).static_figure()
+    image = fig.axes[0].images[0].get_array()
+    assert "pooled to 100 × 100" in fig.axes[0].get_title()
+    assert image.shape == (2 * 100 + 12, 3 * 100 + 2 * 12)
+    assert np.nanmax(image) == 1.0  # max-pooling keeps the peaks
 
 
 def test_static_views_name_heads_and_layers():
@@ -202,8 +376,6 @@ def test_static_views_name_heads_and_layers():
     big = mx.softmax(mx.random.normal((16, 64, 64)), axis=-1)
     fig = plot_heads(big)
     assert sum(ax.get_visible() and bool(ax.images) for ax in fig.axes) == 16
-    assert fig.canvas.print_png  # renders with Agg
-    plot_attention(big[0]).savefig(__import__("io").BytesIO(), format="png")
 
 
 def test_plot_mask_reads_boolean_and_additive_masks():
@@ -213,6 +385,19 @@ def test_plot_mask_reads_boolean_and_additive_masks():
     np.testing.assert_array_equal(np.asarray(image) > 0.5, np.tril(np.ones((4, 4), dtype=bool)))
     fig = plot_mask(mx.array([True, True, False])[None, None, None])
     assert np.asarray(fig.axes[0].images[0].get_array()).shape == (1, 3)
+
+
+def test_explorer_state_is_a_plain_function(setup):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x)
+    state = explorer_state(explorer.source, head=1, query=0, mask="causal", scale=0.5)
+    # Query 0 may only see key 0 under the causal mask.
+    np.testing.assert_allclose(state.row, np.eye(len(TOKENS))[0], atol=1e-6)
+    assert state.keep.sum() == len(TOKENS) * (len(TOKENS) + 1) // 2
+    with pytest.raises(ValueError, match="head"):
+        explorer_state(explorer.source, head=4)
+    with pytest.raises(ValueError, match="mask"):
+        explorer_state(explorer.source, mask="diagonal")
 
 
 def test_bad_input_names_the_argument(setup):
@@ -227,6 +412,12 @@ def test_bad_input_names_the_argument(setup):
         AttentionExplorer(object(), x)
     with pytest.raises(ValueError, match="weights"):
         WeightsSource(-mx.ones((1, 3, 3)))
+    with pytest.raises(ValueError, match="tokens"):
+        AttentionExplorer(layer, x, tokens=TOKENS[:3])
+    with pytest.raises(ValueError, match="view"):
+        AttentionExplorer(layer, x, view="3d")
+    with pytest.raises(traitlets.TraitError, match="head"):
+        AttentionExplorer(layer, x).head = 4
 
 
 def test_demo_layer_heads_do_their_jobs():
@@ -239,3 +430,4 @@ def test_demo_layer_heads_do_their_jobs():
     assert HEAD_ROLES[0] == "previous token" and np.all(argmax[0, 1:] == np.arange(L - 1))
     assert HEAD_ROLES[1] == "itself" and np.all(argmax[1] == np.arange(L))
     assert HEAD_ROLES[4] == "first token" and np.all(argmax[4] == 0)
+    assert math.isclose(layer.scale, 16 ** -0.5)

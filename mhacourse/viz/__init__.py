@@ -5,6 +5,7 @@
 
 from .diagrams import plot_matrices, plot_packed_in_proj, plot_reshape_mistake, plot_shape_flow, plot_split_merge_heads, plot_worked_example  # noqa: F401, E501
 from .explorer import AttentionExplorer
+from .reference import attention_steps, reference_weights, sdpa_weights
 from .state import ExplorerState, LayerSource, WeightsSource, build_mask, explorer_state
 from .static import figure_to_png, plot_attention, plot_heads, plot_mask
 
@@ -13,6 +14,9 @@ __all__ = [
     "plot_heads",
     "plot_mask",
     "AttentionExplorer",
+    "reference_weights",
+    "sdpa_weights",
+    "attention_steps",
     "explorer_state",
     "ExplorerState",
     "LayerSource",

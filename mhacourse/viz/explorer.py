@@ -1,78 +1,118 @@
-"""``AttentionExplorer``: an ipywidgets view of attention weights.
+"""``AttentionExplorer``: attention weights drawn in the browser.
 
-Every control (layer, head, query token, mask, valid keys, scale) calls
-:meth:`AttentionExplorer.update`, which asks :func:`explorer_state` for the
-numbers and repaints a PNG. Nothing is loaded from the internet: the widgets
-are the stock ipywidgets 8 controls and the picture is an ``Image`` widget.
-Where no widget front-end runs (nbval, nbconvert, GitHub) the explorer
-displays as a static PNG grid of all heads instead.
+The explorer is an anywidget (an ipywidgets ``DOMWidget``) whose JavaScript,
+``explorer.js`` next to this file, ships inside the package: nothing is
+loaded from the internet. The kernel sends the weights of every layer and
+head once, as one binary buffer per layer of square-root codes (see
+:mod:`mhacourse.viz.codes`); the browser draws them on a canvas.
+
+Hovering or clicking a token, switching head, layer or view, zooming and
+exporting happen in the browser alone and send nothing to the kernel. Only
+the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
+to the kernel, which answers with new buffers. ``view``, ``layer``,
+``head``, ``query`` and ``large`` can be set from Python to steer the
+browser; the browser does not report its own changes back.
+
+Where no widget front-end runs (nbval, nbconvert, GitHub) the explorer shows
+as a static PNG grid; :meth:`AttentionExplorer.save_html` writes a
+standalone HTML file that works offline.
 """
 
 import base64
 import html
+import json
+import math
+from pathlib import Path
 
-import ipywidgets as widgets
+import anywidget
+import matplotlib
 import numpy as np
+import traitlets
 
-from .render import HeatmapFrame
-from .state import LayerSource, WeightsSource, explorer_state
-from .static import (
-    _draw_grid,
-    _heatmap,
-    _labels,
-    _colorbar,
-    _side_inches,
-    figure_to_png,
-    plot_heads,
-)
+from .codes import bits_for
+from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_matrix
+from .static import CMAP, _labels, _stack_heads, figure_to_png, plot_attention
 
 __all__ = ["AttentionExplorer"]
 
-ALL_HEADS = -1
-DPI = 80
-GRID_DPI = 64  # the grid has many panels: fewer pixels keep its redraw within ~20 ms
-
-_CSS = """<style>
-.mha-explorer .widget-label, .mha-explorer .widget-readout,
-.mha-explorer .widget-toggle-button, .mha-explorer select,
-.mha-explorer .widget-button { font-size: var(--mha-font, 14px); }
-.mha-explorer .widget-toggle-button { height: auto; padding: 2px 6px; }
-.mha-explorer .mha-bars td { padding: 0 4px; white-space: nowrap; }
-</style>"""
+HERE = Path(__file__).parent
+VIEWS = ("heatmap", "lines", "grid")
+MAX_COMPARE = 8 * 1024 * 1024  # weights per array: compare sends float32
+STATIC_PANELS, STATIC_TOKENS = 48, 128  # the static fallback shows at most these (pooled beyond)
 
 
-def _single_frame(query_labels, key_labels, dpi=DPI):
-    """A one-head heatmap, drawn once, ready for repainting."""
+def _colour_map(name):
+    """256 RGB colours, flattened, from a matplotlib colour map."""
+    colours = matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3]
+    return [int(c) for c in (colours * 255 + 0.5).astype(np.uint8).ravel()]
+
+
+def _float32(array):
+    return np.ascontiguousarray(array, dtype=np.float32).tobytes()
+
+
+def mosaic_figure(stacked, row_names, title):
+    """One image of ``(rows, H, Lq, Lk)`` heatmaps side by side: quick to draw for any size.
+
+    Matrices longer than ``STATIC_TOKENS`` are max-pooled, so sharp attention
+    stays visible; a gap of blank cells separates the panels.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n_q, n_k = len(query_labels), len(key_labels)
-    fig = Figure(figsize=(_side_inches(n_k) + 1.2, _side_inches(n_q)), dpi=dpi,
-                 layout="constrained")
+    from .static import _colorbar, register_png_formatter, weight_norm
+
+    n_rows, n_heads, n_q, n_k = stacked.shape
+    if max(n_q, n_k) > STATIC_TOKENS:
+        stacked = _pool(stacked, STATIC_TOKENS)
+        title += f" (pooled to {stacked.shape[-2]} × {stacked.shape[-1]})"
+    if n_rows * n_heads > STATIC_PANELS:
+        n_rows = max(1, STATIC_PANELS // n_heads)
+        stacked, row_names = stacked[:n_rows], row_names[:n_rows]
+        title += f"; the first {n_rows} rows"
+    p_q, p_k = stacked.shape[-2:]
+    gap_q, gap_k = max(1, p_q // 8), max(1, p_k // 8)
+    image = np.full((n_rows * (p_q + gap_q) - gap_q, n_heads * (p_k + gap_k) - gap_k), np.nan)
+    for r in range(n_rows):
+        for h in range(n_heads):
+            image[r * (p_q + gap_q):r * (p_q + gap_q) + p_q, h * (p_k + gap_k):h * (p_k + gap_k) + p_k] = stacked[r, h]
+    register_png_formatter()
+    width = float(np.clip(1.6 * n_heads + 2.0, 5.0, 16.0))
+    fig = Figure(figsize=(width, float(np.clip(width * image.shape[0] / image.shape[1] + 1.2, 2.5, 16.0))))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = _heatmap(ax, np.zeros((n_q, n_k)), query_labels, key_labels, None)
-    _colorbar(fig, image, ax)
-    return HeatmapFrame(fig, [image])
+    ax = fig.add_axes((0.09, 0.1, 0.78, 0.78))
+    cmap = matplotlib.colormaps[CMAP].with_extremes(bad="white")
+    shown = ax.imshow(np.clip(image, 0, 1), cmap=cmap, norm=weight_norm(), aspect="auto", interpolation="nearest")
+    ax.set_xticks([h * (p_k + gap_k) + p_k / 2 - 0.5 for h in range(n_heads)],
+                  [f"head {h}" for h in range(n_heads)], fontsize=12)
+    ax.set_yticks([r * (p_q + gap_q) + p_q / 2 - 0.5 for r in range(n_rows)], row_names, fontsize=12)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title, fontsize=13)
+    _colorbar(fig, shown, ax)
+    return fig
 
 
-def _grid_frame(num_heads, query_labels, key_labels, dpi=GRID_DPI):
-    """An all-heads grid, drawn once, ready for repainting."""
-    zeros = np.zeros((1, num_heads, len(query_labels), len(key_labels)))
-    fig, images = _draw_grid(zeros, query_labels, key_labels, None)
-    fig.set_dpi(dpi)
-    return HeatmapFrame(fig, images)
+def _pool(weights, size):
+    """Max-pool the last two axes down to at most ``size`` each (peaks stay visible)."""
+    *lead, n_q, n_k = weights.shape
+    step_q, step_k = math.ceil(n_q / size), math.ceil(n_k / size)
+    pad_q, pad_k = -n_q % step_q, -n_k % step_k
+    padded = np.pad(weights, [(0, 0)] * len(lead) + [(0, pad_q), (0, pad_k)])
+    blocks = padded.reshape(*lead, (n_q + pad_q) // step_q, step_q, (n_k + pad_k) // step_k, step_k)
+    return blocks.max(axis=(-3, -1))
 
 
-class AttentionExplorer(widgets.VBox):
-    """Explore the attention weights of a layer, head by head and token by token.
+class AttentionExplorer(anywidget.AnyWidget):
+    """Explore attention weights in the browser: heatmap, lines, layer × head grid.
 
     Give either a layer and its inputs, or precomputed weights.
 
     Args:
         layer (MultiHeadAttention, optional): A layer with ``project``,
-            ``num_heads`` and ``scale``; the explorer recomputes its weights
-            from the scores when the mask or the scale changes.
+            ``num_heads`` and ``scale``; the kernel recomputes its weights from
+            the scores when the mask or the scale changes.
         queries (array, optional): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
         keys (array, optional): Default: ``queries``.
         values (array, optional): Default: ``keys``.
@@ -82,196 +122,355 @@ class AttentionExplorer(widgets.VBox):
         mask (array or str, optional): The mask to start with (shown as
             "given" in the mask selector).
         weights (array or list, optional): Instead of a layer: ``(H, Lq, Lk)``,
-            ``(B, H, Lq, Lk)`` or a list of those, one per layer (a layer
-            selector appears). The scale is then a factor on their scores.
-        large (bool, optional): Larger controls and fonts, for a projector.
+            ``(B, H, Lq, Lk)`` or a list of those, one per layer. The scale is
+            then a factor on their scores.
+        large (bool, optional): Larger fonts and canvas, for a projector.
             Default: ``False``.
+        view (str, optional): ``"heatmap"``, ``"lines"`` or ``"grid"``.
+            Default: ``"heatmap"``.
     """
 
-    def __init__(self, layer=None, queries=None, keys=None, values=None, *,
-                 tokens=None, key_tokens=None, mask=None, weights=None, large=False):
+    _esm = HERE / "explorer.js"
+    _css = HERE / "explorer.css"
+
+    # Controls that need new weights: the browser sends them, the kernel answers.
+    scale = traitlets.Float(1.0).tag(sync=True)
+    mask = traitlets.Unicode("none").tag(sync=True)
+    valid_keys = traitlets.Int(1).tag(sync=True)
+    # What the browser shows: set from Python to steer it; the browser keeps its own changes.
+    view = traitlets.Unicode("heatmap").tag(sync=True)
+    layer = traitlets.Int(0).tag(sync=True)
+    head = traitlets.Int(0).tag(sync=True)
+    query = traitlets.Int(0).tag(sync=True)
+    large = traitlets.Bool(False).tag(sync=True)
+    # Data: labels and sizes, one buffer of codes per layer, extra buffers (compare, stepper).
+    _meta = traitlets.Dict().tag(sync=True)
+    _weights = traitlets.List().tag(sync=True)
+    _keep = traitlets.Any(b"").tag(sync=True)
+    _extra = traitlets.Dict().tag(sync=True)
+    _revision = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, layer=None, queries=None, keys=None, values=None, *, tokens=None,
+                 key_tokens=None, mask=None, weights=None, large=False, view="heatmap"):
         if (layer is None) == (weights is None):
             raise ValueError("give either layer (with queries) or weights, not both and not neither.")
         if layer is not None:
-            self.source = LayerSource(layer, queries, keys, values, mask=mask)
+            source = LayerSource(layer, queries, keys, values, mask=mask)
         else:
-            self.source = WeightsSource(weights, mask=mask)
-        source = self.source
+            source = WeightsSource(weights, mask=mask)
+        self._start(source, tokens, key_tokens, large=large, view=view, kind="explorer",
+                    scale_label="scale" if layer is not None else "scale ×")
+
+    def _start(self, source, tokens, key_tokens, *, large, view, kind, scale_label="scale",
+               controls=True, extra=None, meta=None):
+        """Everything the constructors share: labels, metadata, the first weights."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
+        self.source = source
         if key_tokens is None and tokens is not None and len(tokens) == source.n_keys:
             key_tokens = tokens
-        label = "70px" if large else "50px"  # width of the controls' descriptions
         self.query_labels = _labels(tokens, source.n_queries, "tokens")
         self.key_labels = _labels(key_tokens, source.n_keys, "key_tokens")
-        self.large = bool(large)
-        self._frames = {}
-        self.state = None
-
-        self.layer_selector = widgets.Dropdown(
-            options=[(f"layer {i}", i) for i in range(source.num_layers)], value=0,
-            description="layer", layout=widgets.Layout(width="180px"))
-        self.head_selector = widgets.ToggleButtons(
-            options=[("all", ALL_HEADS)] + [(str(h), h) for h in range(source.num_heads)],
-            value=0, description="head", tooltips=["every head side by side"]
-            + [f"head {h}" for h in range(source.num_heads)],
-            style={"button_width": "44px" if not large else "56px", "description_width": label})
-        self.query_selector = widgets.Dropdown(
-            options=[(f"{i}: {t}", i) for i, t in enumerate(self.query_labels)],
-            value=source.n_queries - 1, description="query",
-            layout=widgets.Layout(width="300px"), style={"description_width": label})
-        mask_options = ["none", "causal", "padding"] + (["given"] if source.given_mask is not None else [])
-        self.mask_selector = widgets.ToggleButtons(
-            options=mask_options, value="given" if "given" in mask_options else "none",
-            description="mask", style={"button_width": "90px" if not large else "120px",
-                                       "description_width": label})
-        self.valid_keys_slider = widgets.IntSlider(
-            value=max(1, source.n_keys - source.n_keys // 4), min=1, max=source.n_keys,
-            description="valid keys", continuous_update=True,
-            layout=widgets.Layout(width="420px"), style={"description_width": "120px" if large else "90px"})
+        self._bits = bits_for(source.num_layers * source.num_heads * source.n_queries * source.n_keys)
+        self._keeps = {}
         scale = source.default_scale
-        self.scale_slider = widgets.FloatSlider(
-            value=scale, min=0.0, max=round(4 * scale, 4), step=round(scale / 20, 5),
-            description="scale" if layer is not None else "scale ×", readout_format=".3f",
-            continuous_update=True, layout=widgets.Layout(width="460px"),
-            style={"description_width": label})
-        self.reset_button = widgets.Button(description="reset scale",
-                                           tooltip=f"back to the default scale {scale:.3f}")
+        mask_options = ["none", "causal", "padding"] + (["given"] if source.given_mask is not None else [])
+        mask = "given" if source.given_mask is not None else "none"
+        valid_keys = max(1, source.n_keys - source.n_keys // 4)
+        buffers, keep = self._encode(scale, mask, valid_keys) if kind == "explorer" else ([], b"")
+        super().__init__(
+            scale=scale, mask=mask, valid_keys=valid_keys, view=view, layer=0, head=0,
+            query=source.n_queries - 1, large=bool(large), _extra=extra or {},
+            _weights=buffers, _keep=keep,
+            _meta={
+                "kind": kind, "num_layers": source.num_layers, "num_heads": source.num_heads,
+                "n_queries": source.n_queries, "n_keys": source.n_keys,
+                "query_labels": self.query_labels, "key_labels": self.key_labels,
+                "bits": self._bits, "default_scale": scale, "scale_max": round(4 * scale, 4),
+                "scale_label": scale_label, "mask_options": mask_options, "controls": controls,
+                "colormap": _colour_map(CMAP), "diverging": _colour_map("RdBu_r"),
+                **(meta or {}),
+            },
+        )
+        self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys"])
 
-        self.title = widgets.HTML()
-        self.image = widgets.Image(format="png")
-        self.bars = widgets.HTML(layout=widgets.Layout(max_height="640px", overflow="auto"))
-        self.numbers = widgets.HTML()
-        font = 20 if large else 14
-        style = widgets.HTML(_CSS.replace("var(--mha-font, 14px)", f"{font}px"))
+    # -- validation ---------------------------------------------------------------------
 
-        rows = [widgets.HBox([self.layer_selector, self.head_selector])
-                if source.num_layers > 1 else self.head_selector,
-                widgets.HBox([self.query_selector, self.mask_selector]),
-                widgets.HBox([self.scale_slider, self.reset_button, self.valid_keys_slider])]
-        side = widgets.VBox([self.numbers, self.bars], layout=widgets.Layout(width="340px" if not large else "420px"))
-        super().__init__([style, self.title, *rows, widgets.HBox([self.image, side])])
-        self.add_class("mha-explorer")
+    @traitlets.validate("scale")
+    def _check_scale(self, proposal):
+        scale = proposal["value"]
+        if not np.isfinite(scale) or scale < 0:
+            raise traitlets.TraitError(f"scale must be a finite number >= 0, got {scale}.")
+        return scale
 
-        for control in (self.layer_selector, self.head_selector, self.query_selector,
-                        self.mask_selector, self.valid_keys_slider, self.scale_slider):
-            control.observe(self._on_change, names="value")
-        self.reset_button.on_click(self._on_reset)
-        self.update()
+    @traitlets.validate("mask")
+    def _check_mask(self, proposal):
+        options = self._meta.get("mask_options", ["none", "causal", "padding"])
+        if proposal["value"] not in options:
+            raise traitlets.TraitError(f"mask must be one of {options}, got {proposal['value']!r}.")
+        return proposal["value"]
 
-    # -- the update path ---------------------------------------------------------
+    @traitlets.validate("valid_keys", "layer", "head", "query", "view")
+    def _check_index(self, proposal):
+        name, value = proposal["trait"].name, proposal["value"]
+        if name == "view":
+            if value not in VIEWS:
+                raise traitlets.TraitError(f"view must be one of {VIEWS}, got {value!r}.")
+            return value
+        if not self._meta:
+            return value  # during construction
+        low, high = {"valid_keys": (1, self._meta["n_keys"]),
+                     "layer": (0, self._meta["num_layers"] - 1),
+                     "head": (0, self._meta["num_heads"] - 1),
+                     "query": (0, self._meta["n_queries"] - 1)}[name]
+        if not low <= value <= high:
+            raise traitlets.TraitError(f"{name} must be in [{low}, {high}], got {value}.")
+        return value
+
+    # -- the kernel's only job: new weights ----------------------------------------------------
+
+    def _on_new_weights(self, change):
+        if self._meta.get("kind") == "explorer":
+            self.send_weights()
+
+    def _encode(self, scale, mask_kind, valid_keys):
+        """The codes of every layer and the keep bitmap, for a scale and a mask."""
+        s = self.source
+        mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
+        buffers = [s.codes(i, scale, mask, self._bits).tobytes() for i in range(s.num_layers)]
+        return buffers, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
+
+    def _keep_bytes(self, mask, key):
+        """``(Lq, Lk)`` uint8, 1 where every head may attend; empty without a mask."""
+        if mask is None:
+            return b""
+        if key not in self._keeps:
+            s = self.source
+            keep = keep_matrix(mask, s.n_queries, s.n_keys)  # (…, Lq or 1, Lk)
+            keep = np.broadcast_to(keep, keep.shape[:-2] + (s.n_queries, s.n_keys))
+            keep = keep.reshape(-1, s.n_queries, s.n_keys).all(axis=0)  # (Lq, Lk)
+            self._keeps = {key: keep.astype(np.uint8).tobytes()}
+        return self._keeps[key]
+
+    def send_weights(self):
+        """Recompute the codes of every layer for the current scale and mask, and send them."""
+        buffers, keep = self._encode(self.scale, self.mask, self.valid_keys)
+        with self.hold_sync():
+            self._weights = buffers
+            self._keep = keep
+            self._revision += 1
+
+    # -- the numbers, without a browser -----------------------------------------------------
 
     def controls(self):
         """The current settings, as keyword arguments of :func:`explorer_state`."""
-        head = self.head_selector.value
-        return {
-            "layer": self.layer_selector.value,
-            "head": None if head == ALL_HEADS else head,
-            "query": self.query_selector.value,
-            "mask": self.mask_selector.value,
-            "scale": self.scale_slider.value,
-            "valid_keys": self.valid_keys_slider.value,
-        }
+        return {"layer": self.layer, "head": self.head, "query": self.query, "mask": self.mask,
+                "scale": self.scale, "valid_keys": self.valid_keys}
 
-    def _on_change(self, change):
-        self.update()
+    @property
+    def state(self):
+        """:func:`explorer_state` at the current settings (what the heatmap and bars show)."""
+        return explorer_state(self.source, **self.controls())
 
-    def _on_reset(self, button):
-        self.scale_slider.value = self.source.default_scale
+    def shown_weights(self, layer=None):
+        """The weights ``(H, Lq, Lk)`` of a layer as the browser decodes them from the buffers."""
+        from .codes import decode
 
-    def _frame(self, all_heads):
-        key = "grid" if all_heads else "single"
-        if key not in self._frames:
-            if all_heads:
-                self._frames[key] = _grid_frame(self.source.num_heads, self.query_labels,
-                                                self.key_labels, GRID_DPI * (1.25 if self.large else 1))
-            else:
-                self._frames[key] = _single_frame(self.query_labels, self.key_labels,
-                                                  DPI * (1.25 if self.large else 1))
-        return self._frames[key]
+        layer = self.layer if layer is None else layer
+        s = self.source
+        codes = np.frombuffer(self._weights[layer], dtype=np.uint16 if self._bits == 16 else np.uint8)
+        return decode(codes, self._bits).reshape(s.num_heads, s.n_queries, s.n_keys)
 
-    def render(self, state):
-        """The PNG of a state: one head's heatmap or the grid, the query row outlined."""
-        frame = self._frame(state.head is None)
-        arrays = list(state.weights) if state.head is None else [state.weights[state.head]]
-        return frame.render(arrays, highlight_row=state.query)
+    # -- more explorers -----------------------------------------------------------------------
 
-    def update(self):
-        """Recompute the state from the controls and redraw; returns the state."""
-        state = explorer_state(self.source, **self.controls())
-        self.state = state
-        self.valid_keys_slider.disabled = state.mask != "padding"
-        self.image.value = self.render(state)
-        self.title.value = self._title_html(state)
-        self.bars.value = self._bars_html(state)
-        self.numbers.value = self._numbers_html(state)
-        return state
+    @classmethod
+    def compare(cls, yours, reference, *, tokens=None, key_tokens=None, large=False):
+        """Your weights next to the reference's, and their difference, largest error marked.
 
-    # -- text ------------------------------------------------------------------------
+        Args:
+            yours (array or list): ``(H, Lq, Lk)``, ``(B, H, Lq, Lk)`` (batch 0)
+                or a list of those, one per layer; any values (NaN, negative).
+            reference (array or list): The same shape, e.g. from
+                :func:`mhacourse.viz.reference_weights`.
+            tokens (list[str], optional): Labels of the queries.
+            key_tokens (list[str], optional): Labels of the keys.
+            large (bool, optional): Larger fonts, for a projector.
 
-    def _font(self, small=False):
-        return (16 if small else 22) if self.large else (12 if small else 16)
+        Returns:
+            AttentionExplorer: The comparison; ``explorer.largest_error`` holds
+            ``(|difference|, layer, head, query, key)``.
+        """
+        mine = _stack_heads(yours)  # (layers, H, Lq, Lk)
+        theirs = _stack_heads(reference)  # (layers, H, Lq, Lk)
+        if mine.shape != theirs.shape:
+            raise ValueError(f"yours and reference must have the same shape (layers, heads, n_queries, "
+                             f"n_keys); got {mine.shape} and {theirs.shape}.")
+        if mine.size > MAX_COMPARE:
+            raise ValueError(f"compare shows at most {MAX_COMPARE} weights per array; got {mine.size}. "
+                             "Pass fewer layers or heads.")
+        if not np.all(np.isfinite(theirs)) or theirs.min() < 0:
+            raise ValueError("reference must be attention weights: finite and non-negative.")
+        difference = mine - theirs
+        size = np.where(np.isfinite(difference), np.abs(difference), np.inf)
+        where = np.unravel_index(int(np.argmax(size)), size.shape)
+        largest = float(size[where])
+        explorer = cls.__new__(cls)
+        explorer.largest_error = (largest, *(int(i) for i in where))
+        extra = {"yours": [_float32(m) for m in mine], "reference": [_float32(t) for t in theirs]}
+        explorer._start(WeightsSource(list(theirs)), tokens, key_tokens, large=large, view="heatmap",
+                        kind="compare", controls=False, extra=extra,
+                        meta={"largest_error": [largest if np.isfinite(largest) else None,
+                                                *(int(i) for i in where)]})
+        explorer.layer, explorer.head, explorer.query = (int(i) for i in where[:3])
+        explorer._yours = mine
+        return explorer
 
-    def _title_html(self, state):
-        parts = []
-        if self.source.num_layers > 1:
-            parts.append(f"layer {state.layer}")
-        parts.append("all heads" if state.head is None else f"head {state.head}")
-        parts.append(f"mask: {state.mask}" + (f" ({state.valid_keys} valid keys)" if state.mask == "padding" else ""))
-        parts.append(f"scale {state.scale:.3f}")
-        return (f"<div class='mha-title' style='font-size:{self._font() + 4}px;font-weight:bold'>"
-                f"{html.escape(' · '.join(parts))}</div>")
+    @classmethod
+    def stepper(cls, layer_or_fn, queries, keys=None, values=None, *, head=0, scale=None, mask=None,
+                tokens=None, key_tokens=None, large=False):
+        """Step through one head's attention: scores, scaled, masked, softmax, weights @ V.
 
-    def _bars_html(self, state):
-        query = html.escape(self.query_labels[state.query])
-        which = "mean over heads" if state.head is None else f"head {state.head}"
-        size = self._font(small=True)
-        lines = [f"<div style='font-size:{size + 2}px'><b>query {state.query} “{query}”</b> "
-                 f"({which}) attends to:</div>",
-                 f"<table class='mha-bars' style='font-size:{size}px;border-collapse:collapse'>"]
-        for j, weight in enumerate(state.row):
-            label = html.escape(self.key_labels[j])
-            if state.keep[state.query, j]:
-                bar = (f"<div style='background:#3b6fb6;height:{size - 2}px;"
-                       f"width:{max(0.0, float(weight)) * 160:.1f}px'></div>")
-                value = f"{weight:.3f}"
-            else:
-                bar, value = "<span style='color:#999'>masked</span>", "0"
-            lines.append(f"<tr><td style='text-align:right'>{j}: {label}</td>"
-                         f"<td style='width:164px'>{bar}</td><td>{value}</td></tr>")
-        lines.append("</table>")
-        return "".join(lines)
+        Args:
+            layer_or_fn: An attention layer (``mhacourse.MultiHeadAttention``
+                or ``mlx.nn.MultiHeadAttention``), or a scaled dot-product
+                attention function ``fn(queries, keys, values, *, scale,
+                mask=None)`` such as your own.
+            queries (array): For a layer, its inputs ``(B, Lq, dims)``; for a
+                function, per-head arrays ``(B, H, Lq, D_h)``. Batch 0 is shown.
+            keys (array, optional): Default: ``queries``.
+            values (array, optional): Default: ``keys``.
+            head (int): The head to show. Default: ``0``.
+            scale (float, optional): For a function (required); a layer uses its own.
+            mask (array or str, optional): As for the layer or function.
+            tokens (list[str], optional): Labels of the queries.
+            key_tokens (list[str], optional): Labels of the keys.
+            large (bool, optional): Larger fonts, for a projector.
 
-    def _numbers_html(self, state):
-        sums = state.row_sums if state.head is None else state.row_sums[state.head]
-        h, i, j = state.argmax
-        size = self._font(small=True) + 2
-        return (f"<div class='mha-numbers' style='font-size:{size}px'>"
-                f"row sums: min <b>{sums.min():.4f}</b>, max <b>{sums.max():.4f}</b><br>"
-                f"max weight: <b class='mha-max'>{state.max_weight:.4f}</b> "
-                f"(head {h}, “{html.escape(self.query_labels[i])}” → "
-                f"“{html.escape(self.key_labels[j])}”)<br>"
-                f"this row: max <b>{state.row.max():.4f}</b>, sum <b>{state.row.sum():.4f}</b></div>")
+        Returns:
+            AttentionExplorer: The stepper. With a function, its weights and
+            output are compared with each step's (``explorer.function_errors``).
+        """
+        import mlx.core as mx
 
-    # -- display without a widget front-end -----------------------------------------
+        from .reference import attention_steps, project_heads, sdpa_weights
+
+        keys = queries if keys is None else keys
+        values = keys if values is None else values
+        fn = None
+        if hasattr(layer_or_fn, "num_heads"):
+            q, k, v = project_heads(layer_or_fn, queries, keys, values)  # (B, H, L, D_h)
+            scale = float(getattr(layer_or_fn, "scale", math.sqrt(1 / q.shape[-1])))
+        elif callable(layer_or_fn):
+            if scale is None:
+                raise ValueError("scale is required with a function: stepper(fn, q, k, v, scale=...).")
+            fn, (q, k, v) = layer_or_fn, (queries, keys, values)
+            for name, x in (("queries", q), ("keys", k), ("values", v)):
+                if not isinstance(x, mx.array) or x.ndim != 4:
+                    raise ValueError(f"with a function, {name} must be an mx.array (B, H, L, D_h); got "
+                                     f"{getattr(x, 'shape', type(x).__name__)}.")
+        else:
+            raise TypeError("layer_or_fn must be an attention layer or a scaled dot-product attention "
+                            f"function, got {type(layer_or_fn).__name__}.")
+        if not 0 <= head < q.shape[1]:
+            raise ValueError(f"head must be in [0, {q.shape[1] - 1}], got {head}.")
+        group = q.shape[1] // k.shape[1]  # grouped-query attention: head h reads key head h // group
+        one_mask = mask
+        if isinstance(mask, mx.array) and mask.ndim == 4:
+            one_mask = mask[:1, head if mask.shape[1] > 1 else 0]  # (1, Lq or 1, Lk)
+        steps = attention_steps(q[0, head], k[0, head // group], v[0, head // group], scale=scale,
+                                mask=one_mask)
+        explorer = cls.__new__(cls)
+        explorer.steps = steps
+        explorer.function_errors = None
+        if fn is not None:
+            fn_mask = mask[:1] if isinstance(mask, mx.array) and mask.ndim == 4 else mask
+            yours_w = np.array(sdpa_weights(fn, q[:1], k[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
+            yours_out = np.array(fn(q[:1], k[:1], v[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
+            explorer.function_errors = {
+                "softmax": float(np.nanmax(np.abs(yours_w - steps[3]["matrix"]))),
+                "weights @ V": float(np.nanmax(np.abs(yours_out - steps[4]["matrix"]))),
+            }
+        meta = {"head_shown": int(head), "steps": [
+            {"name": s["name"], "formula": s["formula"], "shape": s["shape"],
+             "rows": int(s["matrix"].shape[0]), "cols": int(s["matrix"].shape[1])} for s in steps],
+            "function_errors": explorer.function_errors}
+        extra = {"steps": [_float32(s["matrix"]) for s in steps]}
+        weights = steps[3]["matrix"][None, None]  # (1, 1, Lq, Lk)
+        explorer._start(WeightsSource(weights), tokens, key_tokens, large=large, view="heatmap",
+                        kind="stepper", controls=False, extra=extra, meta=meta)
+        return explorer
+
+    # -- export and display without a widget front-end -------------------------------------------
+
+    def _standalone_state(self):
+        """The synced state as JSON with base64 buffers (what ``save_html`` inlines)."""
+        from ipywidgets.widgets.widget import _remove_buffers
+
+        state, paths, buffers = _remove_buffers(self.get_state())
+        state["_meta"] = {**state["_meta"], "offline": True}
+        return {"state": state, "buffer_paths": paths,
+                "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers]}
+
+    def save_html(self, path, title="Attention explorer"):
+        """Write a standalone HTML file: the explorer with its data inlined, no network needed.
+
+        The browser-side views (heatmap, lines, grid, hover, zoom, export) all
+        work; the scale and mask controls need the kernel and are left out.
+
+        Args:
+            path (str or Path): Where to write, e.g. ``"attention.html"``.
+            title (str): The page title.
+
+        Returns:
+            Path: The file written.
+        """
+        path = Path(path)
+        script = (HERE / "explorer.js").read_text()
+        data = json.dumps(self._standalone_state()).replace("</", "<\\/")
+        page = (
+            "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title>\n<style>\n{(HERE / 'explorer.css').read_text()}\n"
+            "body { font-family: sans-serif; margin: 16px; }\n</style></head>\n<body>\n"
+            f"<h2>{html.escape(title)}</h2>\n<div id='mha-root'></div>\n"
+            f"<script type='application/json' id='mha-data'>{data}</script>\n"
+            f"<script type='module'>\n{script}\n"
+            "renderStandalone(JSON.parse(document.getElementById('mha-data').textContent),"
+            " document.getElementById('mha-root'));\n</script>\n</body></html>\n"
+        )
+        path.write_text(page, encoding="utf-8")
+        return path
 
     def static_figure(self):
-        """The static grid of every head (every layer) at the current settings."""
-        controls = self.controls()
-        layers = []
-        for layer in range(self.source.num_layers):
-            controls["layer"] = layer
-            layers.append(explorer_state(self.source, **controls).weights)
-        state = self.state
-        title = f"mask: {state.mask} · scale {state.scale:.3f}"
-        return plot_heads(layers if len(layers) > 1 else layers[0], self.query_labels,
-                          self.key_labels, title=title)
+        """A static picture of what the explorer holds: every head (and layer) at the current settings."""
+        s, kind = self.source, self._meta.get("kind")
+        if kind == "stepper":
+            return plot_attention(self.steps[3]["matrix"], self.query_labels, self.key_labels,
+                                  title=f"head {self._meta['head_shown']}: softmax(scaled scores + mask)")
+        if kind == "compare":
+            largest, layer, head, i, j = self.largest_error
+            rows = [self._yours[layer], s.original[layer], np.abs(self._yours[layer] - s.original[layer])]
+            names = ["yours", "reference", "|difference|"]
+            title = (f"layer {layer}: largest |difference| {largest:.3g} at head {head}, "
+                     f"query {i} “{self.query_labels[i]}”, key {j} “{self.key_labels[j]}”")
+        else:
+            controls = self.controls()
+            rows = []
+            for layer in range(s.num_layers):
+                controls["layer"] = layer
+                rows.append(explorer_state(s, **controls).weights)
+            names = [f"layer {i}" for i in range(s.num_layers)] if s.num_layers > 1 else [""]
+            title = f"mask: {self.mask} · scale {self.scale:.3f}"
+        return mosaic_figure(np.stack(rows), names, title)
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
-        png = figure_to_png(self.static_figure(), dpi=DPI)
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        png = figure_to_png(self.static_figure(), dpi=80)
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
         s = self.source
         bundle["text/plain"] = (
-            f"AttentionExplorer: {s.num_layers} layer(s) × {s.num_heads} heads, "
+            f"AttentionExplorer ({self._meta['kind']}): {s.num_layers} layer(s) × {s.num_heads} heads, "
             f"{s.n_queries} queries × {s.n_keys} keys (the static grid shows without a widget front-end)"
         )
         return bundle

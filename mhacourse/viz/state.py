@@ -6,8 +6,9 @@ The widget only reads controls and draws; every number it shows comes from
 Two sources of weights:
 
 * :class:`LayerSource`: a layer and its inputs. ``layer.project`` gives the
-  per-head queries and keys once; each update recomputes the weights from the
-  scores with :func:`mhacourse.attention_weights` for the chosen scale and mask.
+  per-head queries and keys once; :meth:`LayerSource.weights` recomputes the
+  weights with :func:`mhacourse.attention_weights` for a scale and a mask, and
+  :meth:`LayerSource.codes` the widget's codes from scores kept in memory.
 * :class:`WeightsSource`: weights computed elsewhere, one array per layer.
   Their logarithms are the scores up to a per-row constant, so a scale change
   (``softmax(log(w) · factor)``) and an extra mask (renormalising over the
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from .static import _stack_heads, to_numpy
+from .codes import softmax_sqrt_codes, sqrt_codes
+from .static import _stack_heads
 
 __all__ = [
     "MASK_KINDS",
@@ -31,6 +33,20 @@ __all__ = [
 ]
 
 MASK_KINDS = ("none", "causal", "padding", "given")
+
+
+def mask_parts(mask, n_queries, n_keys):
+    """A mask as NumPy ``(keep, additive)``, each ``None`` or broadcastable to ``(H, L_q, L_k)``."""
+    if mask is None:
+        return None, None
+    if isinstance(mask, str):
+        from mhacourse.masks import causal
+
+        return np.array(causal(n_queries, n_keys)), None
+    array = np.array(mask) if mask.dtype == mx.bool_ else np.array(mask.astype(mx.float32))
+    while array.ndim > 3:
+        array = array[0]  # drop the batch axis: (H or 1, L_q or 1, L_k)
+    return (array, None) if array.dtype == np.bool_ else (None, array)
 
 
 def _first_example(x, name):
@@ -89,6 +105,7 @@ class LayerSource:
         self.n_queries, self.n_keys = q.shape[2], k.shape[2]
         self.default_scale = float(layer.scale)
         self.given_mask = _mask_for_first_example(mask)
+        self._scores = self._work = None
 
     def weights(self, layer_index, scale, mask):
         """The weights ``(H, Lq, Lk)`` for a scale and a mask (``None``, ``"causal"`` or an array)."""
@@ -96,6 +113,15 @@ class LayerSource:
 
         weights = attention_weights(self.q, self.k, scale=scale, mask=mask)  # (1, H, Lq, Lk)
         return np.array(weights[0])
+
+    def codes(self, layer_index, scale, mask, bits=16):
+        """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
+        if self._scores is None:
+            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
+            self._scores = np.array(scores[0])  # (H, Lq, Lk)
+            self._work = np.empty_like(self._scores)
+        keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
+        return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
 
 
 class WeightsSource:
@@ -109,16 +135,23 @@ class WeightsSource:
         if not np.all(np.isfinite(stacked)) or stacked.min() < 0:
             raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
         self.original = stacked
-        self.keep = stacked > 0  # zero weights were masked: they stay masked
-        with np.errstate(divide="ignore"):
-            self.log_weights = np.where(self.keep, np.log(np.where(self.keep, stacked, 1.0)), 0.0)
         self.num_layers, self.num_heads, self.n_queries, self.n_keys = stacked.shape
         self.default_scale = 1.0
         self.given_mask = _mask_for_first_example(mask)
+        self._logs = {}
+
+    def _log_weights(self, layer_index):
+        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked."""
+        if layer_index not in self._logs:
+            weights = self.original[layer_index]
+            keep = weights > 0
+            with np.errstate(divide="ignore"):
+                self._logs[layer_index] = (np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep)
+        return self._logs[layer_index]
 
     def weights(self, layer_index, scale, mask):
-        scores = self.log_weights[layer_index] * scale  # (H, Lq, Lk)
-        keep = self.keep[layer_index]
+        log_weights, keep = self._log_weights(layer_index)
+        scores = log_weights * scale  # (H, Lq, Lk)
         if mask is not None:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         scores = np.where(keep, scores, -np.inf)
@@ -128,6 +161,15 @@ class WeightsSource:
         total = exp.sum(axis=-1, keepdims=True)
         # A row with no allowed key is uniform, as with a boolean mask in MLX.
         return np.where(total > 0, exp / np.where(total > 0, total, 1.0), 1.0 / self.n_keys)
+
+    def codes(self, layer_index, scale, mask, bits=16):
+        """:meth:`weights` as square-root codes; the weights as given when nothing changes them."""
+        if scale == 1.0 and mask is None:
+            return sqrt_codes(self.original[layer_index], bits)
+        log_weights, keep = self._log_weights(layer_index)
+        if mask is not None:
+            keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
+        return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
 
 
 def keep_matrix(mask, n_queries, n_keys):

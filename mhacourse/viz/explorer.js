@@ -1,0 +1,1125 @@
+// The attention explorer's browser side (mhacourse.viz.AttentionExplorer).
+//
+// A plain ES module with no dependencies and no build step: anywidget loads it from the
+// package, and save_html() inlines it. The kernel sends the weights once as binary codes,
+// round(sqrt(w) * top) with top = 65535 (16 bits) or 255 (8 bits), one buffer per layer,
+// laid out (head, query, key). Everything here (hover, heads, layers, views, zoom, export)
+// runs in the browser; only scale, mask and valid_keys are sent to the kernel.
+
+const GREY = 0xffd0d0d0; // masked cells (ABGR, as a Uint32 over RGBA bytes)
+const NAN_COLOUR = 0xffff00ff;
+const MAX_BARS = 48;
+const VECTOR_CELLS = 4096; // SVG export draws cells as rectangles up to this many, else one image
+
+// ---------------------------------------------------------------- data
+
+function bytesOf(view) {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function typed(view, Type) {
+  // Typed arrays need aligned offsets; a buffer sliced from a message may not be.
+  if (view.byteOffset % Type.BYTES_PER_ELEMENT === 0) {
+    return new Type(view.buffer, view.byteOffset, view.byteLength / Type.BYTES_PER_ELEMENT);
+  }
+  return new Type(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+}
+
+function palette(flat) {
+  const out = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    out[i] = (0xff << 24) | (flat[3 * i + 2] << 16) | (flat[3 * i + 1] << 8) | flat[3 * i];
+  }
+  return out;
+}
+
+function css(colour) {
+  return `rgb(${colour & 255},${(colour >> 8) & 255},${(colour >> 16) & 255})`;
+}
+
+function fmt(v, digits = 3) {
+  if (v === -Infinity || v <= -1e30) return "−∞";
+  if (Number.isNaN(v)) return "NaN";
+  if (v !== 0 && Math.abs(v) < 10 ** -digits) return v.toExponential(1);
+  return v.toFixed(digits);
+}
+
+// A matrix the views can draw: rows x cols, value(i, j), colour(i0, i1, j0, j1) of a block.
+function weightsPanel(meta, codes, keep, head, lut) {
+  const { n_queries: rows, n_keys: cols, bits } = meta;
+  const top = bits === 16 ? 65535 : 255;
+  const shift = bits === 16 ? 8 : 0;
+  const base = head * rows * cols;
+  return {
+    rows, cols, signed: false,
+    value: (i, j) => (codes[base + i * cols + j] / top) ** 2,
+    masked: (i, j) => keep !== null && keep[i * cols + j] === 0,
+    colour(i0, i1, j0, j1) {
+      if (i1 - i0 === 1 && j1 - j0 === 1) {
+        if (keep !== null && keep[i0 * cols + j0] === 0) return GREY;
+        return lut[codes[base + i0 * cols + j0] >> shift];
+      }
+      let best = 0;
+      for (let i = i0; i < i1; i++) {
+        const row = base + i * cols;
+        for (let j = j0; j < j1; j++) if (codes[row + j] > best) best = codes[row + j];
+      }
+      return lut[best >> shift];
+    },
+  };
+}
+
+// Float32 values: weights on the square-root ramp, or signed values on a diverging map.
+function floatPanel(values, rows, cols, offset, lut, signed) {
+  let range = 0;
+  if (signed) {
+    for (let k = offset; k < offset + rows * cols; k++) {
+      const v = Math.abs(values[k]);
+      if (Number.isFinite(v) && v < 1e30 && v > range) range = v;
+    }
+  }
+  const scale = range > 0 ? range : 1;
+  const colourOf = (v) => {
+    if (Number.isNaN(v)) return NAN_COLOUR;
+    if (signed) {
+      if (v <= -1e30) return GREY; // masked (−∞ or the most negative float)
+      return lut[Math.max(0, Math.min(255, Math.round(127.5 + (127.5 * v) / scale)))];
+    }
+    return lut[Math.round(Math.sqrt(Math.max(0, Math.min(1, v))) * 255)];
+  };
+  return {
+    rows, cols, signed, range,
+    value: (i, j) => values[offset + i * cols + j],
+    masked: (i, j) => signed && values[offset + i * cols + j] <= -1e30,
+    colour(i0, i1, j0, j1) {
+      let pick = values[offset + i0 * cols + j0];
+      for (let i = i0; i < i1; i++) {
+        for (let j = j0; j < j1; j++) {
+          const v = values[offset + i * cols + j];
+          if (Number.isNaN(v)) return NAN_COLOUR;
+          if (signed ? (Math.abs(v) > Math.abs(pick) && v > -1e30) : v > pick) pick = v;
+        }
+      }
+      return colourOf(pick);
+    },
+  };
+}
+
+// ---------------------------------------------------------------- painters
+
+// Canvas and SVG painters share one interface, so export redraws the view as vectors.
+class CanvasPainter {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+  }
+  size(width, height) {
+    if (this.canvas.width !== width) this.canvas.width = width;
+    if (this.canvas.height !== height) this.canvas.height = height;
+    this.ctx.clearRect(0, 0, width, height);
+  }
+  background(colour) {
+    this.ctx.fillStyle = colour;
+    this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+  }
+  pixels(x, y, w, h, fill) {
+    if (w <= 0 || h <= 0) return;
+    const image = this.ctx.createImageData(w, h);
+    fill(new Uint32Array(image.data.buffer), w, h);
+    this.ctx.putImageData(image, x, y);
+  }
+  rect(x, y, w, h, colour) {
+    this.ctx.fillStyle = typeof colour === "number" ? css(colour) : colour;
+    this.ctx.fillRect(x, y, w, h);
+  }
+  frame(x, y, w, h, colour, width = 2) {
+    this.ctx.strokeStyle = colour;
+    this.ctx.lineWidth = width;
+    this.ctx.strokeRect(x, y, w, h);
+  }
+  circle(x, y, r, colour, width = 2) {
+    this.ctx.strokeStyle = colour;
+    this.ctx.lineWidth = width;
+    this.ctx.beginPath();
+    this.ctx.arc(x, y, r, 0, 2 * Math.PI);
+    this.ctx.stroke();
+  }
+  line(x1, y1, x2, y2, colour, alpha, width) {
+    this.ctx.strokeStyle = colour;
+    this.ctx.globalAlpha = alpha;
+    this.ctx.lineWidth = width;
+    this.ctx.beginPath();
+    this.ctx.moveTo(x1, y1);
+    this.ctx.lineTo(x2, y2);
+    this.ctx.stroke();
+    this.ctx.globalAlpha = 1;
+  }
+  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = "#222", bold = false }) {
+    const ctx = this.ctx;
+    ctx.save();
+    ctx.font = `${bold ? "bold " : ""}${size}px sans-serif`;
+    ctx.fillStyle = colour;
+    ctx.textAlign = align;
+    ctx.textBaseline = baseline;
+    ctx.translate(x, y);
+    if (rotate) ctx.rotate(rotate);
+    ctx.fillText(s, 0, 0);
+    ctx.restore();
+  }
+}
+
+const escapeXml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+
+class SvgPainter {
+  constructor() {
+    this.parts = [];
+  }
+  size(width, height) {
+    this.width = width;
+    this.height = height;
+  }
+  background(colour) {
+    this.parts.push(`<rect width="${this.width}" height="${this.height}" fill="${colour}"/>`);
+  }
+  pixels(x, y, w, h, fill) {
+    if (w <= 0 || h <= 0) return;
+    const canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    new CanvasPainter(canvas).pixels(0, 0, w, h, fill);
+    this.parts.push(`<image x="${x}" y="${y}" width="${w}" height="${h}" href="${canvas.toDataURL("image/png")}"/>`);
+  }
+  rect(x, y, w, h, colour) {
+    const fill = typeof colour === "number" ? css(colour) : colour;
+    this.parts.push(`<rect x="${x.toFixed(2)}" y="${y.toFixed(2)}" width="${w.toFixed(2)}" height="${h.toFixed(2)}" fill="${fill}"/>`);
+  }
+  frame(x, y, w, h, colour, width = 2) {
+    this.parts.push(`<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="${colour}" stroke-width="${width}"/>`);
+  }
+  circle(x, y, r, colour, width = 2) {
+    this.parts.push(`<circle cx="${x}" cy="${y}" r="${r}" fill="none" stroke="${colour}" stroke-width="${width}"/>`);
+  }
+  line(x1, y1, x2, y2, colour, alpha, width) {
+    this.parts.push(`<line x1="${x1}" y1="${y1.toFixed(1)}" x2="${x2}" y2="${y2.toFixed(1)}" stroke="${colour}" stroke-opacity="${alpha.toFixed(3)}" stroke-width="${width.toFixed(2)}"/>`);
+  }
+  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = "#222", bold = false }) {
+    const anchor = { left: "start", right: "end", center: "middle" }[align];
+    const shift = baseline === "middle" ? "0.35em" : baseline === "top" ? "0.8em" : "0";
+    const turn = rotate ? ` transform="rotate(${(rotate * 180) / Math.PI} ${x} ${y})"` : "";
+    this.parts.push(`<text x="${x}" y="${y}" dy="${shift}" font-family="sans-serif" font-size="${size}" text-anchor="${anchor}" fill="${colour}"${bold ? ' font-weight="bold"' : ""}${turn}>${escapeXml(s)}</text>`);
+  }
+  toString() {
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" viewBox="0 0 ${this.width} ${this.height}">\n${this.parts.join("\n")}\n</svg>\n`;
+  }
+}
+
+// Fill a w x h box with a window of a panel: each pixel shows the largest weight of its block.
+function paintMatrix(painter, panel, box, win) {
+  const { x, y, w, h } = box;
+  const { r0, c0, rows, cols } = win;
+  if (rows * cols <= VECTOR_CELLS && painter instanceof SvgPainter) {
+    const cw = w / cols, ch = h / rows;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        painter.rect(x + j * cw, y + i * ch, cw + 0.02, ch + 0.02, panel.colour(r0 + i, r0 + i + 1, c0 + j, c0 + j + 1));
+      }
+    }
+    return;
+  }
+  const colStart = new Int32Array(w + 1);
+  for (let px = 0; px <= w; px++) colStart[px] = c0 + Math.floor((px * cols) / w);
+  painter.pixels(x, y, w, h, (out, width, height) => {
+    let previous = -1;
+    for (let py = 0; py < height; py++) {
+      const i0 = r0 + Math.floor((py * rows) / height);
+      const i1 = Math.max(i0 + 1, r0 + Math.floor(((py + 1) * rows) / height));
+      const line = py * width;
+      if (i1 - i0 === 1 && i0 === previous) {
+        out.copyWithin(line, line - width, line); // the same row of cells as the line above
+        continue;
+      }
+      previous = i1 - i0 === 1 ? i0 : -1;
+      for (let px = 0; px < width; px++) {
+        const j0 = colStart[px];
+        out[line + px] = panel.colour(i0, i1, j0, Math.max(j0 + 1, colStart[px + 1]));
+      }
+    }
+  });
+}
+
+// Labels of a window, thinned so that they never overlap.
+function labelStep(cell, font) {
+  return Math.max(1, Math.ceil((font * 1.15) / Math.max(cell, 1e-6)));
+}
+
+function drawLabels(painter, labels, box, win, font, side) {
+  const vertical = side === "left";
+  const count = vertical ? win.rows : win.cols;
+  const start = vertical ? win.r0 : win.c0;
+  const cell = (vertical ? box.h : box.w) / count;
+  const step = labelStep(cell, font);
+  const size = Math.min(font, Math.max(8, cell * 0.9));
+  for (let k = Math.ceil(start / step) * step - start; k < count; k += step) {
+    const text = `${labels[start + k]}`.slice(0, 14);
+    if (vertical) {
+      painter.text(text, box.x - 4, box.y + (k + 0.5) * cell, { size, align: "right" });
+    } else {
+      painter.text(text, box.x + (k + 0.5) * cell, box.y - 4, { size, align: "left", rotate: -Math.PI / 2 });
+    }
+  }
+  return step;
+}
+
+function download(name, blob) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(text, title, onClick) {
+  const b = element("button", "", text);
+  if (title) b.title = title;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// ---------------------------------------------------------------- the explorer
+
+class Explorer {
+  constructor(model, el) {
+    this.model = model;
+    this.meta = model.get("_meta");
+    const m = this.meta;
+    this.kind = m.kind;
+    this.lut = palette(m.colormap);
+    this.diverging = palette(m.diverging);
+    this.view = this.kind === "explorer" ? model.get("view") : "heatmap";
+    this.layer = model.get("layer");
+    this.head = model.get("head");
+    this.query = model.get("query");
+    this.key = -1;
+    this.pinned = false;
+    this.step = 3; // stepper: start at the softmax
+    this.win = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
+    this.inFlight = false;
+    this.pending = null;
+    this.perf = { draws: 0, firstDrawMs: null, lastRepaintMs: null, lastFrameMs: null };
+    this.t0 = performance.now();
+
+    this.root = element("div", "mha-explorer");
+    this.root.tabIndex = 0;
+    el.appendChild(this.root);
+    this.root.classList.toggle("mha-large", model.get("large"));
+    this.title = element("div", "mha-title");
+    this.toolbar = element("div", "mha-toolbar");
+    this.kernelBar = element("div", "mha-toolbar");
+    const body = element("div", "mha-body");
+    this.stage = element("div", "mha-stage");
+    this.base = element("canvas", "mha-base");
+    this.overlay = element("canvas", "mha-overlay");
+    this.tip = element("div", "mha-tip");
+    this.stage.append(this.base, this.overlay, this.tip);
+    this.side = element("div", "mha-side");
+    this.numbers = element("div", "mha-numbers");
+    this.bars = element("div", "mha-bars");
+    this.side.append(this.numbers, this.bars);
+    body.append(this.stage, this.side);
+    this.root.append(this.title, this.toolbar, this.kernelBar, body);
+    this.basePainter = new CanvasPainter(this.base);
+    this.overlayPainter = new CanvasPainter(this.overlay);
+
+    this.loadData();
+    this.buildToolbar();
+    this.bindEvents();
+    this.listen();
+    this.redraw();
+    this.perf.firstDrawMs = performance.now() - this.t0;
+    if (typeof performance.mark === "function") performance.mark("mha-first-draw");
+  }
+
+  // -- data from the kernel
+  loadData() {
+    const m = this.meta;
+    const Type = m.bits === 16 ? Uint16Array : Uint8Array;
+    this.codes = (this.model.get("_weights") || []).map((v) => typed(v, Type));
+    const keep = this.model.get("_keep");
+    this.keep = keep && keep.byteLength ? bytesOf(keep) : null;
+    const extra = this.model.get("_extra") || {};
+    this.extra = {};
+    for (const [name, list] of Object.entries(extra)) this.extra[name] = list.map((v) => typed(v, Float32Array));
+    this.rowCache = null;
+    this.gridCache = null;
+    this.revision = this.model.get("_revision");
+  }
+
+  listen() {
+    const model = this.model;
+    model.on("change:_revision", () => {
+      this.loadData();
+      this.inFlight = false;
+      this.busy.textContent = "";
+      this.redraw();
+      this.sendPending();
+    });
+    for (const name of ["view", "layer", "head", "query"]) {
+      model.on(`change:${name}`, () => {
+        this[name] = model.get(name);
+        this.syncButtons();
+        this.redraw();
+      });
+    }
+    model.on("change:large", () => {
+      this.root.classList.toggle("mha-large", model.get("large"));
+      this.redraw();
+    });
+    for (const name of ["scale", "mask", "valid_keys"]) model.on(`change:${name}`, () => this.syncKernelControls());
+  }
+
+  // -- what is on screen
+  font() {
+    return this.root.classList.contains("mha-large") ? 19 : 12;
+  }
+
+  panel(which = "weights") {
+    const m = this.meta;
+    if (this.kind === "stepper") {
+      const s = m.steps[this.step];
+      return floatPanel(this.extra.steps[this.step], s.rows, s.cols, 0, s.name === "softmax" ? this.lut : this.diverging, s.name !== "softmax");
+    }
+    if (this.kind === "compare") {
+      const size = m.n_queries * m.n_keys;
+      const offset = this.head * size;
+      if (which === "difference") {
+        const a = this.extra.yours[this.layer], b = this.extra.reference[this.layer];
+        const diff = new Float32Array(size);
+        for (let k = 0; k < size; k++) diff[k] = a[offset + k] - b[offset + k];
+        return floatPanel(diff, m.n_queries, m.n_keys, 0, this.diverging, true);
+      }
+      return floatPanel(this.extra[which][this.layer], m.n_queries, m.n_keys, offset, this.lut, false);
+    }
+    return weightsPanel(m, this.codes[this.layer], this.keep, this.head, this.lut);
+  }
+
+  labels() {
+    const m = this.meta;
+    if (this.kind === "stepper" && m.steps[this.step].name === "weights @ V") {
+      return [m.query_labels, Array.from({ length: m.steps[this.step].cols }, (_, d) => `d${d}`)];
+    }
+    return [m.query_labels, m.key_labels];
+  }
+
+  window() {
+    const p = this.currentPanels[0];
+    const win = this.win;
+    if (this.kind === "stepper" || p.cols !== this.meta.n_keys) return { r0: 0, c0: 0, rows: p.rows, cols: p.cols };
+    return win;
+  }
+
+  // Layout of the stage: one or three matrices, labels left and on top.
+  layout() {
+    const font = this.font();
+    const large = font > 12;
+    const labelW = Math.round(font * 7);
+    const labelH = Math.round(font * 6.5);
+    const count = this.currentPanels.length;
+    const side = count === 1 ? (large ? 640 : 480) : large ? 380 : 270;
+    const win = this.window();
+    const cell = Math.min(side / win.cols, side / win.rows);
+    const w = Math.max(1, Math.round(cell * win.cols));
+    const h = Math.max(1, Math.round(cell * win.rows));
+    const gap = count === 1 ? 0 : Math.round(font * 2);
+    const boxes = [];
+    for (let k = 0; k < count; k++) boxes.push({ x: labelW + k * (w + gap), y: labelH + font * 1.6 * (count > 1), w, h });
+    const width = labelW + count * w + (count - 1) * gap + 20;
+    const height = boxes[0].y + h + 10 + (this.kind === "stepper" ? 0 : 0);
+    return { boxes, width, height, font, win };
+  }
+
+  // -- drawing
+  redraw() {
+    const start = performance.now();
+    this.root.dataset.view = this.view;
+    this.root.dataset.layer = this.layer;
+    this.root.dataset.head = this.head;
+    this.root.dataset.kind = this.kind;
+    this.root.dataset.revision = this.revision;
+    this.title.textContent = this.titleText();
+    this.currentPanels = this.kind === "compare"
+      ? [this.panel("yours"), this.panel("reference"), this.panel("difference")]
+      : [this.panel()];
+    if (this.view === "grid") this.drawGrid(this.basePainter);
+    else if (this.view === "lines") this.drawLines(this.basePainter);
+    else this.drawMatrices(this.basePainter);
+    this.overlay.width = this.base.width;
+    this.overlay.height = this.base.height;
+    this.repaint();
+    this.perf.draws += 1;
+    this.perf.lastDrawMs = performance.now() - start;
+    this.root.dataset.draws = this.perf.draws;
+  }
+
+  // Only what hover changes: the overlay, the numbers and the bars.
+  repaint() {
+    this.root.dataset.query = this.query;
+    this.overlayPainter.size(this.overlay.width, this.overlay.height);
+    if (this.view === "lines") this.drawLines(this.overlayPainter, true);
+    else if (this.view !== "grid") this.drawMarks(this.overlayPainter);
+    this.updateSide();
+  }
+
+  drawMatrices(painter, exporting = false) {
+    const m = this.meta;
+    const geo = this.layout();
+    this.geo = geo;
+    const [rowLabels, colLabels] = this.labels();
+    painter.size(geo.width, geo.height);
+    if (exporting) painter.background("white");
+    const names = this.kind === "compare" ? ["yours", "reference (MLX)", "yours − reference"] : [];
+    geo.boxes.forEach((box, k) => {
+      paintMatrix(painter, this.currentPanels[k], box, geo.win);
+      painter.frame(box.x, box.y, box.w, box.h, "#888", 1);
+      drawLabels(painter, colLabels, box, geo.win, geo.font, "top");
+      if (k === 0) drawLabels(painter, rowLabels, box, geo.win, geo.font, "left");
+      if (names[k]) painter.text(names[k], box.x, 2, { size: geo.font, baseline: "top", bold: true });
+    });
+    if (this.kind === "stepper") this.drawStepNumbers(painter, geo);
+    this.root.dataset.labelStep = labelStep(geo.boxes[0].h / geo.win.rows, geo.font);
+    this.root.dataset.window = `${geo.win.r0},${geo.win.c0},${geo.win.rows},${geo.win.cols}`;
+    return m;
+  }
+
+  drawStepNumbers(painter, geo) {
+    const box = geo.boxes[0], panel = this.currentPanels[0];
+    const cw = box.w / panel.cols, ch = box.h / panel.rows;
+    if (cw < geo.font * 2.6 || ch < geo.font * 1.2) return;
+    for (let i = 0; i < panel.rows; i++) {
+      for (let j = 0; j < panel.cols; j++) {
+        const v = panel.value(i, j);
+        const colour = panel.signed ? "#111" : v > 0.35 ? "#111" : "#eee";
+        painter.text(fmt(v, 2), box.x + (j + 0.5) * cw, box.y + (i + 0.5) * ch, { size: Math.round(geo.font * 0.85), align: "center", colour });
+      }
+    }
+  }
+
+  cellRect(box, win, i, j) {
+    const cw = box.w / win.cols, ch = box.h / win.rows;
+    return { x: box.x + (j - win.c0) * cw, y: box.y + (i - win.r0) * ch, w: cw, h: ch };
+  }
+
+  drawMarks(painter) {
+    const geo = this.geo;
+    if (!geo) return;
+    const win = geo.win;
+    for (const box of geo.boxes) {
+      if (this.query >= win.r0 && this.query < win.r0 + win.rows) {
+        const r = this.cellRect(box, win, this.query, win.c0);
+        painter.frame(box.x - 1, r.y - 1, box.w + 2, Math.max(r.h, 1) + 2, "#ff4040", 2);
+      }
+      if (this.key >= 0 && this.key >= win.c0 && this.key < win.c0 + win.cols && this.query >= win.r0 && this.query < win.r0 + win.rows) {
+        const r = this.cellRect(box, win, this.query, this.key);
+        painter.frame(r.x, r.y, Math.max(r.w, 2), Math.max(r.h, 2), "white", 2);
+      }
+    }
+    if (this.kind === "compare") {
+      const worst = this.headLargest();
+      if (worst && worst.i >= win.r0 && worst.i < win.r0 + win.rows && worst.j >= win.c0 && worst.j < win.c0 + win.cols) {
+        for (const box of geo.boxes) {
+          const r = this.cellRect(box, win, worst.i, worst.j);
+          painter.circle(r.x + r.w / 2, r.y + r.h / 2, Math.max(7, Math.max(r.w, r.h) * 0.8), "#ff2bd6", 3);
+        }
+      }
+    }
+  }
+
+  drawLines(painter, overlayOnly = false) {
+    const m = this.meta;
+    const font = this.font();
+    const rowPx = font + 6;
+    const height = (font > 12 ? 640 : 480);
+    const fit = Math.max(2, Math.floor(height / rowPx));
+    const nq = Math.min(fit, this.win.rows), nk = Math.min(fit, this.win.cols);
+    // The query window follows the selected query.
+    let r0 = this.win.r0;
+    if (this.query < r0 || this.query >= r0 + nq) r0 = Math.max(0, Math.min(m.n_queries - nq, this.query - (nq >> 1)));
+    const c0 = this.win.c0;
+    const labelW = Math.round(font * 8);
+    const xL = labelW + 6, xR = xL + Math.round(font * 22);
+    const width = xR + labelW + 10;
+    const top = font + 10;
+    const yq = (i) => top + (i - r0 + 0.5) * (height / nq);
+    const yk = (j) => top + (j - c0 + 0.5) * (height / nk);
+    this.linesGeo = { r0, c0, nq, nk, xL, xR, top, height, labelW };
+    const panel = this.currentPanels[0];
+    if (!overlayOnly) {
+      painter.size(width, top + height + 8);
+      if (painter instanceof SvgPainter) painter.background("white");
+      painter.text("queries", xL - 6, 2, { size: font, align: "right", baseline: "top", bold: true });
+      painter.text("keys", xR + 6, 2, { size: font, baseline: "top", bold: true });
+      for (let i = r0; i < r0 + nq; i++) painter.text(`${m.query_labels[i]}`.slice(0, 14), xL - 6, yq(i), { size: font, align: "right" });
+      for (let j = c0; j < c0 + nk; j++) painter.text(`${m.key_labels[j]}`.slice(0, 14), xR + 6, yk(j), { size: font });
+      for (let i = r0; i < r0 + nq; i++) {
+        if (i === this.query) continue;
+        for (let j = c0; j < c0 + nk; j++) {
+          const w = panel.value(i, j);
+          if (w > 0.01) painter.line(xL, yq(i), xR, yk(j), "#3b6fb6", Math.min(1, w) * 0.35, 1);
+        }
+      }
+      this.root.dataset.lines = "drawn";
+      if (!(painter instanceof SvgPainter)) return;
+    }
+    // The selected query: its lines on top, opacity = weight.
+    if (this.query >= r0 && this.query < r0 + nq) {
+      painter.rect(0, yq(this.query) - rowPx / 2, xL - 2, rowPx, "rgba(255,64,64,0.18)");
+      for (let j = c0; j < c0 + nk; j++) {
+        const w = panel.value(this.query, j);
+        if (w > 0.002) painter.line(xL, yq(this.query), xR, yk(j), "#e03030", Math.min(1, w), 1 + 3 * w);
+      }
+    }
+  }
+
+  drawGrid(painter, exporting = false) {
+    const m = this.meta;
+    const font = this.font();
+    const H = m.num_heads, L = m.num_layers;
+    const avail = font > 12 ? 900 : 720;
+    const thumb = Math.max(24, Math.min(120, Math.floor((avail - 60) / H) - 6));
+    const left = Math.round(font * 4), top = font + 8;
+    const width = left + H * (thumb + 6) + 10, height = top + L * (thumb + 6) + 10;
+    this.gridGeo = { left, top, thumb };
+    painter.size(width, height);
+    if (exporting) painter.background("white");
+    for (let h = 0; h < H; h++) painter.text(`H${h}`, left + h * (thumb + 6) + thumb / 2, top - 4, { size: font, align: "center", baseline: "bottom" });
+    const full = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
+    for (let l = 0; l < L; l++) {
+      painter.text(`L${l}`, left - 6, top + l * (thumb + 6) + thumb / 2, { size: font, align: "right" });
+      for (let h = 0; h < H; h++) {
+        const box = { x: left + h * (thumb + 6), y: top + l * (thumb + 6), w: thumb, h: thumb };
+        paintMatrix(painter, weightsPanel(m, this.codes[l], this.keep, h, this.lut), box, full);
+        if (l === this.layer && h === this.head) painter.frame(box.x - 2, box.y - 2, thumb + 4, thumb + 4, "#ff4040", 3);
+      }
+    }
+  }
+
+  // -- the side panel: numbers and the selected row as bars
+  rowStats() {
+    const key = `${this.layer}/${this.head}/${this.step}/${this.revision}`;
+    if (this.rowCache && this.rowCache.key === key) return this.rowCache;
+    const p = this.currentPanels[0];
+    let lo = Infinity, hi = -Infinity, max = -Infinity, at = [0, 0];
+    for (let i = 0; i < p.rows; i++) {
+      let sum = 0;
+      for (let j = 0; j < p.cols; j++) {
+        const v = p.value(i, j);
+        sum += v;
+        if (v > max) { max = v; at = [i, j]; }
+      }
+      lo = Math.min(lo, sum);
+      hi = Math.max(hi, sum);
+    }
+    this.rowCache = { key, lo, hi, max, at };
+    return this.rowCache;
+  }
+
+  headLargest() {
+    const m = this.meta;
+    if (this.kind !== "compare") return null;
+    const size = m.n_queries * m.n_keys, offset = this.head * size;
+    const a = this.extra.yours[this.layer], b = this.extra.reference[this.layer];
+    let best = -1, at = 0;
+    for (let k = 0; k < size; k++) {
+      const d = Math.abs(a[offset + k] - b[offset + k]);
+      const v = Number.isNaN(d) ? Infinity : d;
+      if (v > best) { best = v; at = k; }
+    }
+    return { value: best, i: Math.floor(at / m.n_keys), j: at % m.n_keys };
+  }
+
+  updateSide() {
+    const m = this.meta;
+    const q = this.query;
+    const label = (labels, i) => `${i} “${labels[i]}”`;
+    if (this.view === "grid") {
+      this.numbers.textContent = `${m.num_layers} layer(s) × ${m.num_heads} heads: click a thumbnail to open it.`;
+      this.bars.replaceChildren();
+      return;
+    }
+    const p = this.kind === "compare" ? this.currentPanels[1] : this.currentPanels[0];
+    const [rowLabels, colLabels] = this.labels();
+    const lines = [];
+    if (this.kind === "stepper") {
+      const s = m.steps[this.step];
+      const shape = s.shape.map(([letter, n]) => letter).join(", ");
+      const sizes = s.shape.map(([letter, n]) => n).join(", ");
+      lines.push(`<b>step ${this.step + 1} of ${m.steps.length}: ${s.name}</b>`, `${s.formula}`,
+        `shape (${shape}) = (${sizes})`);
+      if (m.function_errors) {
+        for (const [name, err] of Object.entries(m.function_errors)) {
+          lines.push(`your function's ${name === "softmax" ? "weights" : "output"}: max |difference| ${fmt(err, 6)} ${err <= 1e-4 ? "✓" : "✗"}`);
+        }
+      }
+    } else if (this.kind === "compare") {
+      const [v, l, h, i, j] = m.largest_error;
+      const head = this.headLargest();
+      lines.push(`largest |yours − reference|: <b class="mha-max">${v === null ? "NaN/∞" : fmt(v, 6)}</b> at layer ${l}, head ${h}, query ${label(m.query_labels, i)} → key ${label(m.key_labels, j)}`);
+      lines.push(`this head: ${fmt(head.value, 6)} at query ${label(m.query_labels, head.i)} → key ${label(m.key_labels, head.j)} (circled)`);
+    } else {
+      const stats = this.rowStats();
+      lines.push(`row sums: min <b>${fmt(stats.lo, 4)}</b>, max <b>${fmt(stats.hi, 4)}</b>`);
+      lines.push(`max weight <b class="mha-max">${fmt(stats.max, 4)}</b>: ${label(rowLabels, stats.at[0])} → ${label(colLabels, stats.at[1])}`);
+    }
+    if (this.key >= 0 && this.key < p.cols && q < p.rows) {
+      lines.push(`hover: ${label(rowLabels, q)} → ${label(colLabels, this.key)}: <b>${fmt(p.value(q, this.key), 4)}</b>`);
+    }
+    this.numbers.innerHTML = lines.join("<br>");
+    this.drawBars(p, rowLabels, colLabels);
+  }
+
+  drawBars(p, rowLabels, colLabels) {
+    const q = this.query;
+    if (q >= p.rows) return;
+    const win = this.window();
+    let keys = [];
+    for (let j = win.c0; j < win.c0 + win.cols && j < p.cols; j++) keys.push(j);
+    let note = "";
+    if (keys.length > MAX_BARS) {
+      keys.sort((a, b) => p.value(q, b) - p.value(q, a));
+      keys = keys.slice(0, MAX_BARS).sort((a, b) => a - b);
+      note = ` (the ${MAX_BARS} largest of keys ${win.c0}–${win.c0 + win.cols - 1})`;
+    }
+    const yours = this.kind === "compare" ? this.currentPanels[0] : null; // p is then the reference
+    const header = element("div", "", "");
+    header.innerHTML = `<b>query ${q} “${escapeXml(rowLabels[q])}”</b>${this.kind === "compare" ? " (blue: reference, orange: yours)" : ""} attends to${note}:`;
+    const rows = [header];
+    let range = 1;
+    if (p.signed) {
+      range = 0;
+      for (const j of keys) { const v = Math.abs(p.value(q, j)); if (Number.isFinite(v) && v < 1e30) range = Math.max(range, v); }
+      range = range || 1;
+    }
+    for (const j of keys) {
+      const row = element("div", "mha-bar-row" + (j === this.key ? " mha-hot" : ""));
+      row.append(element("span", "", `${j}: ${colLabels[j]}`));
+      const v = p.value(q, j);
+      const cell = element("div");
+      if (p.masked(q, j)) {
+        cell.append(element("span", "mha-masked", "masked"));
+      } else {
+        const bar = element("div", "mha-bar");
+        bar.style.width = `${Math.max(0, Math.min(1, Math.abs(v) / range)) * 160}px`;
+        cell.append(bar);
+        if (yours) {
+          const mine = element("div", "mha-bar mha-ref");
+          mine.style.width = `${Math.max(0, Math.min(1, yours.value(q, j))) * 160}px`;
+          cell.append(mine);
+        }
+      }
+      row.append(cell, element("span", "mha-value", p.masked(q, j) ? "0" : yours ? `${fmt(v)} / ${fmt(yours.value(q, j))}` : fmt(v)));
+      rows.push(row);
+    }
+    this.bars.replaceChildren(...rows);
+  }
+
+  titleText() {
+    const m = this.meta;
+    const parts = [];
+    if (this.kind === "stepper") return `stepper · head ${m.head_shown} · ${m.steps[this.step].name}`;
+    if (m.num_layers > 1 || this.kind === "compare") parts.push(`layer ${this.layer}`);
+    parts.push(this.view === "grid" ? "all layers and heads" : `head ${this.head}`);
+    if (this.kind === "compare") return `compare · ${parts.join(" · ")}`;
+    const mask = this.model.get("mask");
+    parts.push(`mask: ${mask}${mask === "padding" ? ` (${this.model.get("valid_keys")} valid keys)` : ""}`);
+    parts.push(`scale ${this.model.get("scale").toFixed(3)}`);
+    parts.push(this.view);
+    return parts.join(" · ");
+  }
+
+  // -- controls
+  buildToolbar() {
+    const m = this.meta;
+    const bar = this.toolbar;
+    this.buttons = { view: [], head: [], step: [] };
+    const group = (name) => {
+      const g = element("span", "mha-group");
+      if (name) g.append(element("span", "", name));
+      bar.append(g);
+      return g;
+    };
+    if (this.kind === "explorer") {
+      const g = group("view");
+      for (const view of ["heatmap", "lines", "grid"]) {
+        const b = button(view, `show the ${view}`, () => this.setView(view));
+        b.dataset.view = view;
+        this.buttons.view.push(b);
+        g.append(b);
+      }
+    }
+    if (this.kind === "stepper") {
+      const g = group("step");
+      m.steps.forEach((s, k) => {
+        const b = button(`${k + 1} ${s.name}`, s.formula, () => this.setStep(k));
+        b.dataset.step = k;
+        this.buttons.step.push(b);
+        g.append(b);
+      });
+      g.append(button("◀", "previous step", () => this.setStep(Math.max(0, this.step - 1))),
+        button("▶", "next step", () => this.setStep(Math.min(m.steps.length - 1, this.step + 1))));
+    }
+    if (m.num_layers > 1) {
+      const g = group("layer");
+      this.layerSelect = element("select", "mha-layer");
+      for (let l = 0; l < m.num_layers; l++) this.layerSelect.append(new Option(`layer ${l}`, l));
+      this.layerSelect.addEventListener("change", () => this.setHead(Number(this.layerSelect.value), this.head));
+      g.append(this.layerSelect);
+    }
+    if (m.num_heads > 1 && this.kind !== "stepper") {
+      const g = group("head");
+      if (m.num_heads <= 16) {
+        for (let h = 0; h < m.num_heads; h++) {
+          const b = button(`${h}`, `head ${h}`, () => this.setHead(this.layer, h));
+          b.dataset.head = h;
+          b.classList.add("mha-head");
+          this.buttons.head.push(b);
+          g.append(b);
+        }
+      } else {
+        this.headSelect = element("select", "mha-head-select");
+        for (let h = 0; h < m.num_heads; h++) this.headSelect.append(new Option(`head ${h}`, h));
+        this.headSelect.addEventListener("change", () => this.setHead(this.layer, Number(this.headSelect.value)));
+        g.append(this.headSelect);
+      }
+    }
+    if (this.kind !== "stepper") {
+      const g = group("zoom");
+      g.append(button("−", "zoom out", () => this.zoom(2)), button("+", "zoom in", () => this.zoom(0.5)),
+        button("fit", "the whole matrix", () => this.fit()));
+    }
+    const e = group("export");
+    const png = button("PNG", "download the view as a PNG", () => this.exportPng());
+    png.classList.add("mha-png");
+    const svg = button("SVG", "download the view as an SVG", () => this.exportSvg());
+    svg.classList.add("mha-svg");
+    e.append(png, svg, button("A±", "larger or smaller fonts (presenter mode)", () => {
+      this.root.classList.toggle("mha-large");
+      this.redraw();
+    }));
+    this.buildKernelControls();
+    this.syncButtons();
+  }
+
+  buildKernelControls() {
+    const m = this.meta;
+    const bar = this.kernelBar;
+    this.busy = element("span", "mha-busy", "");
+    if (this.kind !== "explorer" || !m.controls) return;
+    if (m.offline) {
+      bar.append(element("span", "mha-note", "standalone page: scale and mask need the Python kernel"));
+      return;
+    }
+    const maskGroup = element("span", "mha-group");
+    maskGroup.append(element("span", "", "mask"));
+    this.maskSelect = element("select", "mha-mask");
+    for (const option of m.mask_options) this.maskSelect.append(new Option(option, option));
+    this.maskSelect.addEventListener("change", () => this.request({ mask: this.maskSelect.value }));
+    maskGroup.append(this.maskSelect);
+    this.validGroup = element("span", "mha-group");
+    this.validGroup.append(element("span", "", "valid keys"));
+    this.validRange = element("input", "mha-valid");
+    Object.assign(this.validRange, { type: "range", min: 1, max: m.n_keys, step: 1 });
+    this.validReadout = element("span", "mha-readout");
+    this.validRange.addEventListener("input", () => this.request({ valid_keys: Number(this.validRange.value) }));
+    this.validGroup.append(this.validRange, this.validReadout);
+    const scaleGroup = element("span", "mha-group");
+    scaleGroup.append(element("span", "", m.scale_label));
+    this.scaleRange = element("input", "mha-scale");
+    Object.assign(this.scaleRange, { type: "range", min: 0, max: m.scale_max, step: m.scale_max / 80 });
+    this.scaleReadout = element("span", "mha-readout mha-scale-readout");
+    this.scaleRange.addEventListener("input", () => this.request({ scale: Number(this.scaleRange.value) }));
+    scaleGroup.append(this.scaleRange, this.scaleReadout,
+      button("reset", `back to ${m.default_scale.toFixed(3)}`, () => this.request({ scale: m.default_scale })));
+    bar.append(maskGroup, this.validGroup, scaleGroup, this.busy);
+    this.syncKernelControls();
+  }
+
+  syncKernelControls() {
+    if (!this.scaleRange) return;
+    const model = this.model;
+    this.maskSelect.value = model.get("mask");
+    this.validRange.value = model.get("valid_keys");
+    this.validReadout.textContent = model.get("valid_keys");
+    this.validGroup.style.display = model.get("mask") === "padding" ? "" : "none";
+    if (!this.pending && !this.inFlight) this.scaleRange.value = model.get("scale");
+    this.scaleReadout.textContent = Number(this.scaleRange.value).toFixed(3);
+    this.title.textContent = this.titleText();
+  }
+
+  // Kernel-bound changes: one message in flight at a time; the latest wins.
+  request(change) {
+    this.pending = { ...(this.pending || {}), ...change };
+    if (change.scale !== undefined) this.scaleReadout.textContent = change.scale.toFixed(3);
+    this.sendPending();
+  }
+
+  sendPending() {
+    if (this.inFlight || !this.pending) return;
+    const change = this.pending;
+    this.pending = null;
+    const differs = Object.entries(change).some(([k, v]) => this.model.get(k) !== v);
+    if (!differs) return;
+    for (const [k, v] of Object.entries(change)) this.model.set(k, v);
+    this.inFlight = true;
+    this.busy.textContent = "computing…";
+    this.model.save_changes();
+  }
+
+  syncButtons() {
+    for (const b of this.buttons.view) b.classList.toggle("mha-on", b.dataset.view === this.view);
+    for (const b of this.buttons.head) b.classList.toggle("mha-on", Number(b.dataset.head) === this.head);
+    for (const b of this.buttons.step) b.classList.toggle("mha-on", Number(b.dataset.step) === this.step);
+    if (this.layerSelect) this.layerSelect.value = this.layer;
+    if (this.headSelect) this.headSelect.value = this.head;
+  }
+
+  setView(view) {
+    this.view = view;
+    this.syncButtons();
+    this.redraw();
+  }
+
+  setHead(layer, head) {
+    this.layer = layer;
+    this.head = head;
+    this.rowCache = null;
+    this.syncButtons();
+    this.redraw();
+  }
+
+  setStep(step) {
+    this.step = step;
+    this.key = -1;
+    this.syncButtons();
+    this.redraw();
+  }
+
+  zoom(factor, centre) {
+    const m = this.meta;
+    const w = this.win;
+    const ci = centre ? centre[0] : w.r0 + w.rows / 2;
+    const cj = centre ? centre[1] : w.c0 + w.cols / 2;
+    const rows = Math.max(Math.min(8, m.n_queries), Math.min(m.n_queries, Math.round(w.rows * factor)));
+    const cols = Math.max(Math.min(8, m.n_keys), Math.min(m.n_keys, Math.round(w.cols * factor)));
+    this.win = {
+      rows, cols,
+      r0: Math.max(0, Math.min(m.n_queries - rows, Math.round(ci - rows / 2))),
+      c0: Math.max(0, Math.min(m.n_keys - cols, Math.round(cj - cols / 2))),
+    };
+    this.redraw();
+  }
+
+  fit() {
+    this.win = { r0: 0, c0: 0, rows: this.meta.n_queries, cols: this.meta.n_keys };
+    this.redraw();
+  }
+
+  pan(di, dj) {
+    const m = this.meta, w = this.win;
+    w.r0 = Math.max(0, Math.min(m.n_queries - w.rows, w.r0 + di));
+    w.c0 = Math.max(0, Math.min(m.n_keys - w.cols, w.c0 + dj));
+    this.redraw();
+  }
+
+  // -- pointer and keyboard
+  hit(event) {
+    const rect = this.overlay.getBoundingClientRect();
+    const x = event.clientX - rect.left, y = event.clientY - rect.top;
+    if (this.view === "grid") {
+      const g = this.gridGeo;
+      const h = Math.floor((x - g.left) / (g.thumb + 6)), l = Math.floor((y - g.top) / (g.thumb + 6));
+      if (h >= 0 && h < this.meta.num_heads && l >= 0 && l < this.meta.num_layers) return { layer: l, head: h };
+      return null;
+    }
+    if (this.view === "lines") {
+      const g = this.linesGeo;
+      if (!g || x > g.xL + 4) return null;
+      const i = g.r0 + Math.floor(((y - g.top) * g.nq) / g.height);
+      return i >= g.r0 && i < g.r0 + g.nq ? { i, j: -1, x, y } : null;
+    }
+    const geo = this.geo;
+    if (!geo) return null;
+    for (const box of geo.boxes) {
+      const inRows = y >= box.y && y < box.y + box.h;
+      if (!inRows) continue;
+      const i = geo.win.r0 + Math.floor(((y - box.y) * geo.win.rows) / box.h);
+      if (x >= box.x && x < box.x + box.w) {
+        return { i, j: geo.win.c0 + Math.floor(((x - box.x) * geo.win.cols) / box.w), x, y };
+      }
+      if (x < box.x && box === geo.boxes[0]) return { i, j: -1, x, y }; // on a query label
+    }
+    return null;
+  }
+
+  bindEvents() {
+    const overlay = this.overlay;
+    let drag = null;
+    overlay.addEventListener("mousemove", (event) => {
+      const start = performance.now();
+      if (drag && this.view === "heatmap") {
+        const geo = this.geo;
+        const di = Math.round(((drag.y - event.clientY) * geo.win.rows) / geo.boxes[0].h);
+        const dj = Math.round(((drag.x - event.clientX) * geo.win.cols) / geo.boxes[0].w);
+        if (di || dj) {
+          drag = { x: event.clientX, y: event.clientY, moved: true };
+          this.pan(di, dj);
+        }
+        return;
+      }
+      const hit = this.hit(event);
+      if (this.view === "grid" || !hit) {
+        this.tip.style.display = "none";
+        overlay.style.cursor = hit ? "pointer" : "default";
+        return;
+      }
+      const moved = (!this.pinned && hit.i !== this.query) || hit.j !== this.key;
+      if (!this.pinned) this.query = hit.i;
+      this.key = hit.j;
+      if (moved) this.repaint();
+      this.showTip(hit);
+      this.perf.lastRepaintMs = performance.now() - start;
+      const stamp = event.timeStamp;
+      requestAnimationFrame(() => {
+        this.perf.lastFrameMs = performance.now() - stamp;
+      });
+    });
+    overlay.addEventListener("mouseleave", () => {
+      this.tip.style.display = "none";
+      this.key = -1;
+      drag = null;
+      this.repaint();
+    });
+    overlay.addEventListener("mousedown", (event) => {
+      if (this.view === "heatmap" && this.kind !== "stepper") drag = { x: event.clientX, y: event.clientY, moved: false };
+    });
+    overlay.addEventListener("mouseup", () => {
+      const wasDrag = drag && drag.moved;
+      drag = null;
+      if (wasDrag) return;
+    });
+    overlay.addEventListener("click", (event) => {
+      const hit = this.hit(event);
+      if (!hit) return;
+      if (this.view === "grid") {
+        this.layer = hit.layer;
+        this.head = hit.head;
+        this.setView("heatmap");
+        return;
+      }
+      this.pinned = !this.pinned || hit.i !== this.query;
+      this.query = hit.i;
+      this.root.dataset.pinned = this.pinned;
+      this.repaint();
+    });
+    overlay.addEventListener("wheel", (event) => {
+      if (this.view !== "heatmap" || this.kind === "stepper") return;
+      const hit = this.hit(event);
+      if (!hit || hit.j < 0) return;
+      event.preventDefault();
+      this.zoom(event.deltaY > 0 ? 1.5 : 1 / 1.5, [hit.i, hit.j]);
+    }, { passive: false });
+    this.root.addEventListener("keydown", (event) => {
+      const rows = this.currentPanels ? this.currentPanels[0].rows : this.meta.n_queries;
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        this.query = Math.max(0, Math.min(rows - 1, this.query + (event.key === "ArrowDown" ? 1 : -1)));
+        this.pinned = true;
+        this.repaint();
+        event.preventDefault();
+      }
+    });
+  }
+
+  showTip(hit) {
+    if (hit.j < 0) {
+      this.tip.style.display = "none";
+      return;
+    }
+    const panels = this.currentPanels;
+    const [rowLabels, colLabels] = this.labels();
+    let text = `${rowLabels[hit.i]} → ${colLabels[hit.j]}: `;
+    if (this.kind === "compare") {
+      text += `yours ${fmt(panels[0].value(hit.i, hit.j), 4)}, reference ${fmt(panels[1].value(hit.i, hit.j), 4)}, difference ${fmt(panels[2].value(hit.i, hit.j), 6)}`;
+    } else {
+      text += fmt(panels[0].value(hit.i, hit.j), this.meta.bits === 8 && this.kind === "explorer" ? 3 : 4);
+    }
+    this.tip.textContent = text;
+    this.tip.style.display = "block";
+    this.tip.style.left = `${hit.x + 14}px`;
+    this.tip.style.top = `${hit.y + 14}px`;
+  }
+
+  // -- export: the same drawing code, into a PNG or an SVG
+  fileName(extension) {
+    const view = this.kind === "explorer" ? this.view : this.kind;
+    return `attention-${view}-layer${this.layer}-head${this.head}.${extension}`;
+  }
+
+  exportPng() {
+    const canvas = document.createElement("canvas");
+    canvas.width = this.base.width;
+    canvas.height = this.base.height;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "white";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(this.base, 0, 0);
+    ctx.drawImage(this.overlay, 0, 0);
+    canvas.toBlob((blob) => download(this.fileName("png"), blob), "image/png");
+  }
+
+  exportSvg() {
+    const painter = new SvgPainter();
+    if (this.view === "grid") this.drawGrid(painter, true);
+    else if (this.view === "lines") this.drawLines(painter);
+    else {
+      this.drawMatrices(painter, true);
+      this.drawMarks(painter);
+    }
+    download(this.fileName("svg"), new Blob([painter.toString()], { type: "image/svg+xml" }));
+  }
+}
+
+function render({ model, el }) {
+  const explorer = new Explorer(model, el);
+  el.mhaExplorer = explorer; // for tests and benchmarks: el.mhaExplorer.perf
+}
+
+// save_html(): the same module inlined in a page, with a stand-in for the widget model.
+function renderStandalone(data, el) {
+  const state = data.state;
+  data.buffer_paths.forEach((path, k) => {
+    const bytes = Uint8Array.from(atob(data.buffers[k]), (c) => c.charCodeAt(0));
+    let target = state;
+    for (const part of path.slice(0, -1)) target = target[part];
+    target[path[path.length - 1]] = new DataView(bytes.buffer);
+  });
+  const listeners = {};
+  const model = {
+    get: (name) => state[name],
+    set: (name, value) => { state[name] = value; },
+    on: (event, callback) => { (listeners[event] = listeners[event] || []).push(callback); },
+    off: () => {},
+    save_changes: () => {},
+    send: () => {},
+  };
+  render({ model, el });
+}
+
+export default { render };
