@@ -48,6 +48,33 @@ bench: $(STAMP)
 doctor: $(STAMP)
 	$(WITH_BLAS) $(VENV)/bin/mhacourse doctor
 
+## gpu-check: parity tests and the layer benchmark (B=4, H=16, D_h=128, bfloat16, L up to 8192) on
+##   this machine's backend -> artifacts/gpu-check.json. With an NVIDIA GPU it first installs MLX's
+##   CUDA wheels (the cuda extra) into $(CUDA_VENV); elsewhere it is a CPU dry run that says so.
+CUDA_VENV ?= .venv-cuda
+GPU_CHECK_OUT ?= artifacts/gpu-check.json
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check
+gpu-check:
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(CUDA_VENV)/.installed && \
+		$(CUDA_VENV)/bin/python -m mhacourse.gpu_check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS); \
+	else \
+		$(MAKE) --no-print-directory venv && \
+		$(WITH_BLAS) $(PY) -m mhacourse.gpu_check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS); \
+	fi
+
+# mlx-cpu and mlx-cuda-13 both install mlx/lib/libmlx.so: drop the CPU wheel, then put the CUDA one back.
+$(CUDA_VENV)/.installed: pyproject.toml
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CUDA_VENV)/bin/python -m pip install --quiet -e ".[dev,cuda]"
+	$(CUDA_VENV)/bin/python -m pip uninstall --quiet -y mlx-cpu
+	$(CUDA_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps \
+		"mlx-cuda-13==$$($(CUDA_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("mlx"))')"
+	$(CUDA_VENV)/bin/python -c "import mlx.core as mx; assert mx.cuda.is_available(), 'MLX sees no CUDA GPU'"
+	touch $@
+
 ## strip: remove outputs, execution counts and widget state from every committed notebook
 .PHONY: strip
 strip: $(STAMP)

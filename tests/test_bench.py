@@ -128,3 +128,20 @@ def test_command_line_writes_table_json_and_png(tmp_path, capsys):
     assert "median ms" in printed and printed.count("float32") >= 6
     with pytest.raises(ValueError, match="dtypes"):
         bench.main(["--lengths", "8", "--dtypes", "float64"])
+
+
+def test_gpu_check_summarises_junit_and_names_the_backend(tmp_path):
+    from mhacourse import gpu_check
+    from tests.conftest import BACKEND
+
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_sdpa" name="test_a"/>'
+        '<testcase classname="tests.test_sdpa" name="test_b"><failure message="max diff 0.1"/></testcase>'
+        '<testcase classname="tests.test_parity" name="test_c"><skipped message="no GPU"/></testcase>'
+        '</testsuite></testsuites>')
+    summary = gpu_check._junit_summary(report)
+    assert (summary["passed"], summary["failed"], summary["skipped"], summary["errors"]) == (1, 1, 1, 0)
+    assert summary["failures"] == [{"test": "tests.test_sdpa::test_b", "message": "max diff 0.1"}]
+    assert gpu_check.backend() == BACKEND

@@ -14,6 +14,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 import mhacourse
+from tests.conftest import assert_close
 
 DIMS, HEADS = 64, 4
 
@@ -71,7 +72,7 @@ def test_quantized_layers_agree(options):
     # The explicit path (with weights) runs too, and the input check still reads the true sizes.
     out, weights = ours(q, kv, kv, return_weights=True)
     assert weights.shape == (2, HEADS, 5, 9)
-    np.testing.assert_allclose(np.array(out), np.array(theirs(q, kv, kv)), atol=1e-5)
+    assert_close(out, theirs(q, kv, kv), scale=4)  # the explicit path: close, not identical
     with pytest.raises(ValueError, match="query_input_dims = 128"):
         ours(normal((2, 5, 32), 3), kv, kv)
 

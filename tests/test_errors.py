@@ -135,3 +135,14 @@ def test_single_head_errors():
         SingleHeadAttention(0)
     with pytest.raises(ValueError, match="keys have 3 features .* dims = 4"):
         SingleHeadAttention(4)(mx.zeros((1, 2, 4)), mx.zeros((1, 2, 3)), mx.zeros((1, 2, 4)))
+
+
+def test_swapped_projection_errors_name_the_projection():
+    layer = MHA(8, 2)
+    x = mx.zeros((1, 3, 8))
+    layer.key_proj = nn.Linear(8, 4)  # 2 features per head against the queries' 4
+    with pytest.raises(ValueError, match=r"same size per head; got 4 \(query_proj\) and 2 \(key_proj\)"):
+        layer(x, x, x)
+    layer.key_proj = nn.Linear(8, 5)  # 5 features cannot be split into 2 heads
+    with pytest.raises(ValueError, match=r"projected keys features \(5\) must be divisible by num_heads \(2\)"):
+        layer(x, x, x)
