@@ -171,3 +171,86 @@ register(Exercise(
                 "slice both with [:, L:].", _loss_bug("off_by_one")),
     ],
 ))
+
+# ---------------------------------------------------------------------------
+# TinyTransformer(seq_len, dims, num_heads, num_layers, positions)(tokens): the forward pass
+
+
+class _PositionsByToken(capstone.TinyTransformer):
+    def __call__(self, tokens):
+        x = self.token_embedding(tokens)
+        if self.positions:
+            x = x + self.position_embedding(tokens)
+        for block in self.blocks:
+            x = block(x)[0]
+        return self.head(self.norm(x))
+
+
+class _PositionsNeverAdded(capstone.TinyTransformer):
+    def __call__(self, tokens):
+        x = self.token_embedding(tokens)
+        for block in self.blocks:
+            x = block(x)[0]
+        return self.head(self.norm(x))
+
+
+class _NoFinalNorm(capstone.TinyTransformer):
+    def __call__(self, tokens):
+        x = self.token_embedding(tokens)
+        if self.positions:
+            x = x + self.position_embedding(mx.arange(tokens.shape[1]))
+        for block in self.blocks:
+            x = block(x)[0]
+        return self.head(x)
+
+
+def _model_case(name, seed, n, tokens_len, **constructor):
+    def tokens():
+        digits = capstone.make_digits(n, constructor["seq_len"], key=mx.random.key(seed))
+        return (capstone.make_sequences(digits)[0][:, :tokens_len],)  # ((n, tokens_len),)
+
+    return case(name, constructor, tokens)
+
+
+def _model_hidden(rng):
+    cases = []
+    for number, positions in enumerate((True, False, True)):
+        seq_len = int(rng.integers(2, 7))
+        num_heads = int(rng.integers(1, 4))
+        cases.append(_model_case(f"hidden {number}", int(rng.integers(10**6)), int(rng.integers(1, 4)),
+                                 int(rng.integers(1, 2 * seq_len + 1)), seq_len=seq_len,
+                                 dims=4 * num_heads, num_heads=num_heads,
+                                 num_layers=int(rng.integers(1, 3)), positions=positions))
+    return cases
+
+
+register(ModuleExercise(
+    id="tiny_transformer",
+    lesson="08",
+    title="The model's forward pass, with and without positions",
+    answer_name="TinyTransformer",
+    signature="TinyTransformer(seq_len, dims, num_heads, num_layers, positions)(tokens)",
+    reference=capstone.TinyTransformer,
+    cases=[
+        _model_case("positions, 2 sequences of 3 digits, dims 8, 2 heads, 1 layer", 330, 2, 6,
+                    seq_len=3, dims=8, num_heads=2, num_layers=1, positions=True),
+        _model_case("no positions, 3 sequences of 4 digits, dims 8, 2 heads, 2 layers", 331, 3, 8,
+                    seq_len=4, dims=8, num_heads=2, num_layers=2, positions=False),
+        _model_case("positions, 5 of the 10 tokens (as while generating), dims 12, 3 heads", 332, 2, 5,
+                    seq_len=5, dims=12, num_heads=3, num_layers=1, positions=True),
+    ],
+    hidden_cases=_model_hidden,
+    mistakes=[
+        Mistake("positions_by_token",
+                "The position embedding is looked up by *position* 0, 1, ..., T - 1 "
+                "(self.position_embedding(mx.arange(T))), not by the token ids: indexed by the tokens "
+                "it is just a second token embedding and says nothing about order.",
+                _PositionsByToken),
+        Mistake("positions_never_added",
+                "With positions=True, add self.position_embedding(mx.arange(T)) to the token "
+                "embeddings; without it the model cannot tell where each digit is.",
+                _PositionsNeverAdded),
+        Mistake("no_final_norm", "Apply the final layer norm before the head: self.head(self.norm(x)).",
+                _NoFinalNorm),
+    ],
+))
