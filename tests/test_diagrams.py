@@ -1,12 +1,13 @@
 """The shape and weight diagrams: what they print, checked independently, and a look in Chromium.
 
-The last test shows every diagram on one HTML page in a real Chromium (driven by
-Playwright, as in test_browser.py) and saves a screenshot of each under
+The last test shows every diagram on one HTML page in a real Chromium (the
+harness of test_browser.py) and saves a screenshot of each under
 ``artifacts/diagrams/``.
 """
 
 import base64
 import math
+import os
 import re
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from mhacourse import MultiHeadAttention  # noqa: E402
 from mhacourse.viz import diagrams  # noqa: E402
 from mhacourse.viz.static import figure_to_png  # noqa: E402
 
-from .test_browser import CHROMIUM, CHROMIUM_FLAGS, _require_browser  # noqa: E402
+from tests.browser_harness import chromium, missing_browser  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "diagrams"
 CELL_LABEL = re.compile(r"^\d+,\d+$")
@@ -130,31 +131,27 @@ def all_diagrams():
 
 
 def test_every_diagram_in_a_real_browser(tmp_path):
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     sections = []
     for name, fig in all_diagrams().items():
         data = base64.b64encode(figure_to_png(fig, dpi=80)).decode()
-        sections.append(f'<figure id="{name}"><img src="data:image/png;base64,{data}">'
-                        f"<figcaption>{name}</figcaption></figure>")
+        sections.append((name, f'<figure id="{name}"><img src="data:image/png;base64,{data}">'
+                               f"<figcaption>{name}</figcaption></figure>"))
     page_path = tmp_path / "diagrams.html"
     page_path.write_text("<!doctype html><html><head><style>figure { display: table; margin: 8px; }</style>"
-                         "</head><body>" + "".join(sections) + "</body></html>")
+                         "</head><body>" + "".join(html for _, html in sections) + "</body></html>")
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000})
-        try:
-            page = browser.pages[0] if browser.pages else browser.new_page()
-            page.goto(page_path.as_uri())
-            for name in (section.split('"')[1] for section in sections):
-                figure = page.locator(f"#{name}")
-                size = figure.locator("img").evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
-                assert size[0] and size[1] > 200 and size[2] > 150, (name, size)
-                figure.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-                assert (ARTIFACTS / f"{name}.png").stat().st_size > 5_000
-        finally:
-            browser.close()
+    with chromium(tmp_path / "profile", downloads=False) as context:
+        page = context.pages[0] if context.pages else context.new_page()
+        page.goto(page_path.as_uri())
+        for name, _ in sections:
+            figure = page.locator(f"#{name}")
+            size = figure.locator("img").evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+            assert size[0] and size[1] > 200 and size[2] > 150, (name, size)
+            figure.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+            assert (ARTIFACTS / f"{name}.png").stat().st_size > 5_000

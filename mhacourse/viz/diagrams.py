@@ -281,9 +281,9 @@ def _format(value, integers):
     return str(int(value)) if integers else f"{value:.2f}"
 
 
-def _annotated(ax, matrix, title, row_labels, col_labels, cmap):
+def _annotated(ax, matrix, title, row_labels, col_labels, cmap, vmin=None, vmax=None):
     finite = np.where(np.isfinite(matrix), matrix, np.nan)
-    image = ax.imshow(finite, cmap=cmap, aspect="equal", interpolation="nearest")
+    image = ax.imshow(finite, cmap=cmap, aspect="equal", interpolation="nearest", vmin=vmin, vmax=vmax)
     shown = finite[np.isfinite(finite)]
     integers = bool(np.all(shown == np.round(shown)) and np.all(np.abs(shown) < 1e4))
     for (r, c), value in np.ndenumerate(matrix):
@@ -297,7 +297,8 @@ def _annotated(ax, matrix, title, row_labels, col_labels, cmap):
     ax.set_title(title, fontsize=FONT + 1)
 
 
-def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="Blues"):
+def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="Blues", vmin=None,
+                  vmax=None):
     """Small matrices side by side as heatmaps with their numbers in the cells.
 
     Args:
@@ -310,6 +311,11 @@ def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="
             the columns, likewise. Default: indices.
         title (str, optional): A title above the panels.
         cmap (str): The colour map. Default: ``"Blues"``.
+        vmin (float, optional): The value at the bottom of the colour map,
+            shared by all panels. Default: each panel's smallest value.
+        vmax (float, optional): The value at the top, likewise. Use
+            ``vmin=0, vmax=1`` for attention weights, so that colours compare
+            across panels. Default: each panel's largest value.
 
     Returns:
         matplotlib.figure.Figure: One annotated panel per matrix.
@@ -335,7 +341,7 @@ def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="
     axes = fig.subplots(1, len(arrays), squeeze=False, width_ratios=widths)[0]
     for ax, (name, array) in zip(axes, arrays.items()):
         _annotated(ax, array, name, labels(row_labels, name, array.shape[0]),
-                   labels(col_labels, name, array.shape[1]), cmap)
+                   labels(col_labels, name, array.shape[1]), cmap, vmin, vmax)
     if title:
         fig.suptitle(title, fontsize=FONT + 2)
     return fig
@@ -383,12 +389,12 @@ def plot_worked_example(queries, keys, values, scale=None, tokens=None):
                    {"Q": "Blues", "K": "Oranges", "V": "Greens"}[name])
     top.suptitle("inputs: one row per token", fontsize=FONT + 1)
     steps = bottom.subplots(1, 4, width_ratios=[L_k, L_k, L_k, v.shape[1]])
-    panels = (("Q Kᵀ", scores, key_labels, "Purples"),
-              (f"· scale ({scale:.3g})", scores * scale, key_labels, "Purples"),
-              ("softmax (rows sum to 1)", weights, key_labels, "viridis"),
-              ("weights @ V", output, features["V"], "Greens"))
-    for ax, (name, array, columns, cmap) in zip(steps, panels):
-        _annotated(ax, np.array(array), name, query_labels, columns, cmap)
+    panels = (("Q Kᵀ", scores, key_labels, "Purples", None),
+              (f"· scale ({scale:.3g})", scores * scale, key_labels, "Purples", None),
+              ("softmax (rows sum to 1)", weights, key_labels, "viridis", 1.0),
+              ("weights @ V", output, features["V"], "Greens", None))
+    for ax, (name, array, columns, cmap, vmax) in zip(steps, panels):
+        _annotated(ax, np.array(array), name, query_labels, columns, cmap, vmin=vmax and 0.0, vmax=vmax)
     bottom.suptitle("scores → scaled → weights → output: one row per query", fontsize=FONT + 1)
     return fig
 
