@@ -33,9 +33,10 @@ def test_required_ids_exist_with_grader_fields():
     assert get_exercise("split_heads").lesson == "02"
 
 
-def test_at_least_20_exercises_across_lessons_01_to_08():
+def test_at_least_30_exercises_across_lessons_01_to_08():
     ids = exercise_ids()
-    assert len(ids) == len(set(ids)) >= 20
+    assert len(ids) == len(set(ids)) >= 30
+    assert sum(get_exercise(i).lesson <= "06" for i in ids) >= 28
     lessons = {get_exercise(i).lesson for i in ids}
     assert {f"{n:02d}" for n in range(1, 9)} <= lessons
     for exercise_id in ids:
@@ -57,7 +58,8 @@ def test_reference_passes_its_own_check(exercise_id):
     result = check(exercise_id, exercise.reference)
     assert result.passed, result.report()
     assert result.points == exercise.points
-    assert len(result.cases) == len(exercise.cases) >= 2
+    assert len(result.cases) == len(exercise.cases) + len(exercise.properties) >= 2
+    assert "hint=2" not in result.report() and "Hint:" not in result.report()
 
 
 @pytest.mark.parametrize("exercise_id", exercise_ids())
@@ -239,10 +241,33 @@ def test_html_report():
     failed = check("causal_mask", lambda n, dtype: mx.triu(mx.full((n, n), -mx.inf, dtype=dtype), k=1))
     html = failed._repr_html_()
     assert html.startswith("<div") and "<table>" in html
-    assert "FAILED" in html and "Hint:" in html and "finfo" in html
+    assert "FAILED" in html and "Hint:" in html and "-inf" in html and "hint=2" in html
+    fix = check("causal_mask", lambda n, dtype: mx.triu(mx.full((n, n), -mx.inf, dtype=dtype), k=1), hint=2)
+    assert "finfo" in fix._repr_html_() and "hint=2" not in fix._repr_html_()
     weird = check("split_heads", lambda x, num_heads: "<script>")
     assert "<script>" not in weird._repr_html_()
     assert "&lt;script&gt;" in weird._repr_html_()
+
+
+def test_passing_report_is_one_line_per_case():
+    result = check("projection_shapes", get_exercise("projection_shapes").reference)
+    lines = result.report().splitlines()
+    assert len(lines) == 2 + len(result.cases)
+    assert all(line.endswith(": exact") for line in lines[2:])
+
+
+def test_shapes_are_reported_as_shapes():
+    def projection_shapes(dims, num_heads, query_input_dims=None, key_input_dims=None,
+                          value_input_dims=None, value_dims=None, value_output_dims=None):
+        value_dims = value_dims or dims
+        return {"query_proj": (dims, query_input_dims or dims), "key_proj": (dims, key_input_dims or dims),
+                "value_proj": (value_dims, dims), "out_proj": (value_output_dims or dims, value_dims)}
+
+    text = check("projection_shapes", projection_shapes).report()
+    assert "output['value_proj']: expected (8, 6), got (8, 8)" in text
+    assert "max abs diff" not in text
+    wrong_shape = check("split_heads", lambda x, num_heads: x)
+    assert "expected shape (1, 2, 4, 4), got (1, 4, 8)" in wrong_shape.report()
 
 
 def test_close_but_not_exact_passes():

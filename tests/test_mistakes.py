@@ -5,14 +5,30 @@ taken from the checks' own variants); every correct variant must pass.
 """
 
 import math
+from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import nbformat
 import numpy as np
 import pytest
 
 import mhacourse
 from mhacourse.grading import check
+from mhacourse.grading.hints import match_error
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook_class(path, cell_id, name):
+    """A class defined in a cell of an exercise source notebook, exactly as the learner sees it."""
+    cell = next(c for c in nbformat.read(ROOT / path, as_version=4).cells if c.get("id") == cell_id)
+    namespace = {"mx": mx, "nn": nn, "math": math}
+    exec(compile(cell.source, str(path), "exec"), namespace)
+    return namespace[name]
+
+
+BuggyAttention = _notebook_class("exercise_sources/06_drop_in_parity.ipynb", "ex06-03", "BuggyAttention")
 
 # ---------------------------------------------------------------------------
 # Wrong answers, each with the hint its check must give.
@@ -117,11 +133,6 @@ def kv_cache_no_mask(queries, new_keys, new_values, cached_keys, cached_values, 
     keys = mx.concatenate([cached_keys, new_keys], axis=2)
     values = mx.concatenate([cached_values, new_values], axis=2)
     return mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale), keys, values
-
-
-def explicit_not_fused(queries, keys, values, mask=None):
-    scale = queries.shape[-1] ** -0.5
-    return mhacourse.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=mask)
 
 
 def projection_shapes_value_default_dims(dims, num_heads, query_input_dims=None, key_input_dims=None,
@@ -232,11 +243,6 @@ def reversal_without_shift(digits):
     return tokens[:, :-1], tokens[:, :-1]
 
 
-def copy_weights_backwards(source, target):
-    source.update(target.parameters())
-    return target
-
-
 def sdpa_softmax_axis_1(queries, keys, values, *, scale, mask=None):
     scores = scale * (queries @ keys.swapaxes(-1, -2))
     if mask is not None:
@@ -297,6 +303,313 @@ class LayerBooleanMaskAdded(FullLayer):
         return mx.softmax(scores, axis=-1) @ v
 
 
+# ---------------------------------------------------------------------------
+# PyTorch habits and other mistakes recognised from the error they raise.
+
+
+def split_heads_torch_transpose(x, num_heads):
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, -1).transpose(1, 2)
+
+
+def split_heads_torch_view(x, num_heads):
+    B, L, dims = x.shape
+    return x.view(B, L, num_heads, dims // num_heads).swapaxes(1, 2)
+
+
+def split_heads_torch_size(x, num_heads):
+    B, L = x.shape[:2]
+    head_dims = x.size(-1) // num_heads
+    return x.reshape(B, L, num_heads, head_dims).swapaxes(1, 2)
+
+
+def split_heads_torch_permute(x, num_heads):
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, -1).permute(0, 2, 1, 3)
+
+
+def split_heads_full_dims(x, num_heads):
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, dims).transpose(0, 2, 1, 3)
+
+
+def merge_heads_torch_contiguous(x):
+    B, H, L, D_h = x.shape
+    return x.transpose(0, 2, 1, 3).contiguous().reshape(B, L, H * D_h)
+
+
+def scores_with_dot_T(queries, keys, *, scale):
+    return queries @ keys.T * scale
+
+
+def scores_without_transpose(queries, keys, *, scale):
+    return queries @ keys * scale
+
+
+def sdpa_torch_transpose(queries, keys, values, *, scale, mask=None):
+    scores = queries @ keys.transpose(-2, -1) * scale
+    if mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values
+
+
+def softmax_torch_keepdim(x):
+    e = mx.exp(x - x.max(axis=-1, keepdim=True))
+    return e / e.sum(axis=-1, keepdim=True)
+
+
+def softmax_torch_dim(x):
+    e = mx.exp(x - mx.max(x, axis=-1, keepdims=True))
+    return e / mx.sum(e, dim=-1, keepdims=True)
+
+
+def softmax_with_torch(x):
+    return torch.softmax(x, dim=-1)  # noqa: F821 - the learner's habit
+
+
+def masked_attention_masked_fill(queries, keys, values, *, scale, mask=None):
+    scores = scale * queries @ keys.swapaxes(-1, -2)
+    if isinstance(mask, str):
+        Lq, Lk = scores.shape[-2:]
+        mask = mx.tril(mx.ones((Lq, Lk)), k=Lk - Lq).astype(mx.bool_)
+    if mask is not None and mask.dtype == mx.bool_:
+        scores = scores.masked_fill(~mask, mx.finfo(scores.dtype).min)
+    elif mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values
+
+
+def masked_attention_finfo_of_mask(queries, keys, values, *, scale, mask=None):
+    scores = scale * queries @ keys.swapaxes(-1, -2)
+    if isinstance(mask, str):
+        Lq, Lk = scores.shape[-2:]
+        mask = mx.tril(mx.ones((Lq, Lk)), k=Lk - Lq).astype(mx.bool_)
+    if mask is not None and mask.dtype == mx.bool_:
+        scores = mx.where(mask, scores, mx.finfo(mask.dtype).min)
+    elif mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values
+
+
+def padding_mask_unsqueeze(lengths, n_keys):
+    keep = mx.arange(n_keys)[None] < mx.array(lengths)[:, None]
+    return keep.unsqueeze(1).unsqueeze(2)
+
+
+def kv_cache_is_causal(queries, new_keys, new_values, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_keys], axis=2)
+    values = mx.concatenate([cached_values, new_values], axis=2)
+    out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, is_causal=True)
+    return out, keys, values
+
+
+def kv_cache_torch_cat(queries, new_keys, new_values, cached_keys, cached_values, *, scale):
+    keys = mx.cat([cached_keys, new_keys], axis=2)
+    values = mx.cat([cached_values, new_values], axis=2)
+    return mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask="causal"), keys, values
+
+
+def causal_boolean_torch_bool(n_queries, n_keys):
+    return mx.tril(mx.ones((n_queries, n_keys), dtype=mx.bool), k=n_keys - n_queries)
+
+
+def causal_mask_torch_diagonal(n, dtype):
+    return mx.triu(mx.full((n, n), mx.finfo(dtype).min, dtype=dtype), diagonal=1)
+
+
+def causal_mask_shape_not_tuple(n, dtype):
+    return mx.triu(mx.ones(n, n), k=1).astype(dtype) * mx.finfo(dtype).min
+
+
+def gqa_repeat_interleave(queries, keys, values, *, scale):
+    group = queries.shape[1] // keys.shape[1]
+    keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
+    return mx.softmax(scale * queries @ keys.swapaxes(-1, -2), axis=-1) @ values
+
+
+def boolean_to_additive_torch_float(mask, dtype):
+    return (1.0 - mask.float()) * mx.finfo(dtype).min
+
+
+def torch_masks_inverting_floats(attn_mask, key_padding_mask):
+    attn = mx.array(attn_mask).astype(mx.float32)  # (L, S)
+    padding = mx.array(key_padding_mask).astype(mx.float32)[:, None, None, :]  # (B, 1, 1, S)
+    return ~attn & ~padding
+
+
+def cross_attention_2d_mask(layer, decoder_states, encoder_states, encoder_lengths):
+    keep = mx.arange(encoder_states.shape[1])[None] < mx.array(encoder_lengths)[:, None]  # (B, L_k)
+    return layer(decoder_states, encoder_states, encoder_states, mask=keep)
+
+
+def decode_fast_without_scale(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    return mx.fast.scaled_dot_product_attention(query, keys, values), keys, values
+
+
+# ---------------------------------------------------------------------------
+# Wrong outputs of the harder exercises and the newly recognised mistakes.
+
+
+def sdpa_scale_on_output(queries, keys, values, *, scale, mask=None):
+    scores = queries @ keys.swapaxes(-1, -2)
+    if mask is not None:
+        scores = scores + mask
+    return scale * (mx.softmax(scores, axis=-1) @ values)
+
+
+def softmax_global_max(x):
+    e = mx.exp(x - x.max())
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class HeadScaleOverDims(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.query_proj = nn.Linear(dims, dims, bias=False)
+        self.key_proj = nn.Linear(dims, dims, bias=False)
+        self.value_proj = nn.Linear(dims, dims, bias=False)
+
+    def __call__(self, queries, keys, values, mask=None):
+        q, k, v = self.query_proj(queries), self.key_proj(keys), self.value_proj(values)
+        scores = q @ k.swapaxes(-1, -2) / q.shape[-1]
+        if mask is not None:
+            scores = scores + mask
+        return mx.softmax(scores, axis=-1) @ v
+
+
+class BasicScaleOverDims(nn.Module):
+    def __init__(self, dims, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query_proj = nn.Linear(dims, dims, bias=False)
+        self.key_proj = nn.Linear(dims, dims, bias=False)
+        self.value_proj = nn.Linear(dims, dims, bias=False)
+        self.out_proj = nn.Linear(dims, dims, bias=False)
+
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, dims = queries.shape
+        q = self.query_proj(queries).reshape(B, L_q, self.num_heads, -1).swapaxes(1, 2)
+        k = self.key_proj(keys).reshape(B, keys.shape[1], self.num_heads, -1).swapaxes(1, 2)
+        v = self.value_proj(values).reshape(B, values.shape[1], self.num_heads, -1).swapaxes(1, 2)
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=1 / dims, mask=mask)
+        return self.out_proj(out.swapaxes(1, 2).reshape(B, L_q, dims))
+
+
+class LayerScaleFromValueDims(FullLayer):
+    def attend(self, q, k, v, mask):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=v.shape[-1] ** -0.5, mask=mask)
+
+
+def count_value_input_from_dims(dims, num_heads, query_input_dims=None, key_input_dims=None,
+                                value_input_dims=None, value_dims=None, value_output_dims=None, bias=False):
+    value_dims = value_dims or dims
+    out = value_output_dims or dims
+    inputs = [query_input_dims or dims, key_input_dims or dims, value_input_dims or dims, value_dims]
+    outputs = [dims, dims, value_dims, out]
+    return sum(i * o for i, o in zip(inputs, outputs)) + (sum(outputs) if bias else 0)
+
+
+def count_biases_by_input(dims, num_heads, query_input_dims=None, key_input_dims=None,
+                          value_input_dims=None, value_dims=None, value_output_dims=None, bias=False):
+    key_input_dims = key_input_dims or dims
+    value_dims = value_dims or dims
+    inputs = [query_input_dims or dims, key_input_dims, value_input_dims or key_input_dims, value_dims]
+    outputs = [dims, dims, value_dims, value_output_dims or dims]
+    return sum(i * o for i, o in zip(inputs, outputs)) + (sum(inputs) if bias else 0)
+
+
+def attention_shapes_transposed_scores(B, L_q, L_k, dims, value_dims):
+    return {"scores": (B, L_k, L_q), "weights": (B, L_k, L_q), "output": (B, L_q, value_dims)}
+
+
+def head_shapes_before_transpose(B, L_q, L_k, dims, num_heads):
+    D_h = dims // num_heads
+    return {"queries": (B, L_q, num_heads, D_h), "scores": (B, num_heads, L_q, L_k),
+            "heads_output": (B, L_q, num_heads, D_h), "merged": (B, L_q, dims)}
+
+
+def mask_shapes_2d_padding(B, H, L_q, L_k):
+    return {"padding": (B, L_k), "causal": (L_q, L_k), "padding_and_causal": (B, 1, L_q, L_k),
+            "masked_scores": (B, H, L_q, L_k)}
+
+
+def layer_shapes_values_like_keys(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input_dims=None,
+                                  value_input_dims=None, value_dims=None, value_output_dims=None):
+    H, D_h = num_heads, dims // num_heads
+    return {"queries": (B, H, L_q, D_h), "keys": (B, H, L_k, D_h), "values": (B, H, L_k, D_h),
+            "scores": (B, H, L_q, L_k), "heads_output": (B, H, L_q, D_h), "merged": (B, L_q, dims),
+            "output": (B, L_q, value_output_dims or dims)}
+
+
+def online_without_rescaling(queries, keys, values, *, scale, tile_size):
+    B, H, L_q, _ = queries.shape
+    m = mx.full((B, H, L_q, 1), -mx.inf)
+    total = mx.zeros((B, H, L_q, 1))
+    acc = mx.zeros((B, H, L_q, values.shape[-1]))
+    for start in range(0, keys.shape[2], tile_size):
+        s = (queries * scale) @ keys[:, :, start:start + tile_size].swapaxes(-1, -2)
+        m = mx.maximum(m, s.max(axis=-1, keepdims=True))
+        p = mx.exp(s - m)
+        total = total + p.sum(axis=-1, keepdims=True)  # the old sum was under the old maximum
+        acc = acc + p @ values[:, :, start:start + tile_size]
+    return acc / total
+
+
+def online_without_dividing(queries, keys, values, *, scale, tile_size):
+    B, H, L_q, _ = queries.shape
+    m = mx.full((B, H, L_q, 1), -mx.inf)
+    acc = mx.zeros((B, H, L_q, values.shape[-1]))
+    for start in range(0, keys.shape[2], tile_size):
+        s = (queries * scale) @ keys[:, :, start:start + tile_size].swapaxes(-1, -2)
+        new_m = mx.maximum(m, s.max(axis=-1, keepdims=True))
+        acc = acc * mx.exp(m - new_m) + mx.exp(s - new_m) @ values[:, :, start:start + tile_size]
+        m = new_m
+    return acc
+
+
+def decode_forgets_to_grow_cache(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    out = mx.fast.scaled_dot_product_attention(query, keys, values, scale=scale)
+    return out, cached_keys, cached_values
+
+
+def decode_tiles_the_heads(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    group = query.shape[1] // keys.shape[1]
+    k, v = mx.tile(keys, (1, group, 1, 1)), mx.tile(values, (1, group, 1, 1))
+    return mx.softmax(scale * query @ k.swapaxes(-1, -2), axis=-1) @ v, keys, values
+
+
+def decode_only_new_token(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    out = mx.fast.scaled_dot_product_attention(query, new_key, new_value, scale=scale)
+    return out, keys, values
+
+
+class DebugScaleFixedOnly(BuggyAttention):
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, dims = queries.shape
+        q = self._split(self.query_proj(queries))
+        k = self._split(self.key_proj(keys))
+        v = self._split(self.value_proj(values))
+        scores = (q @ k.swapaxes(-1, -2)) * q.shape[-1] ** -0.5
+        if mask is not None:
+            scores = scores + mask
+        out = mx.softmax(scores, axis=-1) @ v
+        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, L_q, -1))
+
+
+class DebugSplitFixedOnly(BuggyAttention):
+    def _split(self, x):
+        B, L, dims = x.shape
+        return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)
+
+
 MISTAKES = [
     ("scaled_dot_product_attention", sdpa_softmax_axis_1, "softmax_axis"),
     ("scaled_dot_product_attention", sdpa_mask_before_scale, "mask_scaled"),
@@ -323,7 +636,6 @@ MISTAKES = [
     ("masked_attention", masked_attention_upper_left, "causal_upper_left"),
     ("grouped_query_attention", gqa_with_tile, "gqa_tile"),
     ("kv_cache_attention", kv_cache_no_mask, "kv_no_causal"),
-    ("fused_attention", explicit_not_fused, "not_fused"),
     ("projection_shapes", projection_shapes_value_default_dims, "value_input_default"),
     ("multi_head_attention", LayerForgotBias, "forgot_bias"),
     ("multi_head_attention", LayerValueInputFromDims, "value_input_default"),
@@ -333,26 +645,121 @@ MISTAKES = [
     ("torch_in_proj_to_mlx", torch_weights_transposed, "torch_transposed"),
     ("torch_mask_to_mlx", torch_masks_not_inverted, "inverted_boolean_mask"),
     ("reversal_batch", reversal_without_shift, "reversal_no_shift"),
-    ("copy_weights", copy_weights_backwards, "copy_reversed"),
+    # PyTorch habits and other errors, recognised from the exception
+    ("split_heads", split_heads_torch_transpose, "torch_transpose"),
+    ("split_heads", split_heads_torch_view, "torch_view"),
+    ("split_heads", split_heads_torch_size, "torch_size"),
+    ("split_heads", split_heads_torch_permute, "torch_permute"),
+    ("split_heads", split_heads_full_dims, "split_reshape_size"),
+    ("merge_heads", merge_heads_torch_contiguous, "torch_contiguous"),
+    ("attention_scores", scores_with_dot_T, "dot_T_reverses_axes"),
+    ("attention_scores", scores_without_transpose, "matmul_shapes"),
+    ("scaled_dot_product_attention", sdpa_torch_transpose, "torch_transpose"),
+    ("softmax", softmax_torch_keepdim, "torch_keyword_keepdim"),
+    ("softmax", softmax_torch_dim, "torch_keyword_dim"),
+    ("softmax", softmax_with_torch, "no_torch"),
+    ("masked_attention", masked_attention_masked_fill, "torch_masked_fill"),
+    ("masked_attention", masked_attention_finfo_of_mask, "finfo_not_float"),
+    ("padding_mask", padding_mask_unsqueeze, "torch_unsqueeze"),
+    ("kv_cache_attention", kv_cache_is_causal, "torch_is_causal"),
+    ("kv_cache_attention", kv_cache_torch_cat, "torch_cat"),
+    ("causal_boolean_mask", causal_boolean_torch_bool, "torch_bool_dtype"),
+    ("causal_mask", causal_mask_torch_diagonal, "torch_tril_diagonal"),
+    ("causal_mask", causal_mask_shape_not_tuple, "shape_as_tuple"),
+    ("grouped_query_attention", gqa_repeat_interleave, "torch_repeat_interleave"),
+    ("boolean_to_additive", boolean_to_additive_torch_float, "torch_cast"),
+    ("torch_mask_to_mlx", torch_masks_inverting_floats, "invert_float_mask"),
+    ("cross_attention", cross_attention_2d_mask, "padding_shape"),
+    ("decode_step", decode_fast_without_scale, "fast_scale_required"),
+    # wrong outputs
+    ("scaled_dot_product_attention", sdpa_scale_on_output, "scale_on_output"),
+    ("softmax", softmax_global_max, "softmax_global_max"),
+    ("single_head_attention", HeadScaleOverDims, "scale_not_sqrt"),
+    ("multi_head_attention_basic", BasicScaleOverDims, "scale_full_dims_not_sqrt"),
+    ("multi_head_attention", LayerScaleFromValueDims, "scale_from_value_dims"),
+    ("parameter_count", count_value_input_from_dims, "count_value_input_default"),
+    ("parameter_count", count_biases_by_input, "count_bias_sizes"),
+    ("attention_shapes", attention_shapes_transposed_scores, "shape_scores"),
+    ("head_shapes", head_shapes_before_transpose, "shape_heads"),
+    ("mask_shapes", mask_shapes_2d_padding, "padding_shape"),
+    ("layer_shapes", layer_shapes_values_like_keys, "shape_value_dims"),
+    ("online_softmax_attention", online_without_rescaling, "online_no_rescale"),
+    ("online_softmax_attention", online_without_dividing, "online_no_normalise"),
+    ("decode_step", decode_forgets_to_grow_cache, "kv_cache_not_grown"),
+    ("decode_step", decode_tiles_the_heads, "gqa_tile"),
+    ("decode_step", decode_only_new_token, "decode_no_cache"),
+    ("debug_layer", BuggyAttention, "debug_both"),
+    ("debug_layer", DebugScaleFixedOnly, "debug_split"),
+    ("debug_layer", DebugSplitFixedOnly, "debug_scale"),
 ]
+
+
+def test_the_catalogue_is_large():
+    assert len(MISTAKES) >= 60 and len(CORRECT) >= 20
 
 
 @pytest.mark.parametrize("exercise_id, answer, hint_id", MISTAKES,
                          ids=[f"{e}-{h}" for e, _, h in MISTAKES])
-def test_mistake_is_rejected_with_its_hint(exercise_id, answer, hint_id):
-    result = check(exercise_id, answer)
-    assert not result.passed
-    assert result.points == 0
-    assert result.hint_id == hint_id, result.report()
-    assert result.hint and result.hint in result.report()
+def test_mistake_gets_its_hint_at_both_tiers(exercise_id, answer, hint_id):
+    first = check(exercise_id, answer)
+    assert not first.passed and first.points == 0
+    assert first.hint_id == hint_id, first.report()
+    text = first.report()
+    assert first.nudge and f"Hint: {first.nudge}" in text  # tier 1: where to look
+    assert first.hint not in text and f"check({exercise_id!r}" in text and "hint=2)" in text
+
+    second = check(exercise_id, answer, hint=2)
+    assert second.hint_id == hint_id
+    text = second.report()
+    assert f"Hint: {second.hint}" in text and "hint=2)" not in text  # tier 2: the fix
 
 
 def test_hint_text_points_at_the_mistake():
-    assert "scale" in check("scaled_dot_product_attention", sdpa_no_scale).hint
-    assert "finfo" in check("causal_mask", causal_mask_neg_inf).hint
-    assert "lower right" in check("causal_boolean_mask", causal_boolean_upper_left).hint
-    assert "mx.repeat" in check("grouped_query_attention", gqa_with_tile).hint
-    assert "key_input_dims" in check("multi_head_attention", LayerValueInputFromDims).hint
+    def fix(exercise_id, answer):
+        return check(exercise_id, answer, hint=2).hint
+
+    assert "scale" in fix("scaled_dot_product_attention", sdpa_no_scale)
+    assert "finfo" in fix("causal_mask", causal_mask_neg_inf)
+    assert "lower right" in fix("causal_boolean_mask", causal_boolean_upper_left)
+    assert "mx.repeat" in fix("grouped_query_attention", gqa_with_tile)
+    assert "key_input_dims" in fix("multi_head_attention", LayerValueInputFromDims)
+    assert "swapaxes(1, 2)" in fix("split_heads", split_heads_torch_transpose)
+    assert "swapaxes(-1, -2)" in fix("attention_scores", scores_with_dot_T)
+    assert "mask[:, None, None, :]" in fix("cross_attention", cross_attention_2d_mask)
+    assert "dims // num_heads" in fix("multi_head_attention", LayerScaleFromValueDims)
+    assert "each row's own maximum" in fix("softmax", softmax_global_max)
+
+
+def test_debugging_exercise_names_the_bugs_that_remain():
+    both = check("debug_layer", BuggyAttention, hint=2)
+    assert both.hint.startswith("Both bugs remain") and "reshape" in both.hint and "scale" in both.hint
+    one = check("debug_layer", DebugScaleFixedOnly, hint=2).hint
+    assert one.startswith("One bug remains (the scale is fixed)") and "transpose(0, 2, 1, 3)" in one
+
+
+@pytest.mark.parametrize("type_name, message, code, hint_id", [
+    ("ValueError", "[transpose] Received 2 axes for array with 4 dimensions.", "", "torch_transpose"),
+    ("ValueError", "[matmul] Last dimension of first input with shape (1,4,8) must match second to last "
+                   "dimension of second input with shape (8,4,1).", "", "dot_T_reverses_axes"),
+    ("ValueError", "[matmul] Last dimension of first input with shape (1,4,8) must match second to last "
+                   "dimension of second input with shape (1,4,8).", "", "matmul_shapes"),
+    ("AttributeError", "'array' object has no attribute 'masked_fill'", "", "torch_masked_fill"),
+    ("TypeError", "'int' object is not callable", "d = x.size(-1)", "torch_size"),
+    ("TypeError", "softmax(): incompatible function arguments. ...\nInvoked with types: mlx.core.array, "
+                  "kwargs = { dim: int }", "", "torch_keyword_dim"),
+])
+def test_error_hints_work_from_the_type_name_and_message(type_name, message, code, hint_id):
+    """Errors come back from the grader's sandbox as text: (type name, message)."""
+    found = match_error(type_name, message, code=code)
+    assert found is not None and found.hint_id == hint_id
+    assert found.nudge and found.hint and found.nudge != found.hint
+    assert match_error("KeyError", message) is None
+
+
+def test_padding_shape_error_hint_only_where_a_mask_is_built():
+    message = "[broadcast_shapes] Shapes (2,5) and (2,2,3,5) cannot be broadcast."
+    assert match_error("ValueError", message, exercise_id="cross_attention").hint_id == "padding_shape"
+    assert match_error("ValueError", message, exercise_id="split_heads") is None
 
 
 def test_shape_mistake_reports_both_shapes():
@@ -436,10 +843,106 @@ def gqa_via_reshape(queries, keys, values, *, scale):
     return out.reshape(B, Hq, Lq, -1)
 
 
-def parameter_count_from_layer(dims, num_heads, bias=False):
+def parameter_count_from_layer(dims, num_heads, query_input_dims=None, key_input_dims=None,
+                               value_input_dims=None, value_dims=None, value_output_dims=None, bias=False):
     from mlx.utils import tree_flatten
 
-    return sum(p.size for _, p in tree_flatten(nn.MultiHeadAttention(dims, num_heads, bias=bias).parameters()))
+    layer = nn.MultiHeadAttention(dims, num_heads, query_input_dims, key_input_dims, value_input_dims,
+                                  value_dims, value_output_dims, bias=bias)
+    return sum(p.size for _, p in tree_flatten(layer.parameters()))
+
+
+# The PyTorch way, still correct in MLX.
+
+
+def split_heads_torch_way(x, num_heads):
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, dims // num_heads).swapaxes(1, 2)  # PyTorch's .transpose(1, 2)
+
+
+def merge_heads_torch_way(x):
+    B, H, L, D_h = x.shape
+    return x.swapaxes(1, 2).reshape(B, L, -1)  # PyTorch's .transpose(1, 2).contiguous().view(B, L, -1)
+
+
+def sdpa_torch_way(queries, keys, values, *, scale, mask=None):
+    scores = mx.matmul(queries, keys.swapaxes(-2, -1)) * scale  # PyTorch's keys.transpose(-2, -1)
+    if mask is not None:
+        scores = scores + mask
+    return mx.matmul(mx.softmax(scores, axis=-1), values)
+
+
+def masked_attention_torch_way(queries, keys, values, *, scale, mask=None):
+    scores = mx.matmul(queries, keys.swapaxes(-2, -1)) * scale
+    if isinstance(mask, str):
+        L_q, L_k = scores.shape[-2:]
+        mask = mx.tril(mx.ones((L_q, L_k), dtype=mx.bool_), k=L_k - L_q)
+    if mask is not None and mask.dtype == mx.bool_:
+        scores = mx.where(~mask, mx.finfo(scores.dtype).min, scores)  # PyTorch's masked_fill(~mask, min)
+    elif mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values
+
+
+def padding_mask_expand_dims(lengths, n_keys):
+    keep = mx.arange(n_keys)[None] < mx.array(lengths)[:, None]  # (B, L_k)
+    return mx.expand_dims(keep, (1, 2))  # PyTorch's unsqueeze(1).unsqueeze(2)
+
+
+def softmax_logsumexp(x):
+    return mx.exp(x - mx.logsumexp(x, axis=-1, keepdims=True))
+
+
+def online_with_tile_list(queries, keys, values, *, scale, tile_size):
+    starts = list(range(0, keys.shape[2], tile_size))
+    m, total, acc = None, None, None
+    for start in starts:
+        s = (queries * scale) @ keys[:, :, start:start + tile_size].swapaxes(-1, -2)
+        tile_max = s.max(axis=-1, keepdims=True)
+        new_m = tile_max if m is None else mx.maximum(m, tile_max)
+        p = mx.exp(s - new_m)
+        part = p @ values[:, :, start:start + tile_size]
+        if m is None:
+            total, acc = p.sum(axis=-1, keepdims=True), part
+        else:
+            c = mx.exp(m - new_m)
+            total, acc = c * total + p.sum(axis=-1, keepdims=True), c * acc + part
+        m = new_m
+    return acc / total
+
+
+def decode_with_fast(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    return mx.fast.scaled_dot_product_attention(query, keys, values, scale=scale), keys, values  # GQA built in
+
+
+class DebugRewritten(nn.Module):
+    def __init__(self, dims, num_heads, bias=False):
+        super().__init__()
+        self.num_heads = num_heads
+        for name in ("query_proj", "key_proj", "value_proj", "out_proj"):
+            setattr(self, name, nn.Linear(dims, dims, bias=bias))
+
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, dims = queries.shape
+        q, k, v = (mx.unflatten(proj(x), -1, (self.num_heads, -1)).swapaxes(1, 2)
+                   for proj, x in ((self.query_proj, queries), (self.key_proj, keys), (self.value_proj, values)))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5, mask=mask)
+        return self.out_proj(out.swapaxes(1, 2).reshape(B, L_q, dims))
+
+
+def head_shapes_by_running(B, L_q, L_k, dims, num_heads):
+    q = mx.zeros((B, L_q, dims)).reshape(B, L_q, num_heads, -1).swapaxes(1, 2)
+    k = mx.zeros((B, L_k, dims)).reshape(B, L_k, num_heads, -1).swapaxes(1, 2)
+    scores = q @ k.swapaxes(-1, -2)
+    out = scores @ k
+    return {"queries": q.shape, "scores": scores.shape, "heads_output": out.shape,
+            "merged": out.swapaxes(1, 2).reshape(B, L_q, -1).shape}
+
+
+def attention_shapes_as_lists(B, L_q, L_k, dims, value_dims):
+    return {"scores": [B, L_q, L_k], "weights": [B, L_q, L_k], "output": [B, L_q, value_dims]}
 
 
 CORRECT = [
@@ -458,6 +961,17 @@ CORRECT = [
     ("multi_head_attention", FullLayer),
     ("multi_head_attention", mhacourse.MultiHeadAttention),
     ("parameter_count", parameter_count_from_layer),
+    ("split_heads", split_heads_torch_way),
+    ("merge_heads", merge_heads_torch_way),
+    ("scaled_dot_product_attention", sdpa_torch_way),
+    ("masked_attention", masked_attention_torch_way),
+    ("padding_mask", padding_mask_expand_dims),
+    ("softmax", softmax_logsumexp),
+    ("online_softmax_attention", online_with_tile_list),
+    ("decode_step", decode_with_fast),
+    ("debug_layer", DebugRewritten),
+    ("head_shapes", head_shapes_by_running),
+    ("attention_shapes", attention_shapes_as_lists),
 ]
 
 

@@ -149,6 +149,8 @@ def matches(actual, expected, check_dtype=True):
 def _compare(actual, expected, path, check_dtype, out):
     if isinstance(expected, mx.array):
         return _compare_array(actual, expected, path, check_dtype, out)
+    if _is_shape(expected):
+        return _compare_shape(actual, expected, path, out)
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)):
             return Mismatch("type", f"{path} should be a {type(expected).__name__} of "
@@ -200,8 +202,7 @@ def _compare_array(actual, expected, path, check_dtype, out):
         return Mismatch("type", f"{path} should be an mx.array "
                                 f"{tuple(expected.shape)}, got {describe(actual)}.")
     if actual.shape != expected.shape:
-        return Mismatch("shape", f"{path} has shape {tuple(actual.shape)} but should have "
-                                 f"shape {tuple(expected.shape)}.")
+        return Mismatch("shape", f"{path}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}.")
     if check_dtype and actual.dtype != expected.dtype:
         return Mismatch("dtype", f"{path} has dtype {_dtype_name(actual.dtype)} but should be "
                                  f"{_dtype_name(expected.dtype)}.")
@@ -214,4 +215,21 @@ def _compare_array(actual, expected, path, check_dtype, out):
             first = tuple(int(i) for i in np.argwhere(new_nan)[0])
             return Mismatch("nan", f"{path} has {int(new_nan.sum())} NaN value(s) where the "
                                    f"reference has numbers (first at index {first}).")
+    return None
+
+
+def _is_shape(x):
+    """A tuple of ints (not bools) is a shape and is compared as one."""
+    return isinstance(x, tuple) and bool(x) and all(isinstance(n, int) and not isinstance(n, bool) for n in x)
+
+
+def _compare_shape(actual, expected, path, out):
+    if isinstance(actual, (tuple, list)):  # a list, or NumPy integers, are fine
+        actual = tuple(int(n) if isinstance(n, np.integer) else n for n in actual)
+    if not _is_shape(actual):
+        return Mismatch("type", f"{path} should be a shape, a tuple of {len(expected)} ints such as "
+                                f"{expected}, got {describe(actual)}.")
+    if actual != expected:
+        return Mismatch("shape", f"{path}: expected {expected}, got {actual}.")
+    out.append(Comparison(path, True, True, 0.0))
     return None

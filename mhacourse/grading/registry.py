@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from . import hints
 from .compare import compare, describe, matches
 from .result import ERROR, FAILED, INVALID, NOT_IMPLEMENTED, PASSED, TIMEOUT, CaseResult, CheckResult
 from .runner import AnswerProblem, evaluate, learner_line, run_with_time_limit
@@ -50,6 +52,9 @@ __all__ = [
     "safe_text",
     "DEFAULT_TIME_LIMIT",
 ]
+
+PROPERTY_SEED = 0
+"""Seed of the properties' inputs in ``check()`` (the grader draws its own)."""
 
 DEFAULT_TIME_LIMIT = float(os.environ.get("MHACOURSE_CHECK_TIME_LIMIT", 10.0))
 """Seconds each case may run before it fails as too slow."""
@@ -81,13 +86,16 @@ class Mistake:
 
     Attributes:
         hint_id (str): A stable name, e.g. ``"missing_scale"``.
-        hint (str): What went wrong and how to fix it.
+        hint (str): What went wrong and how to fix it (tier 2).
         answer: The wrong implementation, the same kind of object as an answer.
+        nudge (str, optional): Where to look, without the fix (tier 1); by
+            default the catalogue's (:data:`mhacourse.grading.hints.NUDGES`).
     """
 
     hint_id: str
     hint: str
     answer: object
+    nudge: str = None
 
 
 @dataclass
@@ -410,16 +418,16 @@ def calls_for(exercise, rng=None):
     Args:
         exercise (Exercise): The exercise.
         rng (numpy.random.Generator, optional): The grader's secret-seeded
-            generator; ``None`` (``check()``) gives the visible cases only.
+            generator; ``None`` (``check()``) gives the visible cases and the
+            properties on inputs of a fixed seed.
     """
     calls = [Call(case.name, case) for case in exercise.cases]
-    if rng is None:
-        return calls
-    if exercise.hidden_cases is not None:
+    if rng is not None and exercise.hidden_cases is not None:
         for number, case in enumerate(exercise.hidden_cases(rng), 1):
             calls.append(Call(f"hidden case {number}", case, hidden=True))
     for prop in exercise.properties or []:
-        for number, inputs in enumerate(prop.calls(rng), 1):
+        prop_rng = rng if rng is not None else np.random.default_rng(PROPERTY_SEED)
+        for number, inputs in enumerate(prop.calls(prop_rng), 1):
             calls.append(Call(f"{prop.name} {number}", Case(f"{prop.name} {number}", _frozen(inputs)),
                               hidden=True, group=prop.name))
     return calls
@@ -509,7 +517,7 @@ def compute(exercise, answer, calls, time_limit, prepare=None):
     return outcomes
 
 
-def check(exercise_id, answer, *, time_limit=None):
+def check(exercise_id, answer, *, time_limit=None, hint=1):
     """Check ``answer`` for the exercise ``exercise_id``.
 
     Never raises (not even for a ``SystemExit`` from the answer or from its
@@ -524,6 +532,8 @@ def check(exercise_id, answer, *, time_limit=None):
         answer: The learner's function or class.
         time_limit (float, optional): Seconds per case. Default:
             ``DEFAULT_TIME_LIMIT`` (env ``MHACOURSE_CHECK_TIME_LIMIT``).
+        hint (int, optional): 1 (default) shows where to look for a
+            recognised mistake; 2 shows the specific fix.
 
     Returns:
         CheckResult: Displays as a report; ``.passed`` and ``.points`` for grading.
@@ -541,7 +551,8 @@ def check(exercise_id, answer, *, time_limit=None):
             return CheckResult(safe_text(exercise_id), "", False, ERROR, max_points=0,
                                message=f"the checker failed to load: {_type_name(error)}: {safe_text(error)}")
         try:
-            return _check(exercise, answer, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
+            result = _check(exercise, answer, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
+            return hints.at_tier(result, exercise, hint)
         except BaseException as error:  # noqa: BLE001 - a bug in a check must not crash the notebook
             return CheckResult(exercise.id, exercise.title, False, ERROR, max_points=exercise.points,
                                message=f"the checker itself failed ({_type_name(error)}: {safe_text(error)}); "
@@ -635,6 +646,7 @@ def judge(exercise, calls, outcomes, *, problem=None, violations=(), time_limit=
             first = next((c for c in result.cases if c.hint), None)
             if first is not None:
                 result.hint_id, result.hint = first.hint_id, first.hint
+    hints.add_nudges(exercise, result)
     for case_result in result.cases:
         case_result.__dict__.pop("index", None)
     violations = list(violations or [])
@@ -680,6 +692,11 @@ def _judge_case(exercise, call, outcome, time_limit):
                 where = error.get("line")
                 case_result.message = f"{error.get('type')}: {error.get('message')}" + (
                     f"\n  at {where}" if where else "")
+                found = hints.match_error(error.get("type"), error.get("message"), code=where,
+                                          exercise_id=exercise.id)
+                if found is not None:
+                    case_result.hint_id, case_result.hint = found.hint_id, found.hint
+                    case_result.nudge = found.nudge
         if call.hidden:
             case_result.message = f"{error.get('type') or kind}" if kind == "exception" else case_result.message
             case_result.message = case_result.message.split(":")[0] if kind == "problem" else case_result.message

@@ -42,6 +42,7 @@ class CaseResult:
     hint_id: str = None
     hint: str = None
     seconds: float = 0.0
+    nudge: str = None
 
     @property
     def passed(self):
@@ -64,7 +65,10 @@ class CheckResult:
         message (str): A summary line for the whole check.
         max_points (int): Points the exercise is worth.
         hint_id (str or None): The mistake that best explains the failures.
-        hint (str or None): Its explanation.
+        hint (str or None): Its explanation, the specific fix (tier 2).
+        nudge (str or None): Where to look, without the fix (tier 1).
+        tier (int): 1 shows the nudge and offers more help; 2 shows the fix.
+        answer_name (str): The answer's name, for the "more help" line.
     """
 
     exercise_id: str
@@ -76,6 +80,9 @@ class CheckResult:
     max_points: int = 1
     hint_id: str = None
     hint: str = None
+    nudge: str = None
+    tier: int = 1
+    answer_name: str = ""
 
     @property
     def points(self):
@@ -98,25 +105,40 @@ class CheckResult:
         counted = f"{self.n_passed}/{len(self.cases)} cases, " if self.cases else ""
         return f"[{verdict}] {self.exercise_id}{title} — {counted}{self.points}/{self.max_points} points"
 
-    @staticmethod
-    def _case_lines(case, main_hint):
+    def shown_hint(self, hint, nudge):
+        """The text shown for a hint at this result's tier."""
+        if self.tier >= 2 or not nudge:
+            return hint
+        return nudge
+
+    def more_help(self):
+        """The line offering the specific fix, or ``""`` (tier 2, or nothing more to say)."""
+        if self.tier >= 2 or not self.hint or not self.nudge or self.nudge == self.hint:
+            return ""
+        name = self.answer_name or "answer"
+        return f"More help: check({self.exercise_id!r}, {name}, hint=2)"
+
+    def _case_lines(self, case):
         """The summary after the case name, and detail lines (each without markup)."""
         if case.passed:
             summary = case.got or case.expected
             if case.comparisons:
-                summary += ": " + "; ".join(
-                    ("exact" if c.exact else f"close (max abs diff {c.max_abs_diff:.2g})")
-                    + ("" if len(case.comparisons) == 1 else f" [{c.path}]")
-                    for c in case.comparisons)
-            return summary, []
+                if all(c.exact for c in case.comparisons):
+                    verdict = "exact"
+                else:
+                    worst = max(c.max_abs_diff for c in case.comparisons)
+                    verdict = f"close (max abs diff {worst:.2g})"
+                summary = f"{summary}: {verdict}" if summary else verdict
+            return summary or "holds", []
         details = []
-        if case.expected:
+        if case.expected and case.got != case.expected:
             details.append(f"expected {case.expected}" + (f", got {case.got}" if case.got else ""))
         details.extend(c.summary() for c in case.comparisons if not c.close)
         if case.message:
             details.append(case.message)
-        if case.hint and case.hint != main_hint:
-            details.append(f"Hint: {case.hint}")
+        shown = self.shown_hint(case.hint, case.nudge)
+        if shown and case.hint_id != self.hint_id:
+            details.append(f"Hint: {shown}")
         return case.status, details
 
     def report(self):
@@ -125,12 +147,15 @@ class CheckResult:
         if self.message:
             lines.append(self.message)
         for case in self.cases:
-            summary, details = self._case_lines(case, self.hint)
+            summary, details = self._case_lines(case)
             lines.append(f"  {_ICON[case.status]} {case.name}: {summary}")
             for detail in details:
                 lines.extend(f"      {line}" for line in detail.splitlines())
-        if self.hint:
-            lines.append(f"Hint: {self.hint}")
+        shown = self.shown_hint(self.hint, self.nudge)
+        if shown:
+            lines.append(f"Hint: {shown}")
+        if self.more_help():
+            lines.append(self.more_help())
         return "\n".join(lines)
 
     def __str__(self):
@@ -147,7 +172,7 @@ class CheckResult:
         esc = html.escape
         rows = []
         for case in self.cases:
-            summary, details = self._case_lines(case, self.hint)
+            summary, details = self._case_lines(case)
             cell = "<br>".join(
                 f"<b>Hint:</b> {esc(d[6:])}" if d.startswith("Hint: ") else
                 f"<code style='white-space:pre-wrap'>{esc(d)}</code>" if "\n" in d else esc(d)
@@ -161,7 +186,10 @@ class CheckResult:
             table = ("<table><thead><tr><th></th><th>case</th><th>result</th><th>details</th>"
                      "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
         message = f"<p>{esc(self.message)}</p>" if self.message else ""
-        hint = f"<p><b>Hint:</b> {esc(self.hint)}</p>" if self.hint else ""
+        shown = self.shown_hint(self.hint, self.nudge)
+        hint = f"<p><b>Hint:</b> {esc(shown)}</p>" if shown else ""
+        if self.more_help():
+            hint += f"<p><i>{esc(self.more_help())}</i></p>"
         return (
             f"<div class='mhacourse-check' style='border-left:4px solid {colour};padding-left:8px'>"
             f"<p style='color:{colour};font-weight:bold'>{esc(self._headline())}</p>"

@@ -5,6 +5,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from .. import properties as props
 from ..registry import Case
 
 
@@ -26,6 +27,29 @@ def case(name, *args, check_dtype=True, **kwargs):
         return tuple(built), built_kwargs
 
     return Case(name, inputs, check_dtype)
+
+
+def with_properties(exercise, properties):
+    """``exercise`` with its property checks (see :mod:`mhacourse.grading.properties`)."""
+    exercise.properties = list(properties)
+    return exercise
+
+
+def layer_properties(constructor, causal=False):
+    """Properties of a self-attention layer built with ``constructor``, called as ``layer(x, x, x)``.
+
+    Without a mask: permutation equivariance and the batch order; with
+    ``causal=True`` (``mask="causal"``): causality and the batch order.
+    """
+    dims = constructor.get("query_input_dims") or constructor["dims"]
+
+    def make(rng):
+        return {"x": props.normal(rng, 3, 6, dims)}
+
+    to_call = props.module_call(constructor, ("x", "x", "x"), **({"mask": "causal"} if causal else {}))
+    first = (props.causal(make, to_call) if causal else
+             props.permutation_equivariant(make, to_call, queries=("x",), keys=()))
+    return [first, props.batch_order_invariant(make, to_call)]
 
 
 def blocked_pattern(seed, n_queries, n_keys):
@@ -61,7 +85,8 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
             ``"gqa_tile"``, ``"softmax_heads"`` (softmax over axis 1),
             ``"mask_scaled"`` (mask added before the scale), ``"mask_fill_zero"``
             (blocked scores set to 0), ``"no_values"`` (returns the weights),
-            ``"times_keys"`` (weights @ keys).
+            ``"times_keys"`` (weights @ keys), ``"scale_on_output"`` (the
+            output multiplied by the scale instead of the scores).
     """
     n_q_heads = queries.shape[1]
     if keys.shape[1] != n_q_heads:
@@ -70,8 +95,8 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
             keys, values = mx.tile(keys, (1, group, 1, 1)), mx.tile(values, (1, group, 1, 1))
         else:
             keys, values = mx.repeat(keys, group, axis=1), mx.repeat(values, group, axis=1)
-    if bug == "missing_scale":
-        scale = 1.0
+    if bug in ("missing_scale", "scale_on_output"):
+        output_scale, scale = scale, 1.0
     elif bug == "divide_by_scale":
         scale = 1.0 / scale
     scores = (queries * (1.0 if bug == "mask_scaled" else scale)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
@@ -104,8 +129,9 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
     if mask is not None and bug == "mask_after_softmax":
         weights = mx.where(mask, weights, 0) if mask.dtype == mx.bool_ else weights + mask
     if bug == "no_values":
-        return weights  # (B, H, Lq, Lk)
-    return weights @ (keys if bug == "times_keys" else values)  # (B, H, Lq, Dv)
+        return weights  # (B, H, L_q, L_k)
+    output = weights @ (keys if bug == "times_keys" else values)  # (B, H, L_q, D_v)
+    return output * output_scale if bug == "scale_on_output" else output
 
 
 def attention_bug(bug):
@@ -125,7 +151,8 @@ class BuggyMultiHeadAttention(nn.Module):
     ``"split_no_transpose"``, ``"merge_no_transpose"``, ``"no_out_proj"``,
     ``"softmax_axis"``, ``"swap_key_value_proj"``, ``"mask_ignored"``,
     ``"scale_not_sqrt"``, ``"split_interleaved"``, ``"merge_interleaved"``,
-    ``"mask_after_softmax"``, ``"boolean_added"``, ``"softmax_heads"``.
+    ``"mask_after_softmax"``, ``"boolean_added"``, ``"softmax_heads"``,
+    ``"scale_full_dims_not_sqrt"`` (1/dims), ``"scale_from_value_dims"``.
     """
 
     bug = None
@@ -170,7 +197,8 @@ class BuggyMultiHeadAttention(nn.Module):
         keys, values = self._split(keys), self._split(values)
         head_dims = queries.shape[-1]
         scale = {"missing_scale": 1.0, "scale_full_dims": 1 / math.sqrt(head_dims * self.num_heads),
-                 "scale_not_sqrt": 1 / head_dims}
+                 "scale_not_sqrt": 1 / head_dims, "scale_full_dims_not_sqrt": 1 / (head_dims * self.num_heads),
+                 "scale_from_value_dims": 1 / math.sqrt(values.shape[-1])}
         explicit_bugs = ("softmax_axis", "mask_ignored", "mask_after_softmax", "boolean_added", "softmax_heads")
         bug = self.bug if self.bug in explicit_bugs else None
         output = explicit_attention(queries, keys, values, scale.get(self.bug, 1 / math.sqrt(head_dims)),
@@ -185,7 +213,7 @@ def buggy_layer(bug):
 
 
 # The layer bugs every multi-head layer exercise recognises (hint id = bug), most specific first.
-LAYER_BUGS = ("scale_full_dims", "scale_not_sqrt", "missing_scale", "split_no_transpose",
+LAYER_BUGS = ("scale_full_dims", "scale_full_dims_not_sqrt", "scale_not_sqrt", "missing_scale", "split_no_transpose",
               "split_interleaved", "merge_no_transpose", "merge_interleaved", "no_out_proj",
               "swap_key_value_proj", "softmax_axis", "mask_ignored", "mask_after_softmax")
 
@@ -237,6 +265,15 @@ HINTS = {
     "no_values": "The weights are not the output: multiply them by the values, "
                  "softmax(scores) @ values.",
     "times_keys": "Multiply the weights by the *values*, not the keys: weights @ values.",
+    "scale_on_output": "Scale the scores, not the output: softmax(q·kᵀ · scale + mask) @ values. Multiplying "
+                       "the output by the scale leaves the softmax unscaled and shrinks the result.",
+    "scale_full_dims_not_sqrt": "The scale is 1/sqrt(head_dims) with head_dims = dims // num_heads: a square "
+                                "root, and of one head's width. 1/dims is neither.",
+    "scale_from_value_dims": "The scale comes from the width of the queries and keys in a head, "
+                             "D_h = dims // num_heads, not from the values' width value_dims // num_heads.",
+    "softmax_global_max": "Subtract each row's own maximum, x.max(axis=-1, keepdims=True): with the maximum of "
+                          "the whole array, a row far below it underflows to exp(...) = 0 everywhere and "
+                          "gives 0/0 = NaN.",
     "no_out_proj": "Apply out_proj to the merged heads: the output projection mixes the heads.",
     "swap_key_value_proj": "The keys go through key_proj and the values through value_proj: you "
                            "swapped them.",

@@ -7,8 +7,9 @@ import mlx.core as mx
 import mhacourse
 from mhacourse.attention.single_head import SingleHeadAttention
 
+from .. import properties as props
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, additive_mask, attention_bug, case, explicit_attention, rand
+from ._common import HINTS, additive_mask, attention_bug, case, explicit_attention, rand, with_properties
 
 # ---------------------------------------------------------------------------
 # attention_scores(queries, keys, *, scale) on (B, L, D) inputs
@@ -64,7 +65,7 @@ def _softmax_axis(axis):
     return wrong
 
 
-register(Exercise(
+register(with_properties(Exercise(
     id="softmax",
     lesson="01",
     title="A numerically stable softmax",
@@ -76,6 +77,8 @@ register(Exercise(
         case("(4, 4) square", lambda: rand(6, 4, 4)),
         case("(3, 6) large values (scores of 100s)", lambda: 100 * rand(7, 3, 6)),
         case("(2, 5) with -inf entries", lambda: mx.where(mx.arange(5) % 2 == 0, rand(8, 2, 5), -mx.inf)),
+        case("(2, 4) rows far apart (one near 500, one near -500)",
+             lambda: rand(9, 2, 4) + mx.array([[500.0], [-500.0]])),
     ],
     mistakes=[
         Mistake("softmax_unstable",
@@ -93,13 +96,37 @@ register(Exercise(
                 lambda x: mx.exp(x - x.max(axis=-1, keepdims=True))),
         Mistake("softmax_global_sum", "Sum over each row (axis=-1), not over the whole array.",
                 lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum()),
+        Mistake("softmax_global_max", HINTS["softmax_global_max"],
+                lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum(axis=-1, keepdims=True)),
     ],
-))
+), [
+    props.rows_sum_to_one(lambda rng: {"x": props.normal(rng, 2, 3, 5)}, props.function_call(("x",))),
+    props.batch_order_invariant(lambda rng: {"x": props.normal(rng, 3, 2, 5)}, props.function_call(("x",))),
+]))
 
 # ---------------------------------------------------------------------------
 # scaled_dot_product_attention(queries, keys, values, *, scale, mask=None)
 
-register(Exercise(
+def _qkv(B=2, H=3, L_q=4, L_k=5, D_h=4, D_v=3):
+    def make(rng):
+        return {"queries": props.normal(rng, B, H, L_q, D_h), "keys": props.normal(rng, B, H, L_k, D_h),
+                "values": props.normal(rng, B, H, L_k, D_v)}
+
+    return make
+
+
+def attention_properties(**kwargs):
+    """The four properties of attention without a mask, for ``fn(queries, keys, values, **kwargs)``."""
+    to_call = props.function_call(("queries", "keys", "values"), **kwargs)
+    return [
+        props.weights_sum_to_one(_qkv(), to_call),
+        props.permutation_equivariant(_qkv(), to_call),
+        props.heads_independent(_qkv(), to_call),
+        props.batch_order_invariant(_qkv(), to_call),
+    ]
+
+
+register(with_properties(Exercise(
     id="scaled_dot_product_attention",
     lesson="01",
     title="Scaled dot-product attention",
@@ -121,7 +148,7 @@ register(Exercise(
         Mistake(bug, HINTS[bug], attention_bug(bug))
         for bug in ("missing_scale", "divide_by_scale", "softmax_axis", "mask_after_softmax",
                     "mask_multiplied", "mask_ignored", "no_softmax", "mask_scaled", "no_values",
-                    "times_keys")
+                    "times_keys", "scale_on_output")
     ] + [
         Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
@@ -129,7 +156,7 @@ register(Exercise(
                 lambda queries, keys, values, *, scale, mask=None: explicit_attention(
                     queries, keys, values, 1 / math.sqrt(queries.shape[-1]), mask)),
     ],
-))
+), attention_properties(scale=0.4)))
 
 # ---------------------------------------------------------------------------
 # SingleHeadAttention(dims): one head with three projections
@@ -139,6 +166,27 @@ class _NoScaleHead(SingleHeadAttention):
     def __call__(self, queries, keys, values, mask=None):
         q, k, v = self.query_proj(queries), self.key_proj(keys), self.value_proj(values)
         return explicit_attention(q[:, None], k[:, None], v[:, None], 1.0, mask)[:, 0]
+
+
+class _ScaledHead(SingleHeadAttention):
+    """One head whose scale is ``scale_of(dims)``."""
+
+    scale_of = None
+
+    @classmethod
+    def variant(cls, scale_of):
+        return type("_ScaledHeadVariant", (cls,), {"scale_of": staticmethod(scale_of)})
+
+    def __call__(self, queries, keys, values, mask=None):
+        q, k, v = self.query_proj(queries), self.key_proj(keys), self.value_proj(values)
+        return explicit_attention(q[:, None], k[:, None], v[:, None], self.scale_of(self.dims), mask)[:, 0]
+
+
+class _ScaleOnOutputHead(SingleHeadAttention):
+    def __call__(self, queries, keys, values, mask=None):
+        q, k, v = self.query_proj(queries), self.key_proj(keys), self.value_proj(values)
+        return explicit_attention(q[:, None], k[:, None], v[:, None], 1 / math.sqrt(self.dims), mask,
+                                  bug="scale_on_output")[:, 0]
 
 
 class _SwappedHead(SingleHeadAttention):
@@ -176,8 +224,63 @@ register(ModuleExercise(
     ],
     mistakes=[
         Mistake("missing_scale", HINTS["missing_scale"] + " Here scale = 1/sqrt(dims).", _NoScaleHead),
+        Mistake("scale_not_sqrt", "The scale is 1/sqrt(dims), the square root (one head: head_dims = dims), "
+                "not 1/dims.", _ScaledHead.variant(lambda dims: 1 / dims)),
+        Mistake("scale_on_output", HINTS["scale_on_output"], _ScaleOnOutputHead),
         Mistake("swap_key_value_proj", HINTS["swap_key_value_proj"], _SwappedHead),
         Mistake("values_not_projected", "Project the values with value_proj before the weighted sum.",
                 _UnprojectedValues),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# attention_shapes(B, L_q, L_k, dims, value_dims): predict the shapes
+
+
+def _attention_shapes(B, L_q, L_k, dims, value_dims):
+    queries, keys, values = mx.zeros((B, L_q, dims)), mx.zeros((B, L_k, dims)), mx.zeros((B, L_k, value_dims))
+    scores = _scores(queries, keys, scale=1.0)
+    weights = mx.softmax(scores, axis=-1)
+    return {"scores": tuple(scores.shape), "weights": tuple(weights.shape),
+            "output": tuple((weights @ values).shape)}
+
+
+def _shapes_bug(bug):
+    def wrong(B, L_q, L_k, dims, value_dims):
+        shapes = _attention_shapes(B, L_q, L_k, dims, value_dims)
+        if bug == "shape_scores":
+            shapes["scores"] = shapes["weights"] = (B, L_k, L_q)
+        elif bug == "shape_scores_dims":
+            shapes["scores"] = shapes["weights"] = (B, L_q, dims)
+        elif bug == "shape_value_dims":
+            shapes["output"] = (B, L_q, dims)
+        elif bug == "shape_output_keys":
+            shapes["output"] = (B, L_k, value_dims)
+        return shapes
+
+    return wrong
+
+
+register(Exercise(
+    id="attention_shapes",
+    lesson="01",
+    title="Predict the shapes of one head",
+    answer_name="attention_shapes",
+    signature="attention_shapes(B, L_q, L_k, dims, value_dims)",
+    reference=_attention_shapes,
+    cases=[
+        case("B 2, L_q 3, L_k 5, dims 8, value_dims 6", 2, 3, 5, 8, 6),
+        case("B 1, L_q 4, L_k 4, dims 16, value_dims 16", 1, 4, 4, 16, 16),
+        case("B 3, L_q 1, L_k 7, dims 4, value_dims 2", 3, 1, 7, 4, 2),
+    ],
+    mistakes=[
+        Mistake("shape_scores", "The scores pair each query with each key: (B, L_q, L_k), one row per query; "
+                "the softmax keeps that shape.", _shapes_bug("shape_scores")),
+        Mistake("shape_scores", "queries @ keysᵀ contracts the feature axis dims away: the scores are "
+                "(B, L_q, L_k), not (B, L_q, dims).", _shapes_bug("shape_scores_dims")),
+        Mistake("shape_value_dims", "The output is a weighted average of the *values*: (B, L_q, value_dims).",
+                _shapes_bug("shape_value_dims")),
+        Mistake("shape_output_keys", "There is one output per *query*: weights (B, L_q, L_k) @ values "
+                "(B, L_k, value_dims) gives (B, L_q, value_dims).", _shapes_bug("shape_output_keys")),
     ],
 ))

@@ -1,12 +1,13 @@
 """Lesson 02: many heads."""
 
+import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from mhacourse.attention.multi_head import merge_heads, split_heads
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, rand
+from ._common import HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, rand, with_properties
 
 # ---------------------------------------------------------------------------
 # split_heads(x, num_heads): (B, L, D) -> (B, H, L, D // H)
@@ -99,35 +100,125 @@ register(Exercise(
 ))
 
 # ---------------------------------------------------------------------------
-# parameter_count(dims, num_heads, bias=False)
+# parameter_count(dims, num_heads, ..., bias=False): every constructor argument
+
+_COUNT_SIGNATURE = ("parameter_count(dims, num_heads, query_input_dims=None, key_input_dims=None, "
+                    "value_input_dims=None, value_dims=None, value_output_dims=None, bias=False)")
 
 
-def _parameter_count(dims, num_heads, bias=False):
-    layer = nn.MultiHeadAttention(dims, num_heads, bias=bias)
+def _parameter_count(dims, num_heads, query_input_dims=None, key_input_dims=None, value_input_dims=None,
+                     value_dims=None, value_output_dims=None, bias=False):
+    layer = nn.MultiHeadAttention(dims, num_heads, query_input_dims, key_input_dims, value_input_dims,
+                                  value_dims, value_output_dims, bias=bias)
     return sum(v.size for _, v in tree_flatten(layer.parameters()))
+
+
+def _count_bug(bug):
+    def wrong(dims, num_heads, query_input_dims=None, key_input_dims=None, value_input_dims=None,
+              value_dims=None, value_output_dims=None, bias=False):
+        query_input_dims = query_input_dims or dims
+        key_input_dims = key_input_dims or dims
+        value_input_dims = value_input_dims or (dims if bug == "count_value_input_default" else key_input_dims)
+        value_dims = dims if bug == "count_value_dims_ignored" else (value_dims or dims)
+        value_output_dims = value_output_dims or dims
+        shapes = [(query_input_dims, dims), (key_input_dims, dims), (value_input_dims, value_dims),
+                  (value_dims, value_output_dims)]  # (input, output) of each projection
+        if bug == "count_forgot_out_proj":
+            shapes = shapes[:3]
+        weights = sum(i * o for i, o in shapes)
+        biases = sum((i if bug == "count_bias_sizes" else o) for i, o in shapes)
+        if bug == "count_forgot_bias":
+            biases = 0
+        total = weights + (biases if bias else 0)
+        return num_heads * total if bug == "count_per_head" else total
+
+    return wrong
 
 
 register(Exercise(
     id="parameter_count",
     lesson="02",
-    title="Count the parameters of the layer",
+    title="Count the parameters of the layer, every argument",
     answer_name="parameter_count",
-    signature="parameter_count(dims, num_heads, bias=False)",
+    signature=_COUNT_SIGNATURE,
     reference=_parameter_count,
     cases=[
         case("dims 64, 8 heads, no bias", 64, 8),
         case("dims 48, 4 heads, bias", 48, 4, bias=True),
-        case("dims 30, 5 heads, bias", 30, 5, bias=True),
+        case("every size different, bias", 12, 3, query_input_dims=5, key_input_dims=7, value_input_dims=6,
+             value_dims=9, value_output_dims=4, bias=True),
+        case("key_input_dims 10 (value_input_dims defaults to it), bias", 8, 2, key_input_dims=10, bias=True),
+        case("value_dims 12, value_output_dims 20, no bias", 8, 2, value_dims=12, value_output_dims=20),
     ],
     mistakes=[
-        Mistake("count_forgot_out_proj", "There are four projections: query, key, value *and* out_proj.",
-                lambda dims, num_heads, bias=False: 3 * (dims * dims + (dims if bias else 0))),
-        Mistake("count_forgot_bias", "With bias=True each of the four projections adds `dims` biases.",
-                lambda dims, num_heads, bias=False: 4 * dims * dims),
+        Mistake("count_forgot_out_proj", "There are four projections: query, key, value *and* out_proj "
+                "(value_dims -> value_output_dims).", _count_bug("count_forgot_out_proj")),
+        Mistake("count_forgot_bias", "With bias=True each of the four projections adds one bias per output "
+                "feature.", _count_bug("count_forgot_bias")),
         Mistake("count_per_head",
                 "The heads share the projections (each head is a slice of them): the count does not "
-                "grow with num_heads.",
-                lambda dims, num_heads, bias=False: num_heads * 4 * (dims * dims + (dims if bias else 0))),
+                "grow with num_heads.", _count_bug("count_per_head")),
+        Mistake("count_value_input_default", "value_input_dims defaults to key_input_dims, not dims: keys and "
+                "values usually come from the same sequence.", _count_bug("count_value_input_default")),
+        Mistake("count_value_dims_ignored", "value_proj writes value_dims features and out_proj reads them: "
+                "value_dims (default dims) sizes both.", _count_bug("count_value_dims_ignored")),
+        Mistake("count_bias_sizes", "A bias has one entry per *output* feature: nn.Linear(input_dims, "
+                "output_dims) has output_dims biases.", _count_bug("count_bias_sizes")),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# head_shapes(B, L_q, L_k, dims, num_heads): predict the shapes
+
+
+def _head_shapes(B, L_q, L_k, dims, num_heads):
+    queries = split_heads(mx.zeros((B, L_q, dims)), num_heads)  # (B, H, L_q, D_h)
+    keys = split_heads(mx.zeros((B, L_k, dims)), num_heads)  # (B, H, L_k, D_h)
+    scores = queries @ keys.swapaxes(-1, -2)  # (B, H, L_q, L_k)
+    heads_output = scores @ keys  # (B, H, L_q, D_h)
+    return {"queries": tuple(queries.shape), "scores": tuple(scores.shape),
+            "heads_output": tuple(heads_output.shape), "merged": tuple(merge_heads(heads_output).shape)}
+
+
+def _head_shapes_bug(bug):
+    def wrong(B, L_q, L_k, dims, num_heads):
+        shapes = _head_shapes(B, L_q, L_k, dims, num_heads)
+        D_h = dims // num_heads
+        if bug == "queries_not_transposed":
+            shapes["queries"], shapes["heads_output"] = (B, L_q, num_heads, D_h), (B, L_q, num_heads, D_h)
+        elif bug == "scores_without_heads":
+            shapes["scores"] = (B, L_q, L_k)
+        elif bug == "merge_one_head":
+            shapes["merged"] = (B, L_q, D_h)
+        elif bug == "head_dims_full":
+            shapes["queries"], shapes["heads_output"] = (B, num_heads, L_q, dims), (B, num_heads, L_q, dims)
+            shapes["merged"] = (B, L_q, num_heads * dims)
+        return shapes
+
+    return wrong
+
+
+register(Exercise(
+    id="head_shapes",
+    lesson="02",
+    title="Predict the shapes of many heads",
+    answer_name="head_shapes",
+    signature="head_shapes(B, L_q, L_k, dims, num_heads)",
+    reference=_head_shapes,
+    cases=[
+        case("B 2, L_q 3, L_k 5, dims 8, 2 heads", 2, 3, 5, 8, 2),
+        case("B 1, L_q 6, L_k 6, dims 12, 4 heads", 1, 6, 6, 12, 4),
+        case("B 3, L_q 1, L_k 4, dims 6, 6 heads", 3, 1, 4, 6, 6),
+    ],
+    mistakes=[
+        Mistake("shape_heads", "split_heads returns (B, H, L, D_h): the heads come before the positions, so "
+                "that each head is a batch of (L, D_h) matrices.", _head_shapes_bug("queries_not_transposed")),
+        Mistake("shape_heads", "Every head has its own scores: (B, H, L_q, L_k).",
+                _head_shapes_bug("scores_without_heads")),
+        Mistake("shape_merge", "merge_heads puts the H heads of D_h features side by side: (B, L_q, H * D_h) "
+                "= (B, L_q, dims).", _head_shapes_bug("merge_one_head")),
+        Mistake("shape_head_dims", "A head has D_h = dims // num_heads features, not dims: the heads split "
+                "the features, they don't copy them.", _head_shapes_bug("head_dims_full")),
     ],
 ))
 
@@ -135,7 +226,7 @@ register(Exercise(
 # BasicMultiHeadAttention(dims, num_heads)
 
 
-register(ModuleExercise(
+register(with_properties(ModuleExercise(
     id="multi_head_attention_basic",
     lesson="02",
     title="Multi-head attention, every size = dims",
@@ -155,4 +246,5 @@ register(ModuleExercise(
         Mistake(bug, HINTS[bug], buggy_layer(bug))
         for bug in LAYER_BUGS
     ],
-))
+), layer_properties({"dims": 8, "num_heads": 2})))
+

@@ -7,8 +7,10 @@ import mlx.core as mx
 import mhacourse
 from mhacourse import masks
 
+from .. import properties as props
 from ..registry import Exercise, Mistake, register
-from ._common import HINTS, additive_mask, attention_bug, blocked_pattern, case, rand, upper_left_causal
+from ._common import (HINTS, additive_mask, attention_bug, blocked_pattern, case, rand, upper_left_causal,
+                      with_properties)
 
 # ---------------------------------------------------------------------------
 # causal_mask(n, dtype): additive, like create_additive_causal_mask
@@ -189,7 +191,12 @@ def _fully_masked(seed, n_queries, n_keys):
     return mx.where(mx.arange(n_queries)[:, None] == 1, False, keep)  # row 1 sees no key
 
 
-register(Exercise(
+def _self_attention_inputs(rng):
+    x = props.normal(rng, 2, 2, 6, 4)  # (B, H, L, D_h)
+    return {"queries": x, "keys": props.normal(rng, 2, 2, 6, 4), "values": props.normal(rng, 2, 2, 6, 3)}
+
+
+register(with_properties(Exercise(
     id="masked_attention",
     lesson="03",
     title="Attention with every kind of mask",
@@ -229,5 +236,57 @@ register(Exercise(
         Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
         Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
+    ],
+), [props.causal(_self_attention_inputs,
+                 props.function_call(("queries", "keys", "values"), scale=0.5, mask="causal"))]))
+
+# ---------------------------------------------------------------------------
+# mask_shapes(B, H, L_q, L_k): predict the shapes of masks
+
+
+def _mask_shapes(B, H, L_q, L_k):
+    padding = masks.padding_mask([L_k] * B, L_k)  # (B, 1, 1, L_k)
+    causal = masks.causal(L_q, L_k)  # (L_q, L_k)
+    scores = mx.zeros((B, H, L_q, L_k))
+    return {"padding": tuple(padding.shape), "causal": tuple(causal.shape),
+            "padding_and_causal": tuple((padding & causal).shape),
+            "masked_scores": tuple(mx.where(padding & causal, scores, 0).shape)}
+
+
+def _mask_shapes_bug(bug):
+    def wrong(B, H, L_q, L_k):
+        shapes = _mask_shapes(B, H, L_q, L_k)
+        if bug == "padding_2d":
+            shapes["padding"] = (B, L_k)
+        elif bug == "combined_full":
+            shapes["padding_and_causal"] = (B, H, L_q, L_k)
+        elif bug == "causal_square":
+            shapes["causal"] = (L_k, L_k)
+        return shapes
+
+    return wrong
+
+
+register(Exercise(
+    id="mask_shapes",
+    lesson="03",
+    title="Predict the shapes of masks",
+    answer_name="mask_shapes",
+    signature="mask_shapes(B, H, L_q, L_k)",
+    reference=_mask_shapes,
+    cases=[
+        case("B 2, H 4, L_q 3, L_k 5", 2, 4, 3, 5),
+        case("B 1, H 2, L_q 6, L_k 6", 1, 2, 6, 6),
+        case("B 3, H 1, L_q 1, L_k 4", 3, 1, 1, 4),
+    ],
+    mistakes=[
+        Mistake("padding_shape", "A padding mask from lengths is (B, 1, 1, L_k): one row per example, with "
+                "axes of size 1 where it broadcasts over the heads and the queries. (B, L_k) would line "
+                "the batch up with L_q.", _mask_shapes_bug("padding_2d")),
+        Mistake("shape_broadcast", "Broadcasting makes each axis the larger of the two sizes, and no more: "
+                "(B, 1, 1, L_k) & (L_q, L_k) is (B, 1, L_q, L_k); the heads axis stays 1 until the scores "
+                "(B, H, L_q, L_k) come in.", _mask_shapes_bug("combined_full")),
+        Mistake("causal_shape", "A causal mask has one row per *query* and one column per key: (L_q, L_k), "
+                "lower-right aligned when L_q < L_k.", _mask_shapes_bug("causal_square")),
     ],
 ))

@@ -6,7 +6,7 @@ import mlx.nn as nn
 from mhacourse import masks
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, LAYER_BUGS, buggy_layer, case, rand
+from ._common import HINTS, LAYER_BUGS, buggy_layer, case, layer_properties, rand, with_properties
 
 # ---------------------------------------------------------------------------
 # projection_shapes(dims, num_heads, ...): the weight shape of every projection
@@ -80,7 +80,7 @@ def _causal(n):
     return nn.MultiHeadAttention.create_additive_causal_mask(n)
 
 
-register(ModuleExercise(
+register(with_properties(ModuleExercise(
     id="multi_head_attention",
     lesson="04",
     title="The full mlx.nn.MultiHeadAttention",
@@ -110,6 +110,81 @@ register(ModuleExercise(
         for bug in LAYER_BUGS
     ] + [
         Mistake("boolean_added", HINTS["boolean_added"], buggy_layer("boolean_added")),
+        Mistake("scale_from_value_dims", HINTS["scale_from_value_dims"], buggy_layer("scale_from_value_dims")),
+    ],
+), layer_properties({"dims": 8, "num_heads": 2, "value_dims": 6}, causal=True)))
+
+# ---------------------------------------------------------------------------
+# layer_shapes(B, L_q, L_k, dims, num_heads, ...): predict every shape inside the layer
+
+_LAYER_SHAPES_SIGNATURE = ("layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims=None, "
+                           "key_input_dims=None, value_input_dims=None, value_dims=None, value_output_dims=None)")
+
+
+def _layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input_dims=None,
+                  value_input_dims=None, value_dims=None, value_output_dims=None):
+    query_input_dims = query_input_dims or dims
+    key_input_dims = key_input_dims or dims
+    value_input_dims = value_input_dims or key_input_dims
+    layer = nn.MultiHeadAttention(dims, num_heads, query_input_dims, key_input_dims, value_input_dims,
+                                  value_dims, value_output_dims)
+    queries = layer.query_proj(mx.zeros((B, L_q, query_input_dims)))  # (B, L_q, dims)
+    keys = layer.key_proj(mx.zeros((B, L_k, key_input_dims)))  # (B, L_k, dims)
+    values = layer.value_proj(mx.zeros((B, L_k, value_input_dims)))  # (B, L_k, value_dims)
+    H = num_heads
+    queries = queries.reshape(B, L_q, H, -1).transpose(0, 2, 1, 3)  # (B, H, L_q, D_h)
+    keys = keys.reshape(B, L_k, H, -1).transpose(0, 2, 1, 3)  # (B, H, L_k, D_h)
+    values = values.reshape(B, L_k, H, -1).transpose(0, 2, 1, 3)  # (B, H, L_k, D_v)
+    scores = queries @ keys.swapaxes(-1, -2)  # (B, H, L_q, L_k)
+    heads_output = scores @ values  # (B, H, L_q, D_v)
+    merged = heads_output.transpose(0, 2, 1, 3).reshape(B, L_q, -1)  # (B, L_q, value_dims)
+    return {"queries": tuple(queries.shape), "keys": tuple(keys.shape), "values": tuple(values.shape),
+            "scores": tuple(scores.shape), "heads_output": tuple(heads_output.shape),
+            "merged": tuple(merged.shape), "output": tuple(layer.out_proj(merged).shape)}
+
+
+def _layer_shapes_bug(bug):
+    def wrong(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input_dims=None,
+              value_input_dims=None, value_dims=None, value_output_dims=None):
+        shapes = _layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims, key_input_dims,
+                               value_input_dims, value_dims, value_output_dims)
+        H, D_h = num_heads, dims // num_heads
+        if bug == "values_head_dims":
+            shapes["values"], shapes["heads_output"] = (B, H, L_k, D_h), (B, H, L_q, D_h)
+            shapes["merged"] = (B, L_q, dims)
+        elif bug == "output_dims":
+            shapes["output"] = (B, L_q, dims)
+        elif bug == "input_dims":
+            shapes["queries"] = (B, H, L_q, (query_input_dims or dims) // H)
+            shapes["keys"] = (B, H, L_k, (key_input_dims or dims) // H)
+        return shapes
+
+    return wrong
+
+
+register(Exercise(
+    id="layer_shapes",
+    lesson="04",
+    title="Predict every shape inside the full layer",
+    answer_name="layer_shapes",
+    signature=_LAYER_SHAPES_SIGNATURE,
+    reference=_layer_shapes,
+    cases=[
+        case("B 2, L_q 3, L_k 5, dims 8, 2 heads, defaults", 2, 3, 5, 8, 2),
+        case("every size different", 2, 3, 4, 12, 3, query_input_dims=5, key_input_dims=7, value_input_dims=6,
+             value_dims=9, value_output_dims=4),
+        case("value_dims 12, value_output_dims 20, 4 heads", 1, 2, 6, 8, 4, value_dims=12, value_output_dims=20),
+        case("query_input_dims 10, key_input_dims 6", 3, 4, 2, 8, 2, query_input_dims=10, key_input_dims=6),
+    ],
+    mistakes=[
+        Mistake("shape_value_dims", "The values are projected to value_dims, so a head's values have "
+                "D_v = value_dims // num_heads features, and so have the heads' outputs.",
+                _layer_shapes_bug("values_head_dims")),
+        Mistake("shape_output", "out_proj maps value_dims to value_output_dims: the output is "
+                "(B, L_q, value_output_dims).", _layer_shapes_bug("output_dims")),
+        Mistake("shape_input_dims", "The projections map every input width to dims before the split: "
+                "queries and keys are (B, H, L, dims // num_heads) whatever query_input_dims and "
+                "key_input_dims are.", _layer_shapes_bug("input_dims")),
     ],
 ))
 

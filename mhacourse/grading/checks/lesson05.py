@@ -6,87 +6,94 @@ import mlx.core as mx
 
 import mhacourse
 
-from ..compare import matches
-from ..registry import Exercise, Mistake, register
-from ..runner import AnswerProblem, evaluate
-from ._common import HINTS, attention_bug, blocked_pattern, case, explicit_attention, rand
+from mhacourse.attention.online import online_attention
+
+from .. import properties as props
+from ..registry import Exercise, Mistake, _check_signature, register
+from ..compare import describe
+from ..runner import AnswerProblem
+from ._common import HINTS, attention_bug, case, explicit_attention, rand, with_properties
 
 # ---------------------------------------------------------------------------
-# fused_attention(queries, keys, values, mask=None): mx.fast with scale 1/sqrt(D)
+# online_softmax_attention(queries, keys, values, *, scale, tile_size): the tile loop
 
 
-def _scaled(scale_of):
-    def wrong(queries, keys, values, mask=None):
-        return explicit_attention(queries, keys, values, scale_of(queries.shape[-1]), mask)
+def _online_reference(queries, keys, values, *, scale, tile_size):
+    return online_attention(queries, keys, values, scale=scale, tile_size=tile_size)
+
+
+def _online_bug(bug):
+    """The tile loop with one deliberate bug."""
+
+    def wrong(queries, keys, values, *, scale, tile_size):
+        B, H, L_q, _ = queries.shape
+        L_k = keys.shape[2]
+        if bug != "missing_scale":
+            queries = queries * scale
+        running_max = mx.full((B, H, L_q, 1), -mx.inf)
+        running_sum = mx.zeros((B, H, L_q, 1))
+        output = mx.zeros((B, H, L_q, values.shape[-1]))
+        for start in range(0, L_k, tile_size):
+            scores = queries @ keys[:, :, start:start + tile_size].swapaxes(-1, -2)  # (B, H, L_q, tile)
+            new_max = mx.maximum(running_max, scores.max(axis=-1, keepdims=True))
+            if bug == "online_no_max":
+                new_max = mx.zeros_like(new_max)
+            correction = mx.exp(running_max - new_max)
+            if bug in ("online_no_rescale", "online_last_tile_only"):
+                correction = mx.zeros_like(correction) if bug == "online_last_tile_only" else mx.ones_like(correction)
+            weights = mx.exp(scores - new_max)  # (B, H, L_q, tile)
+            running_sum = running_sum * correction + weights.sum(axis=-1, keepdims=True)
+            output = output * correction + weights @ values[:, :, start:start + tile_size]
+            running_max = new_max
+        return output if bug == "online_no_normalise" else output / running_sum
 
     return wrong
 
 
-class FusedExercise(Exercise):
-    """An exercise whose answer must call ``mx.fast.scaled_dot_product_attention``.
-
-    The call is detected by wrapping ``mx.fast.scaled_dot_product_attention``
-    while the answer runs. An answer with the right values that never calls the
-    fused kernel fails with its own hint.
-    """
-
-    def run_case(self, answer, case):
-        fast = mx.fast
-        original = fast.scaled_dot_product_attention
-        calls = []
-
-        def counted(*args, **kwargs):
-            calls.append(1)
-            return original(*args, **kwargs)
-
-        fast.scaled_dot_product_attention = counted
-        try:
-            output = evaluate(super().run_case(answer, case))
-        finally:
-            fast.scaled_dot_product_attention = original
-        if not calls and answer is not self.reference:
-            expected = evaluate(super().run_case(self.reference, case))
-            if matches(output, expected):
-                raise AnswerProblem(
-                    "the values are right, but the answer never called mx.fast.scaled_dot_product_attention.",
-                    "not_fused",
-                    "This exercise is about the fused kernel: call mx.fast.scaled_dot_product_attention("
-                    "queries, keys, values, scale=..., mask=mask) (written with the mx.fast prefix).",
-                )
-        return output
+def _online_case(name, seed, B, H, L_q, L_k, D_h, tile_size, scale=None, spread=1.0):
+    return case(name, lambda: spread * rand(seed, B, H, L_q, D_h), lambda: rand(seed + 1, B, H, L_k, D_h),
+                lambda: rand(seed + 2, B, H, L_k, D_h), scale=scale or 1 / math.sqrt(D_h), tile_size=tile_size)
 
 
-def _fused_call(queries, keys, values, mask=None):
-    return mx.fast.scaled_dot_product_attention(
-        queries, keys, values, scale=1 / math.sqrt(queries.shape[-1]), mask=mask)
-
-
-register(FusedExercise(
-    id="fused_attention",
+register(with_properties(Exercise(
+    id="online_softmax_attention",
     lesson="05",
-    title="Call the fused kernel",
-    answer_name="fused_attention",
-    signature="fused_attention(queries, keys, values, mask=None)",
-    reference=_fused_call,
+    title="Attention over key tiles with an online softmax",
+    answer_name="online_softmax_attention",
+    signature="online_softmax_attention(queries, keys, values, *, scale, tile_size)",
+    reference=_online_reference,
     cases=[
-        case("batch 2, 4 heads, 3 queries, 5 keys, dims 8, value dims 6",
-             lambda: rand(120, 2, 4, 3, 8), lambda: rand(121, 2, 4, 5, 8), lambda: rand(122, 2, 4, 5, 6)),
-        case('"causal", 1 sequence, 2 heads, 4 positions, dims 16',
-             lambda: rand(123, 1, 2, 4, 16), lambda: rand(124, 1, 2, 4, 16), lambda: rand(125, 1, 2, 4, 16),
-             mask="causal"),
-        case("boolean mask (3, 6), float16",
-             lambda: rand(126, 2, 2, 3, 4, dtype=mx.float16), lambda: rand(127, 2, 2, 6, 4, dtype=mx.float16),
-             lambda: rand(128, 2, 2, 6, 4, dtype=mx.float16), mask=lambda: blocked_pattern(129, 3, 6)),
+        _online_case("1 head, 3 queries, 7 keys in tiles of 2 (the last tile has 1 key)", 120, 1, 1, 3, 7, 4, 2),
+        _online_case("batch 2, 2 heads, 4 queries, 8 keys in tiles of 4", 123, 2, 2, 4, 8, 8, 4),
+        _online_case("batch 2, 3 heads, 5 queries, 6 keys in one tile of 16", 126, 2, 3, 5, 6, 4, 16),
+        _online_case("scores in the hundreds, 9 keys in tiles of 3", 129, 1, 2, 3, 9, 4, 3, scale=1.0,
+                     spread=60.0),
     ],
     mistakes=[
-        Mistake("missing_scale", HINTS["missing_scale"] + " Here scale = 1 / sqrt(head dims).",
-                _scaled(lambda d: 1.0)),
-        Mistake("scale_not_sqrt", "The scale is 1 / sqrt(d), the square root of the head dims, not 1 / d.",
-                _scaled(lambda d: 1.0 / d)),
-        Mistake("divide_by_scale", "The scale multiplies the scores: pass scale=1 / sqrt(d), not sqrt(d).",
-                _scaled(lambda d: math.sqrt(d))),
+        Mistake("online_no_rescale",
+                "When a tile raises the running maximum from m_old to m_new, the sum and the output "
+                "accumulated so far were computed with exp(score - m_old): multiply both by "
+                "exp(m_old - m_new) before adding the new tile.", _online_bug("online_no_rescale")),
+        Mistake("online_no_normalise",
+                "The loop accumulates the *unnormalised* output Σ exp(score - m)·value: divide it by the "
+                "running sum Σ exp(score - m) at the end.", _online_bug("online_no_normalise")),
+        Mistake("online_last_tile_only",
+                "Keep what the earlier tiles contributed: rescale the running sum and output by "
+                "exp(m_old - m_new), don't reset them for each tile.", _online_bug("online_last_tile_only")),
+        Mistake("softmax_unstable",
+                "Subtract the running maximum before exp: exp of scores in the hundreds overflows to inf "
+                "(and inf/inf = NaN). Track m = max(m, tile max) and use exp(score - m).",
+                _online_bug("online_no_max")),
+        Mistake("missing_scale", HINTS["missing_scale"] + " In the tile loop, scale the queries once before it.",
+                _online_bug("missing_scale")),
     ],
-))
+), [props.weights_sum_to_one(
+    lambda rng: {"queries": props.normal(rng, 2, 2, 3, 4), "keys": props.normal(rng, 2, 2, 7, 4),
+                 "values": props.normal(rng, 2, 2, 7, 3)},
+    props.function_call(("queries", "keys", "values"), scale=0.5, tile_size=3),
+    hint_id="online_no_normalise",
+    hint="Divide the accumulated output by the running sum of exp(score - m) at the end, so that each "
+         "query's weights sum to 1.")]))
 
 # ---------------------------------------------------------------------------
 # grouped_query_attention(queries, keys, values, *, scale): fewer key/value heads
@@ -171,5 +178,99 @@ register(Exercise(
         Mistake("causal_upper_left", HINTS["causal_upper_left"], _kv_bug(mask="upper_left")),
         Mistake("kv_order", "Append the new keys and values *after* the cache: "
                 "mx.concatenate([cached, new], axis=2).", _kv_bug(order=("new", "cache"))),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale): GQA + KV cache
+
+
+class DecodeExercise(Exercise):
+    """``answer`` is one decoding step; the check runs it once per new token.
+
+    A case's inputs are the queries, keys and values of ``T`` new tokens and
+    the cache before them. The step is called ``T`` times, each time on one
+    token and the cache the previous step returned; the outputs, stacked,
+    and the final cache are compared. The reference step gives exactly the
+    full causal recomputation over the cache and the ``T`` tokens (asserted in
+    ``tests/test_checks.py``).
+    """
+
+    def run_case(self, answer, case):
+        return self.run_given(answer, case.inputs())
+
+    def run_given(self, answer, inputs, extra=None):
+        (queries, keys, values, cached_keys, cached_values), kwargs = inputs
+        outputs = []
+        for t in range(queries.shape[2]):
+            args = (queries[:, :, t:t + 1], keys[:, :, t:t + 1], values[:, :, t:t + 1], cached_keys, cached_values)
+            _check_signature(answer, args, kwargs, self.signature)
+            returned = answer(*args, **kwargs)
+            if not isinstance(returned, (tuple, list)) or len(returned) != 3:
+                raise AnswerProblem(
+                    f"{self.answer_name} returned {describe(returned)}, not (output, keys, values).",
+                    "decode_return",
+                    "Return the output and the grown cache: return output, keys, values.")
+            output, cached_keys, cached_values = returned
+            outputs.append(output)
+        return mx.concatenate(outputs, axis=2), cached_keys, cached_values  # (B, H_q, T, D_h), cache
+
+
+def _decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale, bug=None):
+    keys = mx.concatenate([cached_keys, new_key], axis=2)  # (B, H_kv, L + 1, D_h)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    if bug == "kv_order":
+        keys = mx.concatenate([new_key, cached_keys], axis=2)
+        values = mx.concatenate([new_value, cached_values], axis=2)
+    group = query.shape[1] // keys.shape[1]
+    expand = mx.tile if bug == "gqa_tile" else mx.repeat
+    attend_k, attend_v = (new_key, new_value) if bug == "decode_no_cache" else (keys, values)
+    if bug == "gqa_tile":
+        attend_k, attend_v = expand(attend_k, (1, group, 1, 1)), expand(attend_v, (1, group, 1, 1))
+    else:
+        attend_k, attend_v = expand(attend_k, group, axis=1), expand(attend_v, group, axis=1)  # (B, H_q, L + 1, D_h)
+    weights = mx.softmax((query * (1.0 if bug == "missing_scale" else scale)) @ attend_k.swapaxes(-1, -2), axis=-1)
+    output = weights @ attend_v  # (B, H_q, 1, D_h)
+    if bug == "kv_cache_not_grown":
+        return output, cached_keys, cached_values
+    return output, keys, values
+
+
+def _decode_bug(bug):
+    def wrong(query, new_key, new_value, cached_keys, cached_values, *, scale):
+        return _decode_step(query, new_key, new_value, cached_keys, cached_values, scale=scale, bug=bug)
+
+    return wrong
+
+
+def _decode_case(name, seed, B, H_q, H_kv, T, L_cache, D_h):
+    return case(name, lambda: rand(seed, B, H_q, T, D_h), lambda: rand(seed + 1, B, H_kv, T, D_h),
+                lambda: rand(seed + 2, B, H_kv, T, D_h), lambda: rand(seed + 3, B, H_kv, L_cache, D_h),
+                lambda: rand(seed + 4, B, H_kv, L_cache, D_h), scale=1 / math.sqrt(D_h))
+
+
+register(DecodeExercise(
+    id="decode_step",
+    lesson="05",
+    title="A decoding step with grouped-query attention and a KV cache",
+    answer_name="decode_step",
+    signature="decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale)",
+    reference=_decode_bug(None),
+    cases=[
+        _decode_case("4 query heads, 2 key/value heads, 3 steps after a cache of 4", 180, 2, 4, 2, 3, 4, 8),
+        _decode_case("6 query heads, 3 key/value heads, 4 steps from an empty cache", 190, 1, 6, 3, 4, 0, 4),
+        _decode_case("4 query heads, 1 key/value head (multi-query), 2 steps after 5", 200, 2, 4, 1, 2, 5, 4),
+    ],
+    mistakes=[
+        Mistake("gqa_tile", HINTS["gqa_tile"], _decode_bug("gqa_tile")),
+        Mistake("kv_cache_not_grown",
+                "Return the grown cache, mx.concatenate([cached_keys, new_key], axis=2) (and the values): "
+                "the next step must see this token too.", _decode_bug("kv_cache_not_grown")),
+        Mistake("decode_no_cache",
+                "The new token attends to every cached key *and* itself: attend over the concatenated keys "
+                "and values, not only the new ones.", _decode_bug("decode_no_cache")),
+        Mistake("kv_order", "Append the new key and value *after* the cache: mx.concatenate([cached, new], "
+                "axis=2), so that position i of the cache stays token i.", _decode_bug("kv_order")),
+        Mistake("missing_scale", HINTS["missing_scale"], _decode_bug("missing_scale")),
     ],
 ))

@@ -3,18 +3,15 @@
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten
 
 import mhacourse
 from mhacourse import masks
 
-from ..compare import describe
-from ..registry import Exercise, Mistake, register
-from ..runner import AnswerProblem
-from ._common import case, rand
+from ..registry import Exercise, Mistake, ModuleExercise, register
+from ._common import HINTS, buggy_layer, case, rand
 
 # ---------------------------------------------------------------------------
-# copy_weights(source, target) -> target
+# FixedAttention: find and fix the two bugs planted in BuggyAttention
 
 
 def _layer(kind, seed, *args, **kwargs):
@@ -24,76 +21,76 @@ def _layer(kind, seed, *args, **kwargs):
     return layer
 
 
-def _snapshot(module):
-    return {k: np.array(v) for k, v in tree_flatten(module.parameters())}
+class BuggyAttention(nn.Module):
+    """A multi-head attention layer with two planted bugs (shown in exercise 06.1).
 
-
-class CopyWeightsExercise(Exercise):
-    """``answer(source, target)`` must return ``target`` holding ``source``'s parameters.
-
-    The check calls the returned layer on the case's inputs and makes sure the
-    source was left as it was.
+    ``split_bug`` and ``scale_bug`` switch each bug; the exercise's layer has both.
     """
 
-    def run_case(self, answer, case):
-        (source, target, inputs), _ = case.inputs()
-        before = _snapshot(source)
-        returned = answer(source, target)
-        if returned is not target:
-            which = "the source layer" if returned is source else describe(returned)
-            raise AnswerProblem(
-                f"{self.answer_name} returned {which}, not the target layer.",
-                "copy_return_target",
-                "Copy into the target and return the target: target.update(source.parameters()); "
-                "return target.",
-            )
-        after = _snapshot(source)
-        if any(not np.array_equal(before[k], after[k]) for k in before):
-            raise AnswerProblem(
-                "the source layer's parameters changed.",
-                "copy_reversed",
-                "Copy in the right direction: target.update(source.parameters()) changes the target "
-                "only; source.update(target.parameters()) overwrites the source.",
-            )
-        return returned(*inputs)
+    split_bug = True
+    scale_bug = True
+
+    def __init__(self, dims, num_heads, bias=False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query_proj = nn.Linear(dims, dims, bias=bias)
+        self.key_proj = nn.Linear(dims, dims, bias=bias)
+        self.value_proj = nn.Linear(dims, dims, bias=bias)
+        self.out_proj = nn.Linear(dims, dims, bias=bias)
+
+    def _split(self, x):
+        B, L, dims = x.shape
+        H = self.num_heads
+        if self.split_bug:
+            return x.reshape(B, H, L, dims // H)  # (B, H, L, D_h) but positions and features mixed
+        return x.reshape(B, L, H, dims // H).transpose(0, 2, 1, 3)  # (B, H, L, D_h)
+
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, dims = queries.shape
+        q = self._split(self.query_proj(queries))  # (B, H, L_q, D_h)
+        k = self._split(self.key_proj(keys))  # (B, H, L_k, D_h)
+        v = self._split(self.value_proj(values))  # (B, H, L_k, D_h)
+        scale = dims ** -0.5 if self.scale_bug else q.shape[-1] ** -0.5
+        scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, L_q, L_k)
+        if mask is not None:
+            scores = scores + mask
+        out = mx.softmax(scores, axis=-1) @ v  # (B, H, L_q, D_h)
+        out = out.transpose(0, 2, 1, 3).reshape(B, L_q, -1)  # (B, L_q, dims)
+        return self.out_proj(out)
 
 
-def _copy(source, target):
-    target.update(source.parameters())
-    return target
+def _buggy(split_bug, scale_bug):
+    return type("BuggyAttentionVariant", (BuggyAttention,), {"split_bug": split_bug, "scale_bug": scale_bug})
 
 
-def _copy_some(names):
-    def wrong(source, target):
-        for name in names:
-            getattr(target, name).update(getattr(source, name).parameters())
-        return target
+_SPLIT_FIX = ("the heads are split with reshape(B, H, L, D_h), which mixes positions and features: reshape "
+              "to (B, L, H, D_h), then transpose(0, 2, 1, 3)")
+_SCALE_FIX = "the scale is dims ** -0.5; it must be one head's, head_dims ** -0.5 = (dims // num_heads) ** -0.5"
 
-    return wrong
-
-
-register(CopyWeightsExercise(
-    id="copy_weights",
+register(ModuleExercise(
+    id="debug_layer",
     lesson="06",
-    title="Swap weights with mlx.nn.MultiHeadAttention",
-    answer_name="copy_weights",
-    signature="copy_weights(source, target)",
-    reference=_copy,
+    title="Find and fix two bugs",
+    answer_name="FixedAttention",
+    signature="FixedAttention(dims, num_heads, bias=False)(queries, keys, values, mask=None)",
+    reference=nn.MultiHeadAttention,
     cases=[
-        case("mlx.nn -> mhacourse, dims 8, 2 heads, bias",
-             lambda: _layer("mlx.nn", 200, 8, 2, bias=True), lambda: _layer("mhacourse", 201, 8, 2, bias=True),
-             lambda: (lambda x: (x, x, x))(rand(202, 2, 4, 8))),
-        case("mhacourse -> mlx.nn, every size different",
-             lambda: _layer("mhacourse", 203, 12, 3, 5, 7, 6, 9, 4),
-             lambda: _layer("mlx.nn", 204, 12, 3, 5, 7, 6, 9, 4),
-             lambda: (rand(205, 2, 3, 5), rand(206, 2, 6, 7), rand(207, 2, 6, 6))),
+        case("dims 8, 2 heads, self-attention over 4 positions", {"dims": 8, "num_heads": 2},
+             lambda: (lambda x: (x, x, x))(rand(200, 1, 4, 8))),
+        case("dims 12, 3 heads, bias, batch 2, 3 queries, 5 keys", {"dims": 12, "num_heads": 3, "bias": True},
+             lambda: (rand(201, 2, 3, 12), rand(202, 2, 5, 12), rand(203, 2, 5, 12))),
+        case("dims 16, 4 heads, additive causal mask", {"dims": 16, "num_heads": 4},
+             lambda: (lambda x: (x, x, x))(rand(204, 2, 5, 16)),
+             mask=lambda: nn.MultiHeadAttention.create_additive_causal_mask(5)),
     ],
     mistakes=[
-        Mistake("copy_partial",
-                "Copy every parameter, out_proj included: target.update(source.parameters()) copies "
-                "all four projections (and their biases) at once.",
-                _copy_some(("query_proj", "key_proj", "value_proj"))),
-    ],
+        Mistake("debug_both", f"Both bugs remain: {_SPLIT_FIX}; and {_SCALE_FIX}.", _buggy(True, True)),
+        Mistake("debug_split", f"One bug remains (the scale is fixed): {_SPLIT_FIX}.", _buggy(True, False)),
+        Mistake("debug_scale", f"One bug remains (the split is fixed): {_SCALE_FIX}.", _buggy(False, True)),
+    ] + [Mistake(bug, HINTS[bug], buggy_layer(bug)) for bug in ("merge_no_transpose", "merge_interleaved",
+                                                                "split_interleaved", "scale_not_sqrt",
+                                                                "missing_scale")],
+    points=2,
 ))
 
 # ---------------------------------------------------------------------------
