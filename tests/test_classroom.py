@@ -9,6 +9,8 @@ through the command line, sharded and not.
 import csv
 import io
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -181,7 +183,8 @@ def test_gradescope_results_follow_the_documented_schema(tmp_path):
     bob = json.loads(files[2].read_text())
     assert "Cell 5 raised an error: NameError" in bob["output"]
     carol = json.loads(files[3].read_text())
-    assert carol["tests"] == [] and carol["score"] == 0.0 and "invalid JSON" in carol["output"]
+    assert carol["tests"] == [] and carol["score"] == 0.0
+    assert "This file could not be read as a notebook: invalid JSON" in carol["output"]
 
 
 def test_the_schema_rejects_what_gradescope_would(tmp_path):
@@ -293,7 +296,7 @@ def test_feedback_files_one_per_submission(tmp_path):
     feedback.write_feedback(class_reports(), exports.output_names(KEYS), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "alice__02_many_heads.html", "bob__01_one_head.html", "bob__02_many_heads.html", "carol__02_many_heads.html"]
-    assert "could not be graded: invalid JSON" in (tmp_path / "carol__02_many_heads.html").read_text()
+    assert "could not be read as a notebook: invalid JSON" in (tmp_path / "carol__02_many_heads.html").read_text()
 
 
 # ---------------------------------------------------------------------------
@@ -324,9 +327,6 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 def run_with_stand_in(tmp_path, argv, env):
-    import os
-    import subprocess
-
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "mhacourse").write_text("#!/bin/sh\necho \"$@\"\n")

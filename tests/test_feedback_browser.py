@@ -5,14 +5,16 @@ exercise passed its visible cases but failed two of three hidden ones, with a
 failed code cell whose error carries HTML. The test reads the rendered text,
 not the HTML source: hidden cases are counted, never named; nothing claims
 that everything passed; the notebook's text is shown, not run; the page loads
-nothing. Same browser setup as ``test_browser.py`` (Debian's Chromium, no
-``playwright install``); one browser for the module.
+nothing. Debian's Chromium through ``tests/browser_harness.py`` (no
+``playwright install``), one browser for the module.
 """
+
+import os
 
 import pytest
 
 from mhacourse.grading import feedback
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, _require_browser
+from tests.browser_harness import chromium, missing_browser
 from tests.test_classroom import HIDDEN_MESSAGE, HIDDEN_NAME, class_reports
 
 ATTACK = "<img src=x onerror=\"document.title='pwned'\">"
@@ -21,37 +23,35 @@ ATTACK = "<img src=x onerror=\"document.title='pwned'\">"
 @pytest.fixture(scope="module")
 def student_view(tmp_path_factory):
     """(visible text, page facts) of alice's and bob's feedback pages."""
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp("feedback")
     reports = class_reports()
     reports[1]["cells"][0]["error"] += " " + ATTACK
     names = ["alice", "bob"]
     feedback.write_feedback(reports[:2], names, folder)
     seen = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            requests = []
-            page.on("request", lambda request: requests.append(request.url))
-            for name in names:
-                requests.clear()
-                page.goto((folder / f"{name}.html").as_uri())
-                sections = page.locator("section.exercise")
-                seen[name] = {
-                    "text": page.inner_text("body"),
-                    "title": page.title(),
-                    "requests": list(requests),
-                    "images": page.locator("img").count(),
-                    "sections": {sections.nth(i).get_attribute("data-exercise"): {
-                        "text": sections.nth(i).inner_text(),
-                        "border": sections.nth(i).evaluate("e => getComputedStyle(e).borderLeftColor"),
-                    } for i in range(sections.count())},
-                }
-        finally:
-            browser.close()
+    with chromium(folder / "profile", downloads=False) as browser:
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        for name in names:
+            requests.clear()
+            page.goto((folder / f"{name}.html").as_uri())
+            sections = page.locator("section.exercise")
+            seen[name] = {
+                "text": page.inner_text("body"),
+                "title": page.title(),
+                "requests": list(requests),
+                "images": page.locator("img").count(),
+                "sections": {sections.nth(i).get_attribute("data-exercise"): {
+                    "text": sections.nth(i).inner_text(),
+                    "border": sections.nth(i).evaluate("e => getComputedStyle(e).borderLeftColor"),
+                } for i in range(sections.count())},
+            }
     return seen
 
 

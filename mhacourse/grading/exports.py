@@ -40,7 +40,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from mhacourse.grading.feedback import as_points, exercise_feedback, exercise_text, failed_cells
+from mhacourse.grading.feedback import as_points, exercise_feedback, exercise_text, failed_cells, notebook_problem
 
 CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 CANVAS_ID_COLUMNS = ("ID", "SIS User ID", "SIS Login ID")
@@ -102,8 +102,8 @@ def gradescope_results(report):
             "output": exercise_text(item), "visibility": "visible",
         })
     lines = [f"{as_points(report.get('total')):g} / {as_points(report.get('max')):g} points"]
-    if not tests:
-        lines.append(f"This notebook could not be graded: {report.get('detail') or report.get('status')}")
+    if notebook_problem(report):
+        lines.append(notebook_problem(report))
     lines += [f"Cell {number} {words}: {error}" for number, words, error in failed_cells(report)]
     results = {"score": as_points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
                "stdout_visibility": "hidden", "tests": tests}

@@ -19,6 +19,13 @@ from pathlib import Path
 
 FAILED_CELL_STATUSES = ("error", "timeout", "kernel-died")
 _CELL_WORDS = {"error": "raised an error", "timeout": "ran past the time limit", "kernel-died": "killed the kernel"}
+# Statuses about the notebook file itself, whose ``detail`` a student may read.
+_NOTEBOOK_PROBLEMS = {
+    "invalid-notebook": "This file could not be read as a notebook",
+    "unknown-lesson": "The grader could not tell which lesson this notebook belongs to",
+    "cells-missing": "Cells of the exercise notebook are missing",
+    "cells-duplicated": "Cells of the exercise notebook appear twice",
+}
 
 
 @dataclass
@@ -132,6 +139,19 @@ def failed_cells(report):
     return failed
 
 
+def notebook_problem(report):
+    """What is wrong with the notebook file itself, for the student ("" when nothing).
+
+    Only statuses about the file (unreadable, unknown lesson, cells missing or
+    doubled) come with the grader's detail; other details can mention checks.
+    """
+    problem = _NOTEBOOK_PROBLEMS.get(report.get("status"))
+    if problem is None:
+        return "" if report.get("exercises") else "This notebook could not be graded."
+    detail = str(report.get("detail") or "")
+    return f"{problem}: {detail}" if detail else f"{problem}."
+
+
 def exercise_text(item):
     """The plain text a student reads for one exercise (Gradescope's ``output``).
 
@@ -214,9 +234,10 @@ def feedback_html(report, *, name=None):
     body = [f"<h1>Feedback: {esc(name)}</h1>"]
     lesson = f"lesson {esc(str(report['lesson']))}: " if report.get("lesson") else ""
     body.append(f"<p class='total'>{lesson}<b>{total:g} / {best:g} points</b></p>")
-    if not items:
-        body.append(f"<p class='verdict'>This notebook could not be graded: {esc(str(report.get('detail') or ''))}</p>")
-    elif all(item.passed for item in items) and not cells:
+    problem = notebook_problem(report)
+    if problem:
+        body.append(f"<p class='verdict problem'>{esc(problem)}</p>")
+    elif items and all(item.passed for item in items) and not cells:
         body.append("<p class='verdict'>Every check passed, hidden checks included.</p>")
     body += [_exercise_html(item) for item in items]
     if cells:
