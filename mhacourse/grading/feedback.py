@@ -105,7 +105,7 @@ def exercise_feedback(row):
                 "message": str(case.get("message") or "")} for case in cases if not case.get("hidden")]
     hidden_failed = sum(case.get("status") != "passed" for case in hidden)
     visible_failed = sum(case["status"] != "passed" for case in visible)
-    rules = [str(rule) for rule in (row.get("policy") or [])] + [str(t) for t in (row.get("tampered") or [])]
+    rules = list(dict.fromkeys(str(rule) for rule in [*(row.get("policy") or []), *(row.get("tampered") or [])]))
     points, max_points = as_points(row.get("points")), as_points(row.get("max_points"))
     passed = row.get("passed") is True and not hidden_failed and not visible_failed and not rules
     if passed:
