@@ -307,6 +307,7 @@ def test_summary_distribution_hints_and_slowest():
     reports = class_reports()
     for seconds, r in zip([3.0, 9.0, 1.0, 0.5], reports):
         r["seconds"] = seconds
+    reports[1]["timing"] = {"start": 2.5, "cells": 6.0, "runs": 1}
     data = summary.class_summary(reports)
     split = next(e for e in data["exercises"] if e["id"] == "split_heads")
     assert split["distribution"] == [[0.0, 1], [1.0, 1]] and split["graded"] == 2 and split["mean"] == 0.5
@@ -315,6 +316,7 @@ def test_summary_distribution_hints_and_slowest():
     assert data["statuses"] == {"error": 1, "invalid-notebook": 1, "ok": 2}
     text = summary.summary_text(data)
     assert "transposed_heads" in text and "slowest notebooks" in text
+    assert "bob/02_many_heads.ipynb  (start 2.5, cells 6.0)" in text
     assert len(text.splitlines()) < 40 and max(map(len, text.splitlines())) <= 100
     assert json.loads(json.dumps(data)) == data
 

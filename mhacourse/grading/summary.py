@@ -102,5 +102,8 @@ def summary_text(summary):
         lines.append("")
         lines.append("slowest notebooks")
         for slow in summary["slowest"]:
-            lines.append(f"  {slow['seconds']:>7.1f} s  {Path(slow['file']).as_posix()[-60:]}")
+            parts = ", ".join(f"{key} {value:.1f}" for key, value in slow["timing"].items()
+                              if key != "runs" and isinstance(value, (int, float)) and value >= 0.05)
+            lines.append(f"  {slow['seconds']:>7.1f} s  {Path(slow['file']).as_posix()[-44:]}"
+                         + (f"  ({parts})" if parts else ""))
     return "\n".join(lines)
