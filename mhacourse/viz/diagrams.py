@@ -41,10 +41,50 @@ FONT = 12
 
 
 def _figure(width, height):
+    """A figure without a layout engine: the diagrams place everything themselves (fast to draw)."""
     register_png_formatter()
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
+
+
+def _canvas(width, height, title_inches=0.0):
+    """A figure with one axes-free drawing area, leaving ``title_inches`` at the top."""
+    fig = _figure(width, height)
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - title_inches / height))
+    ax.axis("off")
+    return fig, ax
+
+
+def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3):
+    """Axes for rows of matrix panels, every cell ``cell`` inches square.
+
+    Args:
+        rows (list[list[tuple(int, int)]]): The ``(n_rows, n_cols)`` of each panel, row by row.
+        title_inches (float): Room for a title above each row of panels.
+        label_chars (int): The longest row label, to leave room on the left of each panel.
+
+    Returns:
+        tuple(Figure, list[list[Axes]], list[float]): The figure, the axes row by row, and the
+        top of each row of panels in figure coordinates (for its title).
+    """
+    gap = 0.35 + 0.09 * label_chars      # row labels of the next panel
+    head, foot = 0.45, 0.4               # panel title, column labels
+    widths = [sum(c * cell for _, c in row) + gap * len(row) for row in rows]
+    heights = [max(r for r, _ in row) * cell + head + foot + title_inches for row in rows]
+    W, H = max(widths) + 0.2, sum(heights)
+    fig = _figure(W, H)
+    axes, tops, y = [], [], H
+    for row, height in zip(rows, heights):
+        tops.append(y / H)
+        x, line = gap, []
+        for r, c in row:
+            top = y - title_inches - head
+            line.append(fig.add_axes((x / W, (top - r * cell) / H, c * cell / W, r * cell / H)))
+            x += c * cell + gap
+        axes.append(line)
+        y -= height
+    return fig, axes, tops
 
 
 def _check_heads(dims, num_heads):
@@ -87,7 +127,7 @@ def shape_flow(B=2, L_q=5, dims=12, num_heads=3, L_k=None):
     output = merged @ weight.T                                # (B, L_q, dims)
     return [
         ("queries", "(B, L_q, dims)", queries.shape,
-         "query_proj:  x @ W_qᵀ   (keys, values: key_proj, value_proj)"),
+         "query_proj: x @ W_qᵀ  (k, v: key_proj, value_proj)"),
         ("q", "(B, L_q, dims)", q.shape, "reshape: cut dims into H pieces of D_h"),
         ("q", "(B, L_q, H, D_h)", q_split.shape, "transpose(0, 2, 1, 3): heads forward"),
         ("q per head", "(B, H, L_q, D_h)", q_heads.shape,
@@ -124,13 +164,11 @@ def plot_shape_flow(B=2, L_q=5, dims=12, num_heads=3, L_k=None):
         matplotlib.figure.Figure: The diagram, top to bottom.
     """
     steps = shape_flow(B, L_q, dims, num_heads, L_k)
-    fig = _figure(8.0, 1.15 * len(steps) + 0.6)
-    ax = fig.add_subplot()
+    fig, ax = _canvas(8.0, 1.15 * len(steps) + 0.6, title_inches=0.4)
     ax.set_xlim(0, 8.6)
-    ax.set_ylim(-len(steps) * 1.5 + 0.4, 1.0)
-    ax.axis("off")
+    ax.set_ylim(-len(steps) * 1.5 + 0.4, 0.6)
     head_dims = dims // num_heads
-    ax.set_title(f"multi-head attention, B={B}, L_q={L_q}, L_k={L_k or L_q}, dims={dims}, "
+    fig.suptitle(f"multi-head attention, B={B}, L_q={L_q}, L_k={L_k or L_q}, dims={dims}, "
                  f"H={num_heads}, D_h={head_dims}", fontsize=FONT + 1)
     for index, (name, symbolic, shape, step) in enumerate(steps):
         y = -index * 1.5
@@ -190,7 +228,6 @@ def _finish_blocks(ax, right, bottom, top=1.6):
     ax.set_xlim(-0.3, right + 0.3)
     ax.set_ylim(bottom - 0.3, top)
     ax.set_aspect("equal")
-    ax.axis("off")
 
 
 def plot_split_merge_heads(L=4, dims=6, num_heads=3):
@@ -216,8 +253,7 @@ def plot_split_merge_heads(L=4, dims=6, num_heads=3):
     x = _origins(L, dims)                                   # (1, L, dims)
     heads = split_heads(x, num_heads)                       # (1, H, L, D_h)
     merged = merge_heads(heads)                             # (1, L, H·D_h)
-    fig = _figure(0.55 * (2 * dims + num_heads * (head_dims + 0.6) + 4), 0.55 * (L + 3) + 0.5)
-    ax = fig.add_subplot()
+    fig, ax = _canvas(0.55 * (2 * dims + num_heads * (head_dims + 0.6) + 4), 0.55 * (L + 3) + 0.5)
     _draw_origins(ax, np.array(x[0]), 0, 0, dims, head_dims, L, f"x (L, dims) = ({L}, {dims})")
     right = _head_panels(ax, np.array(heads[0]), dims + 1.6, 0, dims, head_dims, L,
                          [f"head {h}" for h in range(num_heads)])
@@ -260,8 +296,7 @@ def plot_reshape_mistake(L=4, dims=6, num_heads=3):
     right = split_heads(x, num_heads)                            # (1, H, L, D_h)
     wrong = x.reshape(1, num_heads, L, head_dims)                # (1, H, L, D_h), mixed up
     width = num_heads * (head_dims + 0.6) + 6
-    fig = _figure(0.55 * width, 0.55 * (2 * L + 5) + 0.6)
-    ax = fig.add_subplot()
+    fig, ax = _canvas(0.55 * width, 0.55 * (2 * L + 5) + 0.6)
     ax.text(0, 0.9, "right: reshape(B, L, H, D_h) then transpose(0, 2, 1, 3)", fontsize=FONT - 1,
             va="bottom", color="#1a7f37", weight="bold")
     _head_panels(ax, np.array(right[0]), 0, 0, dims, head_dims, L,
@@ -335,15 +370,14 @@ def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="
         chosen = given.get(name) if isinstance(given, dict) else given
         return [str(i) for i in range(n)] if chosen is None else list(chosen)
 
-    widths = [max(a.shape[1], 1.5) for a in arrays.values()]
-    height = max(a.shape[0] for a in arrays.values())
-    fig = _figure(0.85 * sum(widths) + 1.0 * len(arrays) + 0.5, 0.8 * height + 1.2 + 0.3 * bool(title))
-    axes = fig.subplots(1, len(arrays), squeeze=False, width_ratios=widths)[0]
-    for ax, (name, array) in zip(axes, arrays.items()):
-        _annotated(ax, array, name, labels(row_labels, name, array.shape[0]),
-                   labels(col_labels, name, array.shape[1]), cmap, vmin, vmax)
+    rows = {name: labels(row_labels, name, a.shape[0]) for name, a in arrays.items()}
+    longest = max(len(label) for names in rows.values() for label in names)
+    fig, axes, tops = _panel_rows([[a.shape for a in arrays.values()]], title_inches=0.4 * bool(title),
+                                  label_chars=longest)
+    for ax, (name, array) in zip(axes[0], arrays.items()):
+        _annotated(ax, array, name, rows[name], labels(col_labels, name, array.shape[1]), cmap, vmin, vmax)
     if title:
-        fig.suptitle(title, fontsize=FONT + 2)
+        fig.suptitle(title, fontsize=FONT + 2, y=tops[0] - 0.02)
     return fig
 
 
@@ -381,21 +415,22 @@ def plot_worked_example(queries, keys, values, scale=None, tokens=None):
     rows = {"Q": query_labels, "K": key_labels, "V": key_labels}
     features = {name: [f"f{i}" for i in range(a.shape[1])] for name, a in (("Q", q), ("K", k), ("V", v))}
 
-    fig = _figure(13, 6.4)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.15])
-    inputs = top.subplots(1, 3, width_ratios=[q.shape[1], k.shape[1], v.shape[1]])
+    longest = max(len(label) for label in query_labels + key_labels)
+    fig, (inputs, steps), tops = _panel_rows(
+        [[q.shape, k.shape, v.shape], [scores.shape] * 3 + [output.shape]], title_inches=0.4,
+        cell=0.75, label_chars=longest)
     for ax, (name, array) in zip(inputs, (("Q", q), ("K", k), ("V", v))):
         _annotated(ax, np.array(array), f"{name}  {tuple(array.shape)}", rows[name], features[name],
                    {"Q": "Blues", "K": "Oranges", "V": "Greens"}[name])
-    top.suptitle("inputs: one row per token", fontsize=FONT + 1)
-    steps = bottom.subplots(1, 4, width_ratios=[L_k, L_k, L_k, v.shape[1]])
+    fig.text(0.5, tops[0] - 0.01, "inputs: one row per token", ha="center", va="top", fontsize=FONT + 1)
     panels = (("Q Kᵀ", scores, key_labels, "Purples", None),
-              (f"· scale ({scale:.3g})", scores * scale, key_labels, "Purples", None),
-              ("softmax (rows sum to 1)", weights, key_labels, "viridis", 1.0),
+              (f"× scale ({scale:.3g})", scores * scale, key_labels, "Purples", None),
+              ("softmax", weights, key_labels, "viridis", 1.0),
               ("weights @ V", output, features["V"], "Greens", None))
     for ax, (name, array, columns, cmap, vmax) in zip(steps, panels):
         _annotated(ax, np.array(array), name, query_labels, columns, cmap, vmin=vmax and 0.0, vmax=vmax)
-    bottom.suptitle("scores → scaled → weights → output: one row per query", fontsize=FONT + 1)
+    fig.text(0.5, tops[1] - 0.01, "scores → scaled → weights (rows sum to 1) → output: one row per query", ha="center",
+             va="top", fontsize=FONT + 1)
     return fig
 
 
@@ -438,8 +473,7 @@ def plot_packed_in_proj(dims=4, num_heads=2):
 
     width = dims * cell
     height = 3 * dims * cell + 2 * gap
-    fig = _figure(0.9 * (2 * width + 9.5), 0.9 * (height + 3.2))
-    ax = fig.add_subplot()
+    fig, ax = _canvas(0.9 * (2 * width + 9.5), 0.9 * (height + 3.2))
     names = {"q": "query_proj", "k": "key_proj", "v": "value_proj"}
     bias_x = width + 0.5
     target_x = bias_x + cell + 4.0
@@ -472,5 +506,4 @@ def plot_packed_in_proj(dims=4, num_heads=2):
     ax.set_xlim(-0.2, target_x + width + 6.0)
     ax.set_ylim(-height - 2.0, 1.9)
     ax.set_aspect("equal")
-    ax.axis("off")
     return fig
