@@ -1,13 +1,17 @@
-"""Latency of one AttentionExplorer update (8 heads x 32 tokens by default).
+"""Kernel-side cost of one AttentionExplorer update (8 heads x 32 tokens by default).
 
-One update is what a moved control costs on the kernel side: recompute the
-weights from the scores (``mhacourse.attention_weights``), repaint the PNG and
-rebuild the bar and number panels. The browser's own drawing is not included.
+The explorer draws in the browser; the kernel only answers the controls that
+need new weights: scale, mask and valid keys. One update is what such a
+change costs the kernel: recompute the codes of every head from the scores
+kept in memory, and serialise the message (state and binary buffers) for the
+browser, timed up to the comm's ``send``. Hover, head, layer and view changes
+cost the kernel nothing (they never reach it); the browser's own drawing is
+measured by ``benchmarks/bench_explorer_browser.py``.
 
     python benchmarks/bench_widget.py [--heads 8] [--tokens 32] [--repeats 30] [--json out.json]
 
-Prints one line per kind of update (median and 90th percentile in ms) and the
-target, 50 ms per update on a 2-core CPU.
+Prints one line per kind of update (median and 90th percentile in ms), the
+bytes sent per update, and the target, 50 ms per update on a 2-core CPU.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
+import ipywidgets.comm  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
 from mhacourse import MultiHeadAttention  # noqa: E402
@@ -31,56 +36,73 @@ from mhacourse.viz import AttentionExplorer  # noqa: E402
 TARGET_MS = 50.0
 
 
-def _time_updates(explorer, control, values, repeats):
+class CountingComm:
+    """Stands in for the kernel's comm: counts the bytes the widget would send."""
+
+    comm_id = "bench"
+    kernel = "Truthy"
+
+    def __init__(self, **kwargs):
+        self.sent = [sum(len(b) for b in kwargs.get("buffers") or [])]
+
+    def open(self, *args, **kwargs):
+        pass
+
+    def on_msg(self, callback):
+        pass
+
+    def close(self, *args, **kwargs):
+        pass
+
+    def send(self, data=None, metadata=None, buffers=None):
+        self.sent.append(len(json.dumps(data)) + sum(len(b) for b in buffers or []))
+
+
+def _time_updates(explorer, name, values, repeats):
     times = []
     for i in range(repeats):
         value = values[i % len(values)]
         start = time.perf_counter()
-        control.value = value  # the observer runs the whole update synchronously
+        setattr(explorer, name, value)  # the observer computes and sends synchronously
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
 
 def run(heads=8, tokens=32, repeats=30, seed=0):
-    """Time each kind of update; returns a list of dicts (one per kind)."""
+    """Time each kind of kernel-side update; returns a dict with one row per kind."""
     mx.random.seed(seed)
-    dims = 16 * heads
+    dims = 64 * heads
     layer = MultiHeadAttention(dims, heads)
     x = mx.random.normal((1, tokens, dims))
     words = [f"tok{i}" for i in range(tokens)]
-
-    start = time.perf_counter()
-    explorer = AttentionExplorer(layer, x, tokens=words)
-    first_ms = (time.perf_counter() - start) * 1e3
-    explorer.head_selector.value = -1  # draw the grid frame once, outside the timings
-    explorer.head_selector.value = 0
-
-    scale = layer.scale
-    scales = [scale * f for f in (0.5, 1.0, 1.5, 2.0, 3.0)]
-    cases = [
-        ("scale (one head)", explorer.scale_slider, scales),
-        ("head", explorer.head_selector, list(range(heads))),
-        ("query token", explorer.query_selector, list(range(tokens))),
-        ("mask", explorer.mask_selector, ["causal", "padding", "none"]),
-        ("valid keys (padding)", explorer.valid_keys_slider, list(range(tokens // 2, tokens + 1))),
-    ]
-    rows = []
-    for name, control, values in cases:
-        if name.startswith("valid keys"):
-            explorer.mask_selector.value = "padding"
-        times = _time_updates(explorer, control, values, repeats)
-        rows.append(_row(name, times))
-    explorer.mask_selector.value = "none"
-    explorer.head_selector.value = -1
-    rows.append(_row("scale (all heads grid)", _time_updates(explorer, explorer.scale_slider, scales, repeats)))
+    comms = []
+    original = ipywidgets.comm.create_comm
+    ipywidgets.comm.create_comm = lambda **kwargs: comms.append(CountingComm(**kwargs)) or comms[-1]
+    try:
+        start = time.perf_counter()
+        explorer = AttentionExplorer(layer, x, tokens=words)
+        first_ms = (time.perf_counter() - start) * 1e3
+        comm = next(c for c in comms if c.sent[0] > 0)
+        first_bytes = comm.sent[0]
+        scale = layer.scale
+        scales = [scale * f for f in (0.5, 1.0, 1.5, 2.0, 3.0)]
+        rows = [_row("scale", _time_updates(explorer, "scale", scales, repeats), comm)]
+        rows.append(_row("mask", _time_updates(explorer, "mask", ["causal", "padding", "none"], repeats), comm))
+        explorer.mask = "padding"
+        rows.append(_row("valid keys (padding)", _time_updates(
+            explorer, "valid_keys", list(range(max(1, tokens // 2), tokens + 1)), repeats), comm))
+    finally:
+        ipywidgets.comm.create_comm = original
     return {"heads": heads, "tokens": tokens, "repeats": repeats, "first_render_ms": first_ms,
-            "target_ms": TARGET_MS, "cpu_count": os.cpu_count(), "updates": rows}
+            "first_message_bytes": first_bytes, "target_ms": TARGET_MS, "cpu_count": os.cpu_count(),
+            "updates": rows}
 
 
-def _row(name, times):
+def _row(name, times, comm):
     ordered = sorted(times)
     return {"update": name, "median_ms": statistics.median(times),
-            "p90_ms": ordered[int(0.9 * (len(ordered) - 1))], "max_ms": ordered[-1]}
+            "p90_ms": ordered[int(0.9 * (len(ordered) - 1))], "max_ms": ordered[-1],
+            "bytes": comm.sent[-1]}
 
 
 def main(argv=None):
@@ -92,12 +114,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     result = run(args.heads, args.tokens, args.repeats)
 
-    print(f"AttentionExplorer update latency: {args.heads} heads x {args.tokens} tokens, "
+    print(f"AttentionExplorer kernel-side update latency: {args.heads} heads x {args.tokens} tokens, "
           f"{args.repeats} updates each, {result['cpu_count']} CPUs, MLX {mx.__version__} on {mx.default_device()}")
-    print(f"first render (construction): {result['first_render_ms']:.1f} ms")
-    print(f"{'update':<26}{'median ms':>10}{'p90 ms':>10}{'max ms':>10}")
+    print(f"first render (construction): {result['first_render_ms']:.1f} ms, "
+          f"{result['first_message_bytes'] / 1e6:.2f} MB of weights in the first message")
+    print(f"{'update':<26}{'median ms':>10}{'p90 ms':>10}{'max ms':>10}{'MB sent':>10}")
     for row in result["updates"]:
-        print(f"{row['update']:<26}{row['median_ms']:>10.1f}{row['p90_ms']:>10.1f}{row['max_ms']:>10.1f}")
+        print(f"{row['update']:<26}{row['median_ms']:>10.1f}{row['p90_ms']:>10.1f}{row['max_ms']:>10.1f}"
+              f"{row['bytes'] / 1e6:>10.2f}")
+    print("head, layer, query, view, zoom: drawn in the browser, no kernel work")
     worst = max(row["median_ms"] for row in result["updates"])
     verdict = "within" if worst <= TARGET_MS else "OVER"
     print(f"slowest median {worst:.1f} ms: {verdict} the {TARGET_MS:.0f} ms target")

@@ -431,3 +431,56 @@ def test_demo_layer_heads_do_their_jobs():
     assert HEAD_ROLES[1] == "itself" and np.all(argmax[1] == np.arange(L))
     assert HEAD_ROLES[4] == "first token" and np.all(argmax[4] == 0)
     assert math.isclose(layer.scale, 16 ** -0.5)
+
+
+# Ready to paste into exercises 01 and 03 (after the learner's function): the learner's weights
+# next to MLX's. The test runs them with correct answers, and with a wrong one.
+EXERCISE_01_SNIPPET = '''
+from mhacourse.viz import AttentionExplorer, reference_weights, sdpa_weights
+from mhacourse.viz.reference import project_heads
+
+tokens = "the cat sat on the mat".split()
+mlx_layer = nn.MultiHeadAttention(16, num_heads=1)
+x = mx.random.normal((1, len(tokens), 16))                  # (B, L, dims)
+q, k, _ = project_heads(mlx_layer, x)                       # (B, 1, L, 16): one head
+# Your function's weights (sdpa_weights passes the identity as values) and MLX's.
+yours = sdpa_weights(scaled_dot_product_attention, q, k, scale=1 / math.sqrt(16))
+comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x), tokens=tokens)
+comparison
+'''
+
+EXERCISE_03_SNIPPET = '''
+from mhacourse.viz import AttentionExplorer, reference_weights, sdpa_weights
+from mhacourse.viz.reference import project_heads
+
+tokens = "the cat sat on the mat".split()
+mlx_layer = nn.MultiHeadAttention(16, num_heads=2)
+x = mx.random.normal((1, len(tokens), 16))                  # (B, L, dims)
+q, k, _ = project_heads(mlx_layer, x)                       # (B, 2, L, 8)
+yours = sdpa_weights(masked_attention, q, k, scale=1 / math.sqrt(8), mask="causal")
+comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x, mask="causal"), tokens=tokens)
+comparison
+'''
+
+
+def _solution_sdpa(queries, keys, values, *, scale, mask=None):
+    scores = (queries * scale) @ keys.swapaxes(-1, -2)  # (B, H, L_q, L_k)
+    if isinstance(mask, str):
+        mask = mx.tril(mx.ones(scores.shape[-2:], dtype=mx.bool_))
+    if mask is not None and mask.dtype == mx.bool_:
+        scores = mx.where(mask, scores, -1e9)
+    elif mask is not None:
+        scores = scores + mask
+    return mx.softmax(scores, axis=-1) @ values  # (B, H, L_q, D_v)
+
+
+@pytest.mark.parametrize("snippet, name", [(EXERCISE_01_SNIPPET, "scaled_dot_product_attention"),
+                                           (EXERCISE_03_SNIPPET, "masked_attention")])
+def test_exercise_snippets_compare_the_learners_weights_with_mlxs(snippet, name):
+    for answer, close in ((_solution_sdpa, True), (lambda q, k, v, *, scale, mask=None:
+                                                   _solution_sdpa(q, k, v, scale=1.0, mask=mask), False)):
+        namespace = {"mx": mx, "nn": nn, "math": math, name: answer}
+        exec(snippet, namespace)
+        comparison = namespace["comparison"]
+        assert comparison._meta["kind"] == "compare"
+        assert (comparison.largest_error[0] < 1e-5) == close, comparison.largest_error

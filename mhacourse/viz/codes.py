@@ -56,17 +56,52 @@ def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=No
         np.ndarray: Codes shaped like ``scores``; a row that is all ``-inf``
         (an additive mask blocking every key) is all zeros.
     """
-    z = np.multiply(scores, np.float32(scale), out=work)
+    work = np.empty(scores.shape, np.float32) if work is None else work
+    codes = np.empty(scores.shape, DTYPES[bits])
+    keep = None if keep is None else np.broadcast_to(keep, scores.shape)
+    additive = None if additive is None else np.broadcast_to(additive, scores.shape)
+    # NumPy releases the GIL in its loops: two threads over the rows use both cores.
+    rows = scores.reshape(-1, scores.shape[-1]).shape[0]
+    chunks = [slice(start, min(rows, start + CHUNK_ROWS)) for start in range(0, rows, CHUNK_ROWS)]
+    flat = [a.reshape(-1, scores.shape[-1]) if a is not None else None
+            for a in (scores, work, codes, keep, additive)]
+    job = lambda part: _codes_rows(*(a[part] if a is not None else None for a in flat), scale, bits)  # noqa: E731
+    if len(chunks) == 1:
+        job(chunks[0])
+    else:
+        list(_pool().map(job, chunks))
+    return codes
+
+
+CHUNK_ROWS = 2048  # rows of scores per task: big enough to amortise, small enough to balance
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mhacourse-codes")
+    return _POOL
+
+
+_POOL = None
+
+
+def _codes_rows(scores, z, codes, keep, additive, scale, bits):
+    """:func:`softmax_sqrt_codes` on ``(rows, L_k)``, writing ``codes``; ``z`` is scratch."""
+    np.multiply(scores, np.float32(scale), out=z)
     if additive is not None:
         z += additive
     if keep is not None:
-        np.copyto(z, np.finfo(np.float32).min, where=~np.broadcast_to(keep, z.shape))
+        np.copyto(z, np.finfo(np.float32).min, where=~keep)
     top = z.max(axis=-1, keepdims=True)
-    z -= np.where(np.isfinite(top), top, np.float32(0.0))
+    top[~np.isfinite(top)] = 0.0
+    z -= top
     z *= np.float32(0.5)
     np.exp(z, out=z)  # sqrt of the unnormalised weights
-    norms = np.sqrt(np.einsum("...k,...k->...", z, z))[..., None]  # sqrt of each row's sum
+    norms = np.sqrt(np.einsum("rk,rk->r", z, z))[:, None]  # sqrt of each row's sum
     with np.errstate(divide="ignore", invalid="ignore"):
         z *= np.where(norms > 0, np.float32(LEVELS[bits]) / norms, np.float32(0.0))
     z += np.float32(0.5)
-    return z.astype(DTYPES[bits])
+    codes[...] = z  # truncates: with the 0.5 above, rounds

@@ -54,6 +54,18 @@ function weightsPanel(meta, codes, keep, head, lut) {
     rows, cols, signed: false,
     value: (i, j) => (codes[base + i * cols + j] / top) ** 2,
     masked: (i, j) => keep !== null && keep[i * cols + j] === 0,
+    // The largest code of each column c0 .. c0 + n over rows i0 .. i1 (long, cache-friendly loops).
+    columnMax(i0, i1, c0, n, out) {
+      out.fill(0, 0, n);
+      for (let i = i0; i < i1; i++) {
+        const row = base + i * cols + c0;
+        for (let j = 0; j < n; j++) {
+          const v = codes[row + j];
+          if (v > out[j]) out[j] = v;
+        }
+      }
+    },
+    code: (best, i, j) => (i >= 0 && keep !== null && keep[i * cols + j] === 0 ? GREY : lut[best >> shift]),
     colour(i0, i1, j0, j1) {
       if (i1 - i0 === 1 && j1 - j0 === 1) {
         if (keep !== null && keep[i0 * cols + j0] === 0) return GREY;
@@ -228,6 +240,7 @@ function paintMatrix(painter, panel, box, win) {
   }
   const colStart = new Int32Array(w + 1);
   for (let px = 0; px <= w; px++) colStart[px] = c0 + Math.floor((px * cols) / w);
+  const maxima = panel.columnMax ? new Uint32Array(cols) : null;
   painter.pixels(x, y, w, h, (out, width, height) => {
     let previous = -1;
     for (let py = 0; py < height; py++) {
@@ -239,6 +252,16 @@ function paintMatrix(painter, panel, box, win) {
         continue;
       }
       previous = i1 - i0 === 1 ? i0 : -1;
+      if (maxima) {
+        panel.columnMax(i0, i1, c0, cols, maxima);
+        for (let px = 0; px < width; px++) {
+          const j0 = colStart[px], j1 = Math.max(j0 + 1, colStart[px + 1]);
+          let best = 0;
+          for (let j = j0; j < j1; j++) if (maxima[j - c0] > best) best = maxima[j - c0];
+          out[line + px] = i1 - i0 === 1 && j1 - j0 === 1 ? panel.code(best, i0, j0) : panel.code(best, -1, 0);
+        }
+        continue;
+      }
       for (let px = 0; px < width; px++) {
         const j0 = colStart[px];
         out[line + px] = panel.colour(i0, i1, j0, Math.max(j0 + 1, colStart[px + 1]));
@@ -434,7 +457,7 @@ class Explorer {
     const labelW = Math.round(font * 7);
     const labelH = Math.round(font * 6.5);
     const count = this.currentPanels.length;
-    const side = count === 1 ? (large ? 640 : 480) : large ? 380 : 270;
+    const side = count === 1 ? (large ? 640 : 480) : large ? 300 : 240;
     const win = this.window();
     const cell = Math.min(side / win.cols, side / win.rows);
     const w = Math.max(1, Math.round(cell * win.cols));
@@ -507,7 +530,9 @@ class Explorer {
     for (let i = 0; i < panel.rows; i++) {
       for (let j = 0; j < panel.cols; j++) {
         const v = panel.value(i, j);
-        const colour = panel.signed ? "#111" : v > 0.35 ? "#111" : "#eee";
+        const cell = panel.colour(i, i + 1, j, j + 1);
+        const light = 0.299 * (cell & 255) + 0.587 * ((cell >> 8) & 255) + 0.114 * ((cell >> 16) & 255) > 140;
+        const colour = light ? "#111" : "#f4f4f4";
         painter.text(fmt(v, 2), box.x + (j + 0.5) * cw, box.y + (i + 0.5) * ch, { size: Math.round(geo.font * 0.85), align: "center", colour });
       }
     }
@@ -700,7 +725,8 @@ class Explorer {
     }
     const yours = this.kind === "compare" ? this.currentPanels[0] : null; // p is then the reference
     const header = element("div", "", "");
-    header.innerHTML = `<b>query ${q} “${escapeXml(rowLabels[q])}”</b>${this.kind === "compare" ? " (blue: reference, orange: yours)" : ""} attends to${note}:`;
+    const what = this.kind === "stepper" && this.meta.steps[this.step].name !== "softmax" ? "row" : "attends to";
+    header.innerHTML = `<b>query ${q} “${escapeXml(rowLabels[q])}”</b>${this.kind === "compare" ? " (blue: reference, orange: yours)" : ""} ${what}${note}:`;
     const rows = [header];
     let range = 1;
     if (p.signed) {
@@ -716,7 +742,7 @@ class Explorer {
       if (p.masked(q, j)) {
         cell.append(element("span", "mha-masked", "masked"));
       } else {
-        const bar = element("div", "mha-bar");
+        const bar = element("div", v < 0 ? "mha-bar mha-negative" : "mha-bar");
         bar.style.width = `${Math.max(0, Math.min(1, Math.abs(v) / range)) * 160}px`;
         cell.append(bar);
         if (yours) {

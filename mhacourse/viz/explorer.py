@@ -237,7 +237,8 @@ class AttentionExplorer(anywidget.AnyWidget):
         """The codes of every layer and the keep bitmap, for a scale and a mask."""
         s = self.source
         mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
-        buffers = [s.codes(i, scale, mask, self._bits).tobytes() for i in range(s.num_layers)]
+        # memoryviews: the codes go to the comm without a copy
+        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") for i in range(s.num_layers)]
         return buffers, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
 
     def _keep_bytes(self, mask, key):
