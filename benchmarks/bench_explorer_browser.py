@@ -92,7 +92,8 @@ def _hover(page, k, rows, box=0):
             return [r.left + b.x + b.w / 3, r.top + b.y + (row + 0.5) * b.h / w.rows];
         }}""", [k, i])
         page.mouse.move(x, y)
-        page.wait_for_timeout(40)  # let the animation frame pass
+        # Wait for the animation frame after this hover.
+        page.wait_for_function(f"(k) => {{ const p = ({EXPLORER})(k).perf; return p.framedHover === p.hovers; }}", arg=k)
         perf = page.evaluate(f"(k) => ({EXPLORER})(k).perf", k)
         work.append(perf["lastRepaintMs"])
         frame.append(perf["lastFrameMs"])

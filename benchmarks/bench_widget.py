@@ -21,41 +21,19 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # mhacourse, tests
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-import ipywidgets.comm  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
 from mhacourse import MultiHeadAttention  # noqa: E402
 from mhacourse.viz import AttentionExplorer  # noqa: E402
+from tests.widget_comm import RecordingComm, recording_comms  # noqa: E402
 
 TARGET_MS = 50.0
-
-
-class CountingComm:
-    """Stands in for the kernel's comm: counts the bytes the widget would send."""
-
-    comm_id = "bench"
-    kernel = "Truthy"
-
-    def __init__(self, **kwargs):
-        self.sent = [sum(len(b) for b in kwargs.get("buffers") or [])]
-
-    def open(self, *args, **kwargs):
-        pass
-
-    def on_msg(self, callback):
-        pass
-
-    def close(self, *args, **kwargs):
-        pass
-
-    def send(self, data=None, metadata=None, buffers=None):
-        self.sent.append(len(json.dumps(data)) + sum(len(b) for b in buffers or []))
 
 
 def _time_updates(explorer, name, values, repeats):
@@ -75,15 +53,12 @@ def run(heads=8, tokens=32, repeats=30, seed=0):
     layer = MultiHeadAttention(dims, heads)
     x = mx.random.normal((1, tokens, dims))
     words = [f"tok{i}" for i in range(tokens)]
-    comms = []
-    original = ipywidgets.comm.create_comm
-    ipywidgets.comm.create_comm = lambda **kwargs: comms.append(CountingComm(**kwargs)) or comms[-1]
-    try:
+    with recording_comms() as comms:
         start = time.perf_counter()
         explorer = AttentionExplorer(layer, x, tokens=words)
         first_ms = (time.perf_counter() - start) * 1e3
-        comm = next(c for c in comms if c.sent[0] > 0)
-        first_bytes = comm.sent[0]
+        comm = next(c for c in comms if "_meta" in c.opened["data"]["state"])
+        first_bytes = sum(memoryview(b).nbytes for b in comm.opened["buffers"])
         scale = layer.scale
         scales = [scale * f for f in (0.5, 1.0, 1.5, 2.0, 3.0)]
         rows = [_row("scale", _time_updates(explorer, "scale", scales, repeats), comm)]
@@ -91,8 +66,6 @@ def run(heads=8, tokens=32, repeats=30, seed=0):
         explorer.mask = "padding"
         rows.append(_row("valid keys (padding)", _time_updates(
             explorer, "valid_keys", list(range(max(1, tokens // 2), tokens + 1)), repeats), comm))
-    finally:
-        ipywidgets.comm.create_comm = original
     return {"heads": heads, "tokens": tokens, "repeats": repeats, "first_render_ms": first_ms,
             "first_message_bytes": first_bytes, "target_ms": TARGET_MS, "cpu_count": os.cpu_count(),
             "updates": rows}
@@ -102,7 +75,7 @@ def _row(name, times, comm):
     ordered = sorted(times)
     return {"update": name, "median_ms": statistics.median(times),
             "p90_ms": ordered[int(0.9 * (len(ordered) - 1))], "max_ms": ordered[-1],
-            "bytes": comm.sent[-1]}
+            "bytes": RecordingComm.size(*comm.messages[-1])}
 
 
 def main(argv=None):

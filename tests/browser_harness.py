@@ -62,6 +62,17 @@ def missing_browser():
     return "; ".join(missing) + " -- " + INSTALL_HINT if missing else None
 
 
+def require_browser():
+    """Skip the calling test without a browser; fail it instead where ``CI`` is set."""
+    import pytest
+
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,6 +30,7 @@ from mhacourse.viz import (  # noqa: E402
 from mhacourse.viz.codes import MAX_16_BIT, bits_for, decode, softmax_sqrt_codes, sqrt_codes  # noqa: E402
 from mhacourse.viz.demo import HEAD_ROLES, demo_layer  # noqa: E402
 from mhacourse.viz.explorer import HERE  # noqa: E402
+from tests.widget_comm import recording_comms  # noqa: E402
 
 TOKENS = "the cat sat on the mat and the dog".split()  # 9 tokens
 ATOL_16 = 2e-5  # 16-bit square-root codes: |decoded - w| <= 2 sqrt(w) / 65535 + rounding
@@ -63,36 +64,10 @@ def setup():
     return layer, x
 
 
-class RecordingComm:
-    """Stands in for the kernel's comm: records what the widget sends to the browser."""
-
-    comm_id = "recording"
-    kernel = "Truthy"
-
-    def __init__(self, **kwargs):
-        self.opened = kwargs
-        self.messages = []
-
-    def open(self, *args, **kwargs):
-        pass
-
-    def on_msg(self, callback):
-        pass
-
-    def close(self, *args, **kwargs):
-        pass
-
-    def send(self, data=None, metadata=None, buffers=None):
-        self.messages.append((data, buffers or []))
-
-
 @pytest.fixture
-def comm(monkeypatch):
-    import ipywidgets.comm
-
-    made = []
-    monkeypatch.setattr(ipywidgets.comm, "create_comm", lambda **kwargs: made.append(RecordingComm(**kwargs)) or made[-1])
-    return made
+def comm():
+    with recording_comms() as made:
+        yield made
 
 
 def test_shown_weights_equal_the_layers_return_weights(setup):

@@ -1022,9 +1022,10 @@ class Explorer {
       if (moved) this.repaint();
       this.showTip(hit);
       this.perf.lastRepaintMs = performance.now() - start;
-      const stamp = event.timeStamp;
+      const stamp = event.timeStamp, hover = (this.perf.hovers = (this.perf.hovers || 0) + 1);
       requestAnimationFrame(() => {
         this.perf.lastFrameMs = performance.now() - stamp;
+        this.perf.framedHover = hover;
       });
     });
     overlay.addEventListener("mouseleave", () => {
