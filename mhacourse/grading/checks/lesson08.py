@@ -176,32 +176,21 @@ register(Exercise(
 # TinyTransformer(seq_len, dims, num_heads, num_layers, positions)(tokens): the forward pass
 
 
-class _PositionsByToken(capstone.TinyTransformer):
-    def __call__(self, tokens):
-        x = self.token_embedding(tokens)
-        if self.positions:
-            x = x + self.position_embedding(tokens)
-        for block in self.blocks:
-            x = block(x)[0]
-        return self.head(self.norm(x))
+def _model_bug(bug):
+    """The capstone model with one deliberate bug in its forward pass."""
 
+    class Wrong(capstone.TinyTransformer):
+        def __call__(self, tokens):
+            x = self.token_embedding(tokens)  # (B, T, dims)
+            if self.positions and bug != "positions_never_added":
+                where = tokens if bug == "positions_by_token" else mx.arange(tokens.shape[1])
+                x = x + self.position_embedding(where)  # (B, T, dims)
+            for block in self.blocks:
+                x = block(x)[0]
+            return self.head(x if bug == "no_final_norm" else self.norm(x))
 
-class _PositionsNeverAdded(capstone.TinyTransformer):
-    def __call__(self, tokens):
-        x = self.token_embedding(tokens)
-        for block in self.blocks:
-            x = block(x)[0]
-        return self.head(self.norm(x))
-
-
-class _NoFinalNorm(capstone.TinyTransformer):
-    def __call__(self, tokens):
-        x = self.token_embedding(tokens)
-        if self.positions:
-            x = x + self.position_embedding(mx.arange(tokens.shape[1]))
-        for block in self.blocks:
-            x = block(x)[0]
-        return self.head(x)
+    Wrong.__name__ = f"TinyTransformer_{bug}"
+    return Wrong
 
 
 def _model_case(name, seed, n, tokens_len, **constructor):
@@ -245,12 +234,12 @@ register(ModuleExercise(
                 "The position embedding is looked up by *position* 0, 1, ..., T - 1 "
                 "(self.position_embedding(mx.arange(T))), not by the token ids: indexed by the tokens "
                 "it is just a second token embedding and says nothing about order.",
-                _PositionsByToken),
+                _model_bug("positions_by_token")),
         Mistake("positions_never_added",
                 "With positions=True, add self.position_embedding(mx.arange(T)) to the token "
                 "embeddings; without it the model cannot tell where each digit is.",
-                _PositionsNeverAdded),
+                _model_bug("positions_never_added")),
         Mistake("no_final_norm", "Apply the final layer norm before the head: self.head(self.norm(x)).",
-                _NoFinalNorm),
+                _model_bug("no_final_norm")),
     ],
 ))
