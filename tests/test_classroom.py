@@ -292,6 +292,13 @@ def test_feedback_of_an_old_style_row_shows_the_checker_report():
     assert "[report of merge_heads]" in page and "not passed" in page
 
 
+def test_feedback_when_an_exercise_could_not_be_checked():
+    unchecked = row("softmax", 0.0, defined=False, error="no record came back from the sandbox")
+    page = feedback.feedback_html(report("x.ipynb", "01", [unchecked], status="grader-error", detail="internal"))
+    assert "not checked: no record came back from the sandbox" in page
+    assert "problem in the grader" in page and "internal" not in page and "not defined" not in page
+
+
 def test_feedback_files_one_per_submission(tmp_path):
     feedback.write_feedback(class_reports(), exports.output_names(KEYS), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [

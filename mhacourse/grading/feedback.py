@@ -112,6 +112,8 @@ def exercise_feedback(row):
         verdict = "passed"
     elif rules:
         verdict = "0 points: the answer breaks a rule of the course"
+    elif row.get("error") and not cases:
+        verdict = f"{'not passed' if row.get('defined') else 'not checked'}: {row['error']}"
     elif row.get("defined") is False:
         verdict = f"not answered: {row.get('answer_name') or 'the answer'} is not defined in the notebook"
     elif hidden_failed and not visible_failed and visible:
@@ -120,7 +122,7 @@ def exercise_feedback(row):
         verdict = "not passed"
     # The checker's own report only for rows without cases; with cases, the
     # visible ones say everything a student may read.
-    report = "" if cases else str(row.get("report") or row.get("error") or "")
+    report = "" if cases else str(row.get("report") or "")
     return ExerciseFeedback(
         id=str(row.get("id") or "?"), title=_title(str(row.get("id"))), points=points, max_points=max_points,
         passed=passed, verdict=verdict, visible=visible, hidden_total=len(hidden), hidden_failed=hidden_failed,
@@ -145,6 +147,8 @@ def notebook_problem(report):
     Only statuses about the file (unreadable, unknown lesson, cells missing or
     doubled) come with the grader's detail; other details can mention checks.
     """
+    if report.get("status") == "grader-error":
+        return "Some checks could not run because of a problem in the grader; your instructor has the details."
     problem = _NOTEBOOK_PROBLEMS.get(report.get("status"))
     if problem is None:
         return "" if report.get("exercises") else "This notebook could not be graded."
