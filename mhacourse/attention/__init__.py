@@ -9,5 +9,6 @@ multi_head             2      split/merge heads, MultiHeadAttention(dims, num_he
 masks                  3      causal, padding, boolean <-> additive, PyTorch's convention
 custom_dims            4      the full constructor of mlx.nn.MultiHeadAttention
 fused                  5      the final layer on mx.fast.scaled_dot_product_attention
+online                 5a     the same attention over key tiles (online softmax), memory ∝ L
 =====================  =====  ==========================================
 """
