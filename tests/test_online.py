@@ -155,3 +155,19 @@ def test_gpu_figures_are_consistent():
         scores_gb = B * H * row["L"] ** 2 * 2 / 1e9  # bfloat16 (B, H, L, L)
         assert row["explicit_peak_gb"] >= scores_gb > row["fused_peak_gb"]
         assert row["fused_ms"] < row["explicit_ms"]
+
+
+def test_gradients_match_fast_sdpa():
+    # The loop is made of differentiable MLX operations: its gradients are attention's gradients.
+    queries, keys, values = inputs((1, 2, 2, 6, 11, 8, 8), mx.float32)
+    weights = mx.random.normal((1, 2, 6, 8), key=mx.random.key(5))
+
+    def loss(attend):
+        return lambda q, k, v: (attend(q, k, v) * weights).sum()
+
+    online = mx.grad(loss(lambda q, k, v: online_attention(q, k, v, scale=0.3, mask="causal", tile_size=4)),
+                     argnums=(0, 1, 2))(queries, keys, values)
+    fused = mx.grad(loss(lambda q, k, v: mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask="causal")),
+                    argnums=(0, 1, 2))(queries, keys, values)
+    for ours, theirs in zip(online, fused):
+        assert mx.allclose(ours, theirs, atol=1e-5).item()
