@@ -7,7 +7,6 @@ harness of test_browser.py) and saves a screenshot of each under
 
 import base64
 import math
-import os
 import re
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from mhacourse import MultiHeadAttention  # noqa: E402
 from mhacourse.viz import diagrams  # noqa: E402
 from mhacourse.viz.static import figure_to_png  # noqa: E402
 
-from tests.browser_harness import chromium, missing_browser  # noqa: E402
+from tests.browser_harness import chromium, require_browser  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "diagrams"
 CELL_LABEL = re.compile(r"^\d+,\d+$")
@@ -131,11 +130,7 @@ def all_diagrams():
 
 
 def test_every_diagram_in_a_real_browser(tmp_path):
-    reason = missing_browser()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser()
     sections = []
     for name, fig in all_diagrams().items():
         data = base64.b64encode(figure_to_png(fig, dpi=80)).decode()
