@@ -957,7 +957,6 @@ CORRECT = [
     ("causal_mask", causal_mask_from_mlx),
     ("causal_mask", causal_mask_triu),
     ("grouped_query_attention", gqa_via_reshape),
-    ("grouped_query_attention", sdpa_fused),
     ("multi_head_attention", FullLayer),
     ("multi_head_attention", mhacourse.MultiHeadAttention),
     ("parameter_count", parameter_count_from_layer),

@@ -114,6 +114,14 @@ def _judged(outputs, count):
     return arrays
 
 
+def _redraw(rng, x, axis, which):
+    """``x`` with the positions ``which(length)`` (booleans) along ``axis`` drawn anew."""
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    selected = mx.array(which(x.shape[axis]).reshape(shape))
+    return mx.where(selected, normal(rng, *x.shape), x)
+
+
 def _shuffle(length, salt):
     """A fixed permutation of ``range(length)`` that moves every position (for length > 1)."""
     order = np.random.default_rng(1000 * length + salt).permutation(length)
@@ -206,14 +214,8 @@ def causal(make, to_call, *, token_axis=-2, output_axis=-2, hint_id="not_causal"
 
     def calls(rng):
         arrays = make(rng)
-        changed = {}
-        for name, x in arrays.items():
-            length = x.shape[token_axis]
-            future = np.arange(length) >= length // 2
-            shape = [1] * x.ndim
-            shape[token_axis] = length
-            noise = normal(rng, *x.shape)
-            changed[name] = mx.where(mx.array(future.reshape(shape)), noise, x)
+        changed = {name: _redraw(rng, x, token_axis, lambda length: np.arange(length) >= length // 2)
+                   for name, x in arrays.items()}
         return [to_call(arrays), to_call(changed)]
 
     def holds(outputs):
@@ -283,11 +285,7 @@ def heads_independent(make, to_call, *, names=("queries", "keys", "values"), hea
         arrays = make(rng)
         changed = dict(arrays)
         for name in names:
-            x = arrays[name]
-            shape = [1] * x.ndim
-            shape[head_axis] = x.shape[head_axis]
-            this_head = mx.array((np.arange(x.shape[head_axis]) == head).reshape(shape))
-            changed[name] = mx.where(this_head, normal(rng, *x.shape), x)
+            changed[name] = _redraw(rng, arrays[name], head_axis, lambda length: np.arange(length) == head)
         return [to_call(arrays), to_call(changed)]
 
     def holds(outputs):

@@ -29,6 +29,15 @@ def case(name, *args, check_dtype=True, **kwargs):
     return Case(name, inputs, check_dtype)
 
 
+def predicted_wrong(reference, change):
+    """A wrong prediction: the dict of shapes ``reference`` returns, updated with ``change(*args, **kwargs)``."""
+
+    def wrong(*args, **kwargs):
+        return {**reference(*args, **kwargs), **change(*args, **kwargs)}
+
+    return wrong
+
+
 def with_properties(exercise, properties):
     """``exercise`` with its property checks (see :mod:`mhacourse.grading.properties`)."""
     exercise.properties = list(properties)
@@ -55,7 +64,7 @@ def layer_properties(constructor, causal=False):
 def blocked_pattern(seed, n_queries, n_keys):
     """A random boolean mask (True = attend) where every row keeps at least one key."""
     keep = mx.random.uniform(shape=(n_queries, n_keys), key=mx.random.key(seed)) > 0.4
-    first = mx.arange(n_keys)[None] == (mx.arange(n_queries)[:, None] % n_keys)  # (Lq, Lk)
+    first = mx.arange(n_keys)[None] == (mx.arange(n_queries)[:, None] % n_keys)  # (L_q, L_k)
     return keep | first
 
 
@@ -67,7 +76,7 @@ def additive_mask(seed, n_queries, n_keys, dtype=mx.float32):
 
 def upper_left_causal(n_queries, n_keys):
     """The causal pattern aligned to the upper left (PyTorch's ``is_causal``)."""
-    return mx.arange(n_keys)[None] <= mx.arange(n_queries)[:, None]  # (Lq, Lk)
+    return mx.arange(n_keys)[None] <= mx.arange(n_queries)[:, None]  # (L_q, L_k)
 
 
 def lower_right_causal(n_queries, n_keys):
@@ -99,10 +108,10 @@ def explicit_attention(queries, keys, values, scale, mask=None, *, bug=None):
         output_scale, scale = scale, 1.0
     elif bug == "divide_by_scale":
         scale = 1.0 / scale
-    scores = (queries * (1.0 if bug == "mask_scaled" else scale)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
-    Lq, Lk = scores.shape[-2:]
+    scores = (queries * (1.0 if bug == "mask_scaled" else scale)) @ keys.swapaxes(-1, -2)  # (B, H, L_q, L_k)
+    L_q, L_k = scores.shape[-2:]
     if isinstance(mask, str):
-        mask = upper_left_causal(Lq, Lk) if bug == "causal_upper_left" else lower_right_causal(Lq, Lk)
+        mask = upper_left_causal(L_q, L_k) if bug == "causal_upper_left" else lower_right_causal(L_q, L_k)
     if mask is not None and bug == "mask_ignored":
         mask = None
     if mask is not None and mask.dtype == mx.bool_:
@@ -172,21 +181,21 @@ class BuggyMultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(value_dims, value_output_dims, bias=bias)
 
     def _split(self, x):
-        B, L, D = x.shape
+        B, L, dims = x.shape
         H = self.num_heads
         if self.bug == "split_no_transpose":
-            return x.reshape(B, H, L, D // H)
+            return x.reshape(B, H, L, dims // H)
         if self.bug == "split_interleaved":
-            return x.reshape(B, L, D // H, H).transpose(0, 3, 1, 2)  # (B, H, L, D/H)
-        return x.reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, D/H)
+            return x.reshape(B, L, dims // H, H).transpose(0, 3, 1, 2)  # (B, H, L, D_h)
+        return x.reshape(B, L, H, dims // H).transpose(0, 2, 1, 3)  # (B, H, L, D_h)
 
     def _merge(self, x):
-        B, H, L, Dh = x.shape
+        B, H, L, D_h = x.shape
         if self.bug == "merge_no_transpose":
-            return x.reshape(B, L, H * Dh)
+            return x.reshape(B, L, H * D_h)
         if self.bug == "merge_interleaved":
-            return x.transpose(0, 2, 3, 1).reshape(B, L, H * Dh)  # (B, L, Dh*H)
-        return x.transpose(0, 2, 1, 3).reshape(B, L, H * Dh)  # (B, L, H*Dh)
+            return x.transpose(0, 2, 3, 1).reshape(B, L, H * D_h)  # (B, L, D_h * H)
+        return x.transpose(0, 2, 1, 3).reshape(B, L, H * D_h)  # (B, L, H * D_h)
 
     def __call__(self, queries, keys, values, mask=None):
         if self.bug == "swap_key_value_proj":
@@ -235,8 +244,8 @@ HINTS = {
                              "nn.MultiheadAttention uses True = blocked): you inverted it.",
     "boolean_added": "A boolean mask is not additive: adding True/False adds 1/0 to the scores. "
                      "Use mx.where(mask, scores, mx.finfo(scores.dtype).min).",
-    "causal_upper_left": "MLX's causal mask is aligned to the lower right: with n_queries < n_keys, "
-                         "query i sees keys up to i + n_keys - n_queries (the queries are the newest "
+    "causal_upper_left": "MLX's causal mask is aligned to the lower right: with L_q < L_k, "
+                         "query i sees keys up to i + L_k - L_q (the queries are the newest "
                          "tokens). You aligned it to the upper left, like PyTorch's is_causal.",
     "neg_inf_fully_masked": "A row with every key masked gives NaN when the blocked scores are -inf "
                             "(0/0 in the softmax). Fill with mx.finfo(dtype).min as MLX does: the "

@@ -9,14 +9,15 @@ from mhacourse.attention.single_head import SingleHeadAttention
 
 from .. import properties as props
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, additive_mask, attention_bug, case, explicit_attention, rand, with_properties
+from ._common import (HINTS, additive_mask, attention_bug, case, explicit_attention, predicted_wrong, rand,
+                      with_properties)
 
 # ---------------------------------------------------------------------------
-# attention_scores(queries, keys, *, scale) on (B, L, D) inputs
+# attention_scores(queries, keys, *, scale) on (B, L, dims) inputs
 
 
 def _scores(queries, keys, *, scale):
-    return mhacourse.attention_scores(queries[:, None], keys[:, None], scale=scale)[:, 0]  # (B, Lq, Lk)
+    return mhacourse.attention_scores(queries[:, None], keys[:, None], scale=scale)[:, 0]  # (B, L_q, L_k)
 
 
 register(Exercise(
@@ -39,7 +40,7 @@ register(Exercise(
         Mistake("scale_ignored", "Use the `scale` argument you are given rather than computing your own.",
                 lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2) / math.sqrt(queries.shape[-1])),
         Mistake("keys_times_queries",
-                "scores[b, i, j] = q_i · k_j: compute queries @ keysᵀ (n_queries, n_keys), not keys @ queriesᵀ.",
+                "scores[b, i, j] = q_i · k_j: compute queries @ keysᵀ (L_q, L_k), not keys @ queriesᵀ.",
                 lambda queries, keys, *, scale: (keys @ queries.swapaxes(-1, -2)) * scale),
     ],
 ))
@@ -72,6 +73,7 @@ register(with_properties(Exercise(
     answer_name="softmax",
     signature="softmax(x)",
     reference=_softmax,
+    forbidden=("mx.softmax",),
     cases=[
         case("(2, 3, 5) small values", lambda: rand(5, 2, 3, 5)),
         case("(4, 4) square", lambda: rand(6, 4, 4)),
@@ -150,7 +152,7 @@ register(with_properties(Exercise(
                     "mask_multiplied", "mask_ignored", "no_softmax", "mask_scaled", "no_values",
                     "times_keys", "scale_on_output")
     ] + [
-        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, L_q, L_k) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
         Mistake("scale_ignored", "Use the `scale` argument you are given rather than 1/sqrt(d).",
                 lambda queries, keys, values, *, scale, mask=None: explicit_attention(
@@ -245,22 +247,6 @@ def _attention_shapes(B, L_q, L_k, dims, value_dims):
             "output": tuple((weights @ values).shape)}
 
 
-def _shapes_bug(bug):
-    def wrong(B, L_q, L_k, dims, value_dims):
-        shapes = _attention_shapes(B, L_q, L_k, dims, value_dims)
-        if bug == "shape_scores":
-            shapes["scores"] = shapes["weights"] = (B, L_k, L_q)
-        elif bug == "shape_scores_dims":
-            shapes["scores"] = shapes["weights"] = (B, L_q, dims)
-        elif bug == "shape_value_dims":
-            shapes["output"] = (B, L_q, dims)
-        elif bug == "shape_output_keys":
-            shapes["output"] = (B, L_k, value_dims)
-        return shapes
-
-    return wrong
-
-
 register(Exercise(
     id="attention_shapes",
     lesson="01",
@@ -275,12 +261,17 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("shape_scores", "The scores pair each query with each key: (B, L_q, L_k), one row per query; "
-                "the softmax keeps that shape.", _shapes_bug("shape_scores")),
+                "the softmax keeps that shape.", predicted_wrong(
+                    _attention_shapes, lambda B, L_q, L_k, dims, value_dims: {"scores": (B, L_k, L_q),
+                                                                              "weights": (B, L_k, L_q)})),
         Mistake("shape_scores", "queries @ keysᵀ contracts the feature axis dims away: the scores are "
-                "(B, L_q, L_k), not (B, L_q, dims).", _shapes_bug("shape_scores_dims")),
+                "(B, L_q, L_k), not (B, L_q, dims).", predicted_wrong(
+                    _attention_shapes, lambda B, L_q, L_k, dims, value_dims: {"scores": (B, L_q, dims),
+                                                                              "weights": (B, L_q, dims)})),
         Mistake("shape_value_dims", "The output is a weighted average of the *values*: (B, L_q, value_dims).",
-                _shapes_bug("shape_value_dims")),
+                predicted_wrong(_attention_shapes, lambda B, L_q, L_k, dims, value_dims: {"output": (B, L_q, dims)})),
         Mistake("shape_output_keys", "There is one output per *query*: weights (B, L_q, L_k) @ values "
-                "(B, L_k, value_dims) gives (B, L_q, value_dims).", _shapes_bug("shape_output_keys")),
+                "(B, L_k, value_dims) gives (B, L_q, value_dims).", predicted_wrong(
+                    _attention_shapes, lambda B, L_q, L_k, dims, value_dims: {"output": (B, L_k, value_dims)})),
     ],
 ))

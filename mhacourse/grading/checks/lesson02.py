@@ -7,30 +7,31 @@ from mlx.utils import tree_flatten
 from mhacourse.attention.multi_head import merge_heads, split_heads
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, rand, with_properties
+from ._common import (HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, predicted_wrong,
+                      rand, with_properties)
 
 # ---------------------------------------------------------------------------
-# split_heads(x, num_heads): (B, L, D) -> (B, H, L, D // H)
+# split_heads(x, num_heads): (B, L, dims) -> (B, H, L, dims // H)
 
 
 def _split_no_transpose(x, num_heads):
-    B, L, D = x.shape
-    return x.reshape(B, num_heads, L, D // num_heads)
+    B, L, dims = x.shape
+    return x.reshape(B, num_heads, L, dims // num_heads)
 
 
 def _split_forgot_transpose(x, num_heads):
-    B, L, D = x.shape
-    return x.reshape(B, L, num_heads, D // num_heads)
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, dims // num_heads)
 
 
 def _split_interleaved(x, num_heads):
-    B, L, D = x.shape
-    return x.reshape(B, L, D // num_heads, num_heads).transpose(0, 3, 1, 2)  # (B, H, L, Dh)
+    B, L, dims = x.shape
+    return x.reshape(B, L, dims // num_heads, num_heads).transpose(0, 3, 1, 2)  # (B, H, L, D_h)
 
 
 def _split_wrong_transpose(x, num_heads):
-    B, L, D = x.shape
-    return x.reshape(B, L, num_heads, D // num_heads).transpose(0, 2, 3, 1)  # (B, H, Dh, L)
+    B, L, dims = x.shape
+    return x.reshape(B, L, num_heads, dims // num_heads).transpose(0, 2, 3, 1)  # (B, H, D_h, L)
 
 
 register(Exercise(
@@ -54,28 +55,28 @@ register(Exercise(
                 _split_forgot_transpose),
         Mistake("split_interleaved", HINTS["split_interleaved"], _split_interleaved),
         Mistake("split_wrong_transpose",
-                "Use transpose(0, 2, 1, 3): (B, L, H, Dh) -> (B, H, L, Dh); your transpose moved the "
+                "Use transpose(0, 2, 1, 3): (B, L, H, D_h) -> (B, H, L, D_h); your transpose moved the "
                 "features in front of the positions.",
                 _split_wrong_transpose),
     ],
 ))
 
 # ---------------------------------------------------------------------------
-# merge_heads(x): (B, H, L, Dh) -> (B, L, H * Dh)
+# merge_heads(x): (B, H, L, D_h) -> (B, L, H * D_h)
 
 
 def _merge_no_transpose(x):
-    B, H, L, Dh = x.shape
-    return x.reshape(B, L, H * Dh)
+    B, H, L, D_h = x.shape
+    return x.reshape(B, L, H * D_h)
 
 
 def _merge_interleaved(x):
-    B, H, L, Dh = x.shape
-    return x.transpose(0, 2, 3, 1).reshape(B, L, H * Dh)  # (B, L, Dh, H) flattened
+    B, H, L, D_h = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(B, L, H * D_h)  # (B, L, D_h, H) flattened
 
 
 def _merge_forgot_reshape(x):
-    return x.transpose(0, 2, 1, 3)  # (B, L, H, Dh)
+    return x.transpose(0, 2, 1, 3)  # (B, L, H, D_h)
 
 
 register(Exercise(
@@ -94,7 +95,7 @@ register(Exercise(
         Mistake("merge_no_transpose", HINTS["merge_no_transpose"], _merge_no_transpose),
         Mistake("merge_interleaved", HINTS["merge_interleaved"], _merge_interleaved),
         Mistake("merge_forgot_reshape",
-                "After the transpose to (B, L, H, Dh), reshape to (B, L, H * Dh).",
+                "After the transpose to (B, L, H, D_h), reshape to (B, L, H * D_h).",
                 _merge_forgot_reshape),
     ],
 ))
@@ -180,24 +181,6 @@ def _head_shapes(B, L_q, L_k, dims, num_heads):
             "heads_output": tuple(heads_output.shape), "merged": tuple(merge_heads(heads_output).shape)}
 
 
-def _head_shapes_bug(bug):
-    def wrong(B, L_q, L_k, dims, num_heads):
-        shapes = _head_shapes(B, L_q, L_k, dims, num_heads)
-        D_h = dims // num_heads
-        if bug == "queries_not_transposed":
-            shapes["queries"], shapes["heads_output"] = (B, L_q, num_heads, D_h), (B, L_q, num_heads, D_h)
-        elif bug == "scores_without_heads":
-            shapes["scores"] = (B, L_q, L_k)
-        elif bug == "merge_one_head":
-            shapes["merged"] = (B, L_q, D_h)
-        elif bug == "head_dims_full":
-            shapes["queries"], shapes["heads_output"] = (B, num_heads, L_q, dims), (B, num_heads, L_q, dims)
-            shapes["merged"] = (B, L_q, num_heads * dims)
-        return shapes
-
-    return wrong
-
-
 register(Exercise(
     id="head_shapes",
     lesson="02",
@@ -212,13 +195,19 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("shape_heads", "split_heads returns (B, H, L, D_h): the heads come before the positions, so "
-                "that each head is a batch of (L, D_h) matrices.", _head_shapes_bug("queries_not_transposed")),
+                "that each head is a batch of (L, D_h) matrices.", predicted_wrong(
+                    _head_shapes, lambda B, L_q, L_k, dims, H: {"queries": (B, L_q, H, dims // H),
+                                                                "heads_output": (B, L_q, H, dims // H)})),
         Mistake("shape_heads", "Every head has its own scores: (B, H, L_q, L_k).",
-                _head_shapes_bug("scores_without_heads")),
+                predicted_wrong(_head_shapes, lambda B, L_q, L_k, dims, H: {"scores": (B, L_q, L_k)})),
         Mistake("shape_merge", "merge_heads puts the H heads of D_h features side by side: (B, L_q, H * D_h) "
-                "= (B, L_q, dims).", _head_shapes_bug("merge_one_head")),
+                "= (B, L_q, dims).", predicted_wrong(_head_shapes,
+                                                     lambda B, L_q, L_k, dims, H: {"merged": (B, L_q, dims // H)})),
         Mistake("shape_head_dims", "A head has D_h = dims // num_heads features, not dims: the heads split "
-                "the features, they don't copy them.", _head_shapes_bug("head_dims_full")),
+                "the features, they don't copy them.", predicted_wrong(
+                    _head_shapes, lambda B, L_q, L_k, dims, H: {"queries": (B, H, L_q, dims),
+                                                                "heads_output": (B, H, L_q, dims),
+                                                                "merged": (B, L_q, H * dims)})),
     ],
 ))
 

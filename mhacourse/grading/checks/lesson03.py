@@ -9,8 +9,8 @@ from mhacourse import masks
 
 from .. import properties as props
 from ..registry import Exercise, Mistake, register
-from ._common import (HINTS, additive_mask, attention_bug, blocked_pattern, case, rand, upper_left_causal,
-                      with_properties)
+from ._common import (HINTS, additive_mask, attention_bug, blocked_pattern, case, predicted_wrong, rand,
+                      upper_left_causal, with_properties)
 
 # ---------------------------------------------------------------------------
 # causal_mask(n, dtype): additive, like create_additive_causal_mask
@@ -104,7 +104,7 @@ register(Exercise(
 register(Exercise(
     id="causal_boolean_mask",
     lesson="03",
-    title="A boolean causal mask when n_queries != n_keys",
+    title="A boolean causal mask when L_q != L_k",
     answer_name="causal_boolean_mask",
     signature="causal_boolean_mask(n_queries, n_keys)",
     reference=masks.causal,
@@ -120,7 +120,7 @@ register(Exercise(
                 lambda n_queries, n_keys: ~masks.causal(n_queries, n_keys)),
         Mistake("causal_transposed",
                 "Keep the past keys, on and below the (shifted) diagonal: mx.tril, or key j <= "
-                "query i + n_keys - n_queries; you kept the future (mx.triu).",
+                "query i + L_k - L_q; you kept the future (mx.triu).",
                 lambda n_queries, n_keys: mx.triu(mx.ones((n_queries, n_keys), dtype=mx.bool_))),
         Mistake("causal_diagonal",
                 "A query may attend to its own position: use <=, not <.",
@@ -129,13 +129,13 @@ register(Exercise(
 ))
 
 # ---------------------------------------------------------------------------
-# padding_mask(lengths, n_keys): (B, 1, 1, n_keys) booleans
+# padding_mask(lengths, n_keys): (B, 1, 1, L_k) booleans
 
 
 def _keep(lengths, n_keys, inclusive=False):
     lengths = mx.array(lengths)
     positions = mx.arange(n_keys)[None]  # (1, n_keys)
-    return positions <= lengths[:, None] if inclusive else positions < lengths[:, None]  # (B, n_keys)
+    return positions <= lengths[:, None] if inclusive else positions < lengths[:, None]  # (B, L_k)
 
 
 register(Exercise(
@@ -156,12 +156,12 @@ register(Exercise(
                 "(PyTorch's key_padding_mask is the opposite).",
                 lambda lengths, n_keys: ~_keep(lengths, n_keys)[:, None, None, :]),
         Mistake("padding_shape",
-                "Return (B, 1, 1, n_keys) so that the mask broadcasts over the heads and the queries "
-                "of (B, H, n_queries, n_keys): add the two middle axes, e.g. mask[:, None, None, :].",
+                "Return (B, 1, 1, L_k) so that the mask broadcasts over the heads and the queries "
+                "of (B, H, L_q, L_k): add the two middle axes, e.g. mask[:, None, None, :].",
                 lambda lengths, n_keys: _keep(lengths, n_keys)),
         Mistake("padding_shape",
-                "Return (B, 1, 1, n_keys) so that the mask broadcasts over the heads and the queries "
-                "of (B, H, n_queries, n_keys): with (B, 1, n_keys) the batch axis lines up with the "
+                "Return (B, 1, 1, L_k) so that the mask broadcasts over the heads and the queries "
+                "of (B, H, L_q, L_k): with (B, 1, L_k) the batch axis lines up with the "
                 "heads. Use mask[:, None, None, :].",
                 lambda lengths, n_keys: _keep(lengths, n_keys)[:, None, :]),
         Mistake("padding_not_boolean",
@@ -173,7 +173,7 @@ register(Exercise(
                 "mx.where(..., 0, -inf); the attention converts booleans itself.",
                 lambda lengths, n_keys: mx.where(_keep(lengths, n_keys)[:, None, None, :], 0.0, -mx.inf)),
         Mistake("padding_axis",
-                "The keys are the last axis of (B, H, n_queries, n_keys): use mask[:, None, None, :], "
+                "The keys are the last axis of (B, H, L_q, L_k): use mask[:, None, None, :], "
                 "not a column.",
                 lambda lengths, n_keys: _keep(lengths, n_keys)[:, None, :, None]),
         Mistake("padding_off_by_one",
@@ -234,7 +234,7 @@ register(with_properties(Exercise(
         Mistake("mask_ignored", HINTS["mask_ignored"], attention_bug("mask_ignored")),
         Mistake("missing_scale", HINTS["missing_scale"], attention_bug("missing_scale")),
         Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
-        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, L_q, L_k) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
     ],
 ), [props.causal(_self_attention_inputs,
@@ -253,20 +253,6 @@ def _mask_shapes(B, H, L_q, L_k):
             "masked_scores": tuple(mx.where(padding & causal, scores, 0).shape)}
 
 
-def _mask_shapes_bug(bug):
-    def wrong(B, H, L_q, L_k):
-        shapes = _mask_shapes(B, H, L_q, L_k)
-        if bug == "padding_2d":
-            shapes["padding"] = (B, L_k)
-        elif bug == "combined_full":
-            shapes["padding_and_causal"] = (B, H, L_q, L_k)
-        elif bug == "causal_square":
-            shapes["causal"] = (L_k, L_k)
-        return shapes
-
-    return wrong
-
-
 register(Exercise(
     id="mask_shapes",
     lesson="03",
@@ -282,11 +268,13 @@ register(Exercise(
     mistakes=[
         Mistake("padding_shape", "A padding mask from lengths is (B, 1, 1, L_k): one row per example, with "
                 "axes of size 1 where it broadcasts over the heads and the queries. (B, L_k) would line "
-                "the batch up with L_q.", _mask_shapes_bug("padding_2d")),
+                "the batch up with L_q.", predicted_wrong(_mask_shapes, lambda B, H, L_q, L_k: {"padding": (B, L_k)})),
         Mistake("shape_broadcast", "Broadcasting makes each axis the larger of the two sizes, and no more: "
                 "(B, 1, 1, L_k) & (L_q, L_k) is (B, 1, L_q, L_k); the heads axis stays 1 until the scores "
-                "(B, H, L_q, L_k) come in.", _mask_shapes_bug("combined_full")),
+                "(B, H, L_q, L_k) come in.", predicted_wrong(
+                    _mask_shapes, lambda B, H, L_q, L_k: {"padding_and_causal": (B, H, L_q, L_k)})),
         Mistake("causal_shape", "A causal mask has one row per *query* and one column per key: (L_q, L_k), "
-                "lower-right aligned when L_q < L_k.", _mask_shapes_bug("causal_square")),
+                "lower-right aligned when L_q < L_k.", predicted_wrong(
+                    _mask_shapes, lambda B, H, L_q, L_k: {"causal": (L_k, L_k)})),
     ],
 ))

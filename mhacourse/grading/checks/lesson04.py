@@ -6,7 +6,7 @@ import mlx.nn as nn
 from mhacourse import masks
 
 from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, LAYER_BUGS, buggy_layer, case, layer_properties, rand, with_properties
+from ._common import HINTS, LAYER_BUGS, buggy_layer, case, layer_properties, predicted_wrong, rand, with_properties
 
 # ---------------------------------------------------------------------------
 # projection_shapes(dims, num_heads, ...): the weight shape of every projection
@@ -143,25 +143,6 @@ def _layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input
             "merged": tuple(merged.shape), "output": tuple(layer.out_proj(merged).shape)}
 
 
-def _layer_shapes_bug(bug):
-    def wrong(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input_dims=None,
-              value_input_dims=None, value_dims=None, value_output_dims=None):
-        shapes = _layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims, key_input_dims,
-                               value_input_dims, value_dims, value_output_dims)
-        H, D_h = num_heads, dims // num_heads
-        if bug == "values_head_dims":
-            shapes["values"], shapes["heads_output"] = (B, H, L_k, D_h), (B, H, L_q, D_h)
-            shapes["merged"] = (B, L_q, dims)
-        elif bug == "output_dims":
-            shapes["output"] = (B, L_q, dims)
-        elif bug == "input_dims":
-            shapes["queries"] = (B, H, L_q, (query_input_dims or dims) // H)
-            shapes["keys"] = (B, H, L_k, (key_input_dims or dims) // H)
-        return shapes
-
-    return wrong
-
-
 register(Exercise(
     id="layer_shapes",
     lesson="04",
@@ -178,13 +159,19 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("shape_value_dims", "The values are projected to value_dims, so a head's values have "
-                "D_v = value_dims // num_heads features, and so have the heads' outputs.",
-                _layer_shapes_bug("values_head_dims")),
+                "D_v = value_dims // num_heads features, and so have the heads' outputs.", predicted_wrong(
+                    _layer_shapes, lambda B, L_q, L_k, dims, H, **sizes: {
+                        "values": (B, H, L_k, dims // H), "heads_output": (B, H, L_q, dims // H),
+                        "merged": (B, L_q, dims)})),
         Mistake("shape_output", "out_proj maps value_dims to value_output_dims: the output is "
-                "(B, L_q, value_output_dims).", _layer_shapes_bug("output_dims")),
+                "(B, L_q, value_output_dims).", predicted_wrong(
+                    _layer_shapes, lambda B, L_q, L_k, dims, H, **sizes: {"output": (B, L_q, dims)})),
         Mistake("shape_input_dims", "The projections map every input width to dims before the split: "
                 "queries and keys are (B, H, L, dims // num_heads) whatever query_input_dims and "
-                "key_input_dims are.", _layer_shapes_bug("input_dims")),
+                "key_input_dims are.", predicted_wrong(
+                    _layer_shapes, lambda B, L_q, L_k, dims, H, query_input_dims=None, key_input_dims=None,
+                    **sizes: {"queries": (B, H, L_q, (query_input_dims or dims) // H),
+                              "keys": (B, H, L_k, (key_input_dims or dims) // H)})),
     ],
 ))
 
@@ -219,7 +206,7 @@ register(Exercise(
     ],
     mistakes=[
         Mistake("cross_no_padding",
-                "Mask the encoder's padding: build a (B, 1, 1, n_keys) boolean mask from "
+                "Mask the encoder's padding: build a (B, 1, 1, L_k) boolean mask from "
                 "encoder_lengths and pass it as mask=.",
                 lambda layer, dec, enc, lengths: layer(dec, enc, enc)),
         Mistake("cross_causal",

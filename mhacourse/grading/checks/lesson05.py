@@ -57,6 +57,7 @@ def _online_case(name, seed, B, H, L_q, L_k, D_h, tile_size, scale=None, spread=
 
 register(with_properties(Exercise(
     id="online_softmax_attention",
+    forbidden=("mx.softmax", "mx.fast.*"),
     lesson="05",
     title="Attention over key tiles with an online softmax",
     answer_name="online_softmax_attention",
@@ -105,6 +106,7 @@ register(Exercise(
     answer_name="grouped_query_attention",
     signature="grouped_query_attention(queries, keys, values, *, scale)",
     reference=mhacourse.scaled_dot_product_attention,
+    forbidden=("mx.fast.*",),
     cases=[
         case("4 query heads, 2 key/value heads, 3 queries, 5 keys",
              lambda: rand(130, 2, 4, 3, 8), lambda: rand(131, 2, 2, 5, 8), lambda: rand(132, 2, 2, 5, 6),
@@ -123,7 +125,7 @@ register(Exercise(
         Mistake("gqa_tile", HINTS["gqa_tile"], attention_bug("gqa_tile")),
         Mistake("missing_scale", HINTS["missing_scale"], attention_bug("missing_scale")),
         Mistake("softmax_axis", HINTS["softmax_axis"], attention_bug("softmax_axis")),
-        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, Lq, Lk) scores, axis=1 is the heads.",
+        Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, L_q, L_k) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
     ],
 ))
@@ -136,7 +138,7 @@ def _kv_step(queries, new_keys, new_values, cached_keys, cached_values, *, scale
              order=("cache", "new"), axis=2, mask="causal"):
     parts_k = {"cache": cached_keys, "new": new_keys}
     parts_v = {"cache": cached_values, "new": new_values}
-    keys = mx.concatenate([parts_k[o] for o in order], axis=axis)  # (B, H, L_cache + L_new, D)
+    keys = mx.concatenate([parts_k[o] for o in order], axis=axis)  # (B, H, L_cache + L_new, D_h)
     values = mx.concatenate([parts_v[o] for o in order], axis=axis)
     if mask == "upper_left":
         output = explicit_attention(queries, keys, values, scale, "causal", bug="causal_upper_left")
@@ -152,10 +154,15 @@ def _kv_bug(**kwargs):
     return wrong
 
 
-def _kv_case(name, seed, B, H, n_new, n_cached, D):
-    return case(name, lambda: rand(seed, B, H, n_new, D), lambda: rand(seed + 1, B, H, n_new, D),
-                lambda: rand(seed + 2, B, H, n_new, D), lambda: rand(seed + 3, B, H, n_cached, D),
-                lambda: rand(seed + 4, B, H, n_cached, D), scale=1 / math.sqrt(D))
+def _cache_case(name, seed, B, H_q, H_kv, n_new, n_cached, D_h):
+    """Queries of ``n_new`` tokens, their keys and values, and a cache of ``n_cached``."""
+    return case(name, lambda: rand(seed, B, H_q, n_new, D_h), lambda: rand(seed + 1, B, H_kv, n_new, D_h),
+                lambda: rand(seed + 2, B, H_kv, n_new, D_h), lambda: rand(seed + 3, B, H_kv, n_cached, D_h),
+                lambda: rand(seed + 4, B, H_kv, n_cached, D_h), scale=1 / math.sqrt(D_h))
+
+
+def _kv_case(name, seed, B, H, n_new, n_cached, D_h):
+    return _cache_case(name, seed, B, H, H, n_new, n_cached, D_h)
 
 
 register(Exercise(
@@ -243,12 +250,6 @@ def _decode_bug(bug):
     return wrong
 
 
-def _decode_case(name, seed, B, H_q, H_kv, T, L_cache, D_h):
-    return case(name, lambda: rand(seed, B, H_q, T, D_h), lambda: rand(seed + 1, B, H_kv, T, D_h),
-                lambda: rand(seed + 2, B, H_kv, T, D_h), lambda: rand(seed + 3, B, H_kv, L_cache, D_h),
-                lambda: rand(seed + 4, B, H_kv, L_cache, D_h), scale=1 / math.sqrt(D_h))
-
-
 register(DecodeExercise(
     id="decode_step",
     lesson="05",
@@ -257,9 +258,9 @@ register(DecodeExercise(
     signature="decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale)",
     reference=_decode_bug(None),
     cases=[
-        _decode_case("4 query heads, 2 key/value heads, 3 steps after a cache of 4", 180, 2, 4, 2, 3, 4, 8),
-        _decode_case("6 query heads, 3 key/value heads, 4 steps from an empty cache", 190, 1, 6, 3, 4, 0, 4),
-        _decode_case("4 query heads, 1 key/value head (multi-query), 2 steps after 5", 200, 2, 4, 1, 2, 5, 4),
+        _cache_case("4 query heads, 2 key/value heads, 3 steps after a cache of 4", 180, 2, 4, 2, 3, 4, 8),
+        _cache_case("6 query heads, 3 key/value heads, 4 steps from an empty cache", 190, 1, 6, 3, 4, 0, 4),
+        _cache_case("4 query heads, 1 key/value head (multi-query), 2 steps after 5", 200, 2, 4, 1, 2, 5, 4),
     ],
     mistakes=[
         Mistake("gqa_tile", HINTS["gqa_tile"], _decode_bug("gqa_tile")),

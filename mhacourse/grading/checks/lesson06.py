@@ -224,10 +224,10 @@ def _gradients(layer, queries, keys, values, reduce="sum"):
 
 
 def _grad_case(name, seed, *args, **kwargs):
-    B, Lq, Lk = 2, 3, 4
+    B, L_q, L_k = 2, 3, 4
     return case(name, lambda: _layer("mhacourse", seed, *args, **kwargs),
-                lambda: rand(seed + 1, B, Lq, kwargs.get("query_input_dims", args[0])),
-                lambda: rand(seed + 2, B, Lk, args[0]), lambda: rand(seed + 3, B, Lk, args[0]))
+                lambda: rand(seed + 1, B, L_q, kwargs.get("query_input_dims", args[0])),
+                lambda: rand(seed + 2, B, L_k, args[0]), lambda: rand(seed + 3, B, L_k, args[0]))
 
 
 register(Exercise(
