@@ -77,7 +77,9 @@ def _notebook(path, layers, heads, tokens, scale_tokens):
 
 
 def _stats(values):
-    ordered = sorted(values)
+    ordered = sorted(v for v in values if v is not None)  # None: the event did not reach the canvas
+    if not ordered:
+        return {"median": float("nan"), "p90": float("nan"), "max": float("nan"), "n": 0}
     return {"median": statistics.median(ordered), "p90": ordered[int(0.9 * (len(ordered) - 1))],
             "max": ordered[-1], "n": len(ordered)}
 
@@ -127,6 +129,9 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
                 "cell_start_to_first_draw_ms": first_draw_epoch - 1e3 * float(fields["start"]),
             }
             page.locator(".mha-explorer").first.scroll_into_view_if_needed()
+            shots = ROOT / "artifacts" / "browser"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "bench_first_draw.png"))
             rows = [int(i * tokens / repeats) for i in range(repeats)]
             result["hover_full_matrix"] = dict(zip(("work_ms", "event_to_frame_ms"), _hover(page, 0, rows)))
             page.evaluate(f"(k) => ({EXPLORER})(k).zoom(1 / 16)", 0)  # a 64 x 64 window
@@ -178,8 +183,9 @@ def main(argv=None):
           f"picture {r['browser_first_draw_ms']:.0f} ms; cell start to picture {r['cell_start_to_first_draw_ms']:.0f} ms")
     for name in ("hover_full_matrix", "hover_zoomed_64"):
         work, frame = r[name]["work_ms"], r[name]["event_to_frame_ms"]
-        print(f"{name:<20} hover-to-repaint: work median {work['median']:.1f} ms (p90 {work['p90']:.1f}); "
-              f"event to next frame median {frame['median']:.1f} ms (p90 {frame['p90']:.1f}); goal 16 ms")
+        print(f"{name:<20} hover-to-repaint ({work['n']} moves): work median {work['median']:.1f} ms "
+              f"(p90 {work['p90']:.1f}); event to next frame median {frame['median']:.1f} ms "
+              f"(p90 {frame['p90']:.1f}); goal 16 ms")
     d = r["switch_head_redraw_ms"]
     print(f"switch head (full redraw): median {d['median']:.1f} ms, max {d['max']:.1f} ms")
     print(f"grid view ({r['layers'] * r['heads']} thumbnails): {r['grid_view_draw_ms']:.0f} ms; "

@@ -27,10 +27,20 @@ def bits_for(n_weights):
 
 def sqrt_codes(weights, bits=16):
     """Weights in ``[0, 1]`` -> ``round(sqrt(w) · top)`` as unsigned integers (NaN -> 0)."""
-    roots = np.sqrt(np.clip(np.nan_to_num(np.asarray(weights, dtype=np.float32), nan=0.0), 0.0, 1.0))
-    roots *= LEVELS[bits]
-    roots += 0.5
-    return roots.astype(DTYPES[bits])
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    codes = np.empty(weights.shape, DTYPES[bits])
+    flat_w, flat_c = weights.reshape(-1, weights.shape[-1]), codes.reshape(-1, weights.shape[-1])
+
+    def job(rows):
+        roots = np.nan_to_num(flat_w[rows], nan=0.0)
+        np.clip(roots, 0.0, 1.0, out=roots)
+        np.sqrt(roots, out=roots)
+        roots *= np.float32(LEVELS[bits])
+        roots += np.float32(0.5)
+        flat_c[rows] = roots  # truncates: with the 0.5 above, rounds
+
+    _run_rows(job, flat_w.shape[0])
+    return codes
 
 
 def decode(codes, bits=16):
@@ -60,17 +70,20 @@ def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=No
     codes = np.empty(scores.shape, DTYPES[bits])
     keep = None if keep is None else np.broadcast_to(keep, scores.shape)
     additive = None if additive is None else np.broadcast_to(additive, scores.shape)
-    # NumPy releases the GIL in its loops: two threads over the rows use both cores.
     rows = scores.reshape(-1, scores.shape[-1]).shape[0]
-    chunks = [slice(start, min(rows, start + CHUNK_ROWS)) for start in range(0, rows, CHUNK_ROWS)]
     flat = [a.reshape(-1, scores.shape[-1]) if a is not None else None
             for a in (scores, work, codes, keep, additive)]
-    job = lambda part: _codes_rows(*(a[part] if a is not None else None for a in flat), scale, bits)  # noqa: E731
+    _run_rows(lambda rows: _codes_rows(*(a[rows] if a is not None else None for a in flat), scale, bits), rows)
+    return codes
+
+
+def _run_rows(job, rows):
+    """``job(slice)`` over ``rows`` rows in chunks; NumPy releases the GIL, so two threads use both cores."""
+    chunks = [slice(start, min(rows, start + CHUNK_ROWS)) for start in range(0, rows, CHUNK_ROWS)]
     if len(chunks) == 1:
         job(chunks[0])
     else:
         list(_pool().map(job, chunks))
-    return codes
 
 
 CHUNK_ROWS = 2048  # rows of scores per task: big enough to amortise, small enough to balance

@@ -701,7 +701,8 @@ class Explorer {
       lines.push(`this head: ${fmt(head.value, 6)} at query ${label(m.query_labels, head.i)} → key ${label(m.key_labels, head.j)} (circled)`);
     } else {
       const stats = this.rowStats();
-      lines.push(`row sums: min <b>${fmt(stats.lo, 4)}</b>, max <b>${fmt(stats.hi, 4)}</b>`);
+      const rough = m.bits === 8 ? " (from 8-bit codes: each weight ±0.004)" : "";
+      lines.push(`row sums: min <b>${fmt(stats.lo, 4)}</b>, max <b>${fmt(stats.hi, 4)}</b>${rough}`);
       lines.push(`max weight <b class="mha-max">${fmt(stats.max, 4)}</b>: ${label(rowLabels, stats.at[0])} → ${label(colLabels, stats.at[1])}`);
     }
     if (this.key >= 0 && this.key < p.cols && q < p.rows) {
@@ -742,7 +743,7 @@ class Explorer {
       if (p.masked(q, j)) {
         cell.append(element("span", "mha-masked", "masked"));
       } else {
-        const bar = element("div", v < 0 ? "mha-bar mha-negative" : "mha-bar");
+        const bar = element("div", p.signed && v > 0 ? "mha-bar mha-warm" : "mha-bar"); // RdBu: + red, − blue
         bar.style.width = `${Math.max(0, Math.min(1, Math.abs(v) / range)) * 160}px`;
         cell.append(bar);
         if (yours) {

@@ -456,10 +456,12 @@ class AttentionExplorer(anywidget.AnyWidget):
         else:
             controls = self.controls()
             rows = []
-            for layer in range(s.num_layers):
+            for layer in range(min(s.num_layers, max(1, STATIC_PANELS // s.num_heads))):
                 controls["layer"] = layer
                 rows.append(explorer_state(s, **controls).weights)
-            names = [f"layer {i}" for i in range(s.num_layers)] if s.num_layers > 1 else [""]
+            names = [f"layer {i}" for i in range(len(rows))] if s.num_layers > 1 else [""]
+            if len(rows) < s.num_layers:
+                names[-1] += f" (of {s.num_layers})"
             title = f"mask: {self.mask} · scale {self.scale:.3f}"
         return mosaic_figure(np.stack(rows), names, title)
 

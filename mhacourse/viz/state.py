@@ -150,6 +150,8 @@ class WeightsSource:
         return self._logs[layer_index]
 
     def weights(self, layer_index, scale, mask):
+        if scale == 1.0 and mask is None:
+            return self.original[layer_index]  # as given
         log_weights, keep = self._log_weights(layer_index)
         scores = log_weights * scale  # (H, Lq, Lk)
         if mask is not None:

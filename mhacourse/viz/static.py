@@ -66,8 +66,8 @@ def register_png_formatter():
 def to_numpy(x, name="weights"):
     """An ``mx.array``, NumPy array or nested list as a float NumPy array."""
     if isinstance(x, mx.array):
-        if x.dtype == mx.bool_:
-            return np.array(x)
+        if x.dtype in (mx.bool_, mx.float32):
+            return np.asarray(x)  # a view of MLX's buffer, no copy
         return np.array(x.astype(mx.float32))
     try:
         return np.asarray(x, dtype=np.float32) if not _is_bool(x) else np.asarray(x)
