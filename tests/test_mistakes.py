@@ -5,6 +5,7 @@ taken from the checks' own variants); every correct variant must pass.
 """
 
 import math
+import time
 from pathlib import Path
 
 import mlx.core as mx
@@ -591,6 +592,22 @@ def decode_only_new_token(query, new_key, new_value, cached_keys, cached_values,
     return out, keys, values
 
 
+def time_without_eval(fn, inputs, repeats):
+    fn(*inputs)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*inputs)  # noqa: F841 - lazy: nothing is computed
+    return (time.perf_counter() - start) / repeats
+
+
+def time_the_total(fn, inputs, repeats):
+    mx.eval(fn(*inputs))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval(fn(*inputs))
+    return time.perf_counter() - start
+
+
 class DebugScaleFixedOnly(BuggyAttention):
     def __call__(self, queries, keys, values, mask=None):
         B, L_q, dims = queries.shape
@@ -691,6 +708,8 @@ MISTAKES = [
     ("debug_layer", BuggyAttention, "debug_both"),
     ("debug_layer", DebugScaleFixedOnly, "debug_split"),
     ("debug_layer", DebugSplitFixedOnly, "debug_scale"),
+    ("time_per_call", time_without_eval, "eval_forgotten"),
+    ("time_per_call", time_the_total, "timing_total"),
 ]
 
 
@@ -941,6 +960,14 @@ def head_shapes_by_running(B, L_q, L_k, dims, num_heads):
             "merged": out.swapaxes(1, 2).reshape(B, L_q, -1).shape}
 
 
+def time_with_eval_of_a_list(fn, inputs, repeats):
+    mx.eval(fn(*inputs))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval([fn(*inputs)])
+    return (time.perf_counter() - start) / repeats
+
+
 def attention_shapes_as_lists(B, L_q, L_k, dims, value_dims):
     return {"scores": [B, L_q, L_k], "weights": [B, L_q, L_k], "output": [B, L_q, value_dims]}
 
@@ -971,6 +998,7 @@ CORRECT = [
     ("debug_layer", DebugRewritten),
     ("head_shapes", head_shapes_by_running),
     ("attention_shapes", attention_shapes_as_lists),
+    ("time_per_call", time_with_eval_of_a_list),
 ]
 
 

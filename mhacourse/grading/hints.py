@@ -108,6 +108,9 @@ NUDGES = {
     "online_last_tile_only": "Does your loop keep what earlier tiles contributed?",
     "online_scale": "Where does the scale go in the tile loop?",
     "eval_forgotten": "When does MLX actually compute what you timed?",
+    "eval_once": "Which of the timed calls' results are computed?",
+    "timing_no_warmup": "Is the first call, which pays for one-time work, inside your timing?",
+    "timing_total": "Is the number you return per call, or for the whole loop?",
     # drop-in parity
     "copy_return_target": "What does your function return?",
     "copy_reversed": "Which layer changes: source or target?",

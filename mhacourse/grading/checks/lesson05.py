@@ -1,6 +1,7 @@
-"""Lesson 05: the fused kernel, grouped-query attention and a KV cache."""
+"""Lesson 05: online softmax over tiles, grouped-query attention, a KV cache, decoding, timing lazy code."""
 
 import math
+import time
 
 import mlx.core as mx
 
@@ -273,5 +274,126 @@ register(DecodeExercise(
         Mistake("kv_order", "Append the new key and value *after* the cache: mx.concatenate([cached, new], "
                 "axis=2), so that position i of the cache stays token i.", _decode_bug("kv_order")),
         Mistake("missing_scale", HINTS["missing_scale"], _decode_bug("missing_scale")),
+    ],
+))
+
+# ---------------------------------------------------------------------------
+# time_per_call(fn, inputs, repeats): timing lazy MLX code
+
+
+def _arrays_in(values):
+    """Every ``mx.array`` in ``values`` (nested tuples, lists and dicts)."""
+    found = []
+    for value in values:
+        if isinstance(value, mx.array):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            found.extend(_arrays_in(value))
+        elif isinstance(value, dict):
+            found.extend(_arrays_in(value.values()))
+    return found
+
+
+class TimingExercise(Exercise):
+    """``answer(fn, inputs, repeats)`` must time ``fn(*inputs)`` with every timed result evaluated.
+
+    The check counts the calls of ``fn`` and records which of its results go
+    through ``mx.eval`` (wrapped while the answer runs). The output compared
+    is what the answer did, not the (machine-dependent) seconds: how many
+    calls, how many of the timed results were evaluated, and whether the
+    number returned is a mean per call (at most half of the time the answer
+    took, with a warm-up and several repeats) rather than a total.
+    """
+
+    def run_case(self, answer, case):
+        return self.run_given(answer, case.inputs())
+
+    def run_given(self, answer, inputs, extra=None):
+        (fn, arrays, repeats), kwargs = inputs
+        results, evaluated = [], []
+
+        def counted(*args):
+            result = fn(*args)
+            results.append(result)
+            return result
+
+        original = mx.eval
+
+        def recording(*args):
+            evaluated.extend(_arrays_in(args))  # kept alive: compared by identity below
+            return original(*args)
+
+        _check_signature(answer, (counted, arrays, repeats), kwargs, self.signature)
+        mx.eval = recording
+        start = time.perf_counter()
+        try:
+            seconds = answer(counted, arrays, repeats, **kwargs)
+        finally:
+            mx.eval = original
+        elapsed = time.perf_counter() - start
+        timed = results[-repeats:]
+        is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+        return {"calls of fn": len(results),
+                "timed results evaluated": sum(any(r is e for e in evaluated) for r in timed),
+                "a positive number of seconds": is_number,
+                "a mean per call": is_number and seconds <= 0.5 * elapsed}
+
+
+def _time_per_call(fn, inputs, repeats, *, bug=None):
+    if bug != "timing_no_warmup":
+        mx.eval(fn(*inputs))  # warm-up, not timed
+    start = time.perf_counter()
+    last = None
+    for _ in range(repeats):
+        last = fn(*inputs)
+        if bug not in ("eval_forgotten", "eval_once"):
+            mx.eval(last)
+    if bug == "eval_once":
+        mx.eval(last)
+    total = time.perf_counter() - start
+    return total if bug == "timing_total" else total / repeats
+
+
+def _timing_bug(bug):
+    def wrong(fn, inputs, repeats):
+        return _time_per_call(fn, inputs, repeats, bug=bug)
+
+    return wrong
+
+
+def _attention_fn(queries, keys, values):
+    return mx.softmax((queries @ keys.swapaxes(-1, -2)) / math.sqrt(queries.shape[-1]), axis=-1) @ values
+
+
+def _timing_case(name, seed, repeats, B, H, L, D_h):
+    return case(name, lambda: _attention_fn,
+                lambda: (rand(seed, B, H, L, D_h), rand(seed + 1, B, H, L, D_h), rand(seed + 2, B, H, L, D_h)),
+                repeats)
+
+
+register(TimingExercise(
+    id="time_per_call",
+    lesson="05",
+    title="Time lazy code: evaluate what you time",
+    answer_name="time_per_call",
+    signature="time_per_call(fn, inputs, repeats)",
+    reference=_timing_bug(None),
+    cases=[
+        _timing_case("explicit attention, B 2, H 4, L 64, 5 repeats", 210, 5, 2, 4, 64, 16),
+        _timing_case("explicit attention, B 1, H 2, L 128, 8 repeats", 213, 8, 1, 2, 128, 32),
+    ],
+    mistakes=[
+        Mistake("eval_forgotten",
+                "MLX is lazy: fn(*inputs) only builds a graph, and nothing is computed until the result is "
+                "evaluated. Call mx.eval(result) inside the timed loop, or you time the graph building.",
+                _timing_bug("eval_forgotten")),
+        Mistake("eval_once",
+                "mx.eval(last) after the loop computes only the last result: the other calls' graphs are "
+                "never evaluated. Evaluate each result inside the loop.", _timing_bug("eval_once")),
+        Mistake("timing_no_warmup",
+                "Call fn(*inputs) once before the timed loop (and evaluate it): the first call pays for "
+                "one-time work such as compiling kernels and allocating memory.", _timing_bug("timing_no_warmup")),
+        Mistake("timing_total", "Return the mean per call: the total time of the loop divided by repeats.",
+                _timing_bug("timing_total")),
     ],
 ))
