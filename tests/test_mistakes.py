@@ -1018,3 +1018,11 @@ def test_numpy_answer_is_rejected_with_a_clear_message():
     result = check("split_heads", numpy_split)
     assert not result.passed
     assert "NumPy" in result.report()
+
+
+def test_the_tier_a_notebook_asked_for_is_readable_from_its_cells():
+    from mhacourse.grading.hints import tiers_shown
+
+    cells = ['check("split_heads", split_heads)', 'result = check("softmax", softmax, hint=2)',
+             "check('merge_heads', merge_heads, hint=1)\ncheck('merge_heads', merge_heads)", "def broken(:"]
+    assert tiers_shown(cells) == {"split_heads": 1, "softmax": 2, "merge_heads": 1}

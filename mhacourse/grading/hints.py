@@ -14,7 +14,8 @@ is used too when it is known (``.T``, ``.size(``).
 import re
 from dataclasses import dataclass
 
-__all__ = ["NUDGES", "ErrorHint", "ERROR_HINTS", "nudge_for", "match_error", "more_help"]
+__all__ = ["NUDGES", "ErrorHint", "ERROR_HINTS", "nudge_for", "match_error", "add_nudges", "at_tier",
+           "tiers_shown"]
 
 GENERIC_NUDGE = "Compare your output with the expected one case by case: which cases fail, and how?"
 
@@ -154,11 +155,6 @@ NUDGES = {
 def nudge_for(hint_id):
     """The tier-1 text for ``hint_id`` (a generic one when there is none)."""
     return NUDGES.get(hint_id, GENERIC_NUDGE)
-
-
-def more_help(exercise_id, answer_name):
-    """The report line that offers the specific fix."""
-    return f"More help: check({exercise_id!r}, {answer_name}, hint=2)"
 
 
 @dataclass
@@ -361,3 +357,34 @@ def at_tier(result, exercise, tier):
     result.tier = 2 if tier in (2, "2") else 1
     result.answer_name = exercise.answer_name
     return add_nudges(exercise, result)
+
+
+def tiers_shown(sources):
+    """The hint tier a notebook asked for, per exercise: 2 where it calls ``check(id, ..., hint=2)``.
+
+    For the batch grader, which records how much help a learner used. Only
+    literal calls count: ``check("split_heads", split_heads, hint=2)``.
+
+    Args:
+        sources (iterable[str]): The notebook's code cells.
+
+    Returns:
+        dict: exercise id -> tier (1 or 2), for every exercise checked.
+    """
+    import ast
+
+    tiers = {}
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                continue
+            tier = next((k.value.value for k in node.keywords if k.arg == "hint" and isinstance(k.value, ast.Constant)), 1)
+            tier = 2 if tier in (2, "2") else 1
+            exercise_id = node.args[0].value
+            tiers[exercise_id] = max(tiers.get(exercise_id, 1), tier)
+    return tiers
