@@ -168,6 +168,7 @@ register(Exercise(
         _rope_case("(B, H, L, D_h) = (1, 2, 4, 16), offset 20", 712, (1, 2, 4, 16), 20),
     ],
     hidden_cases=_rope_hidden,
+    forbidden=("mx.fast.rope", "nn.RoPE"),
     mistakes=[
         Mistake("traditional",
                 "mlx.nn.RoPE's default pairs feature i with feature i + D_h / 2 (the two halves); you "
