@@ -1,10 +1,14 @@
-"""Throughput of ``mhacourse grade`` on the 31 fixture submissions.
+"""Throughput of ``mhacourse grade`` (sandboxed) on the 31 fixture submissions.
 
 Makes the fixtures (``tests/fixtures/make_submissions.py``) in a temporary
 folder, grades the whole folder with ``--jobs 1`` and ``--jobs 2``, prints
-notebooks per minute and checks every score against the expected one::
+notebooks per minute, where the time goes (sandbox start, the sandbox's Python
+starting, the student's code, judging) and checks every score against the
+expected one::
 
     python benchmarks/bench_grade.py [--jobs 1,2] [--timeout 10] [--json out.json]
+    python benchmarks/bench_grade.py --many 300 --jobs 2      # a class: 300 copies of the fixtures
+    python benchmarks/bench_grade.py --jobs 2 --no-sandbox    # the same design without bwrap
 
 Exits 1 if any submission got another status or score than expected.
 """
@@ -12,6 +16,7 @@ Exits 1 if any submission got another status or score than expected.
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -44,32 +49,78 @@ def mismatches(reports, expected):
     return wrong
 
 
+def time_split(reports):
+    """Seconds per notebook: sandbox start, the sandbox's Python start, the student's code, judging."""
+    timed = [r["timing"] for r in reports if r.get("timing", {}).get("runs")]
+    if not timed:
+        return {}
+    n = len(timed)
+    sandbox = sum(t["sandbox"] * t["runs"] for t in timed) / n
+    return {
+        "sandbox_start": round(sandbox, 3),
+        "python_start": round(sum(t["start"] for t in timed) / n - sandbox, 3),
+        "student_code": round(sum(t["cells"] + t["checks"] for t in timed) / n, 3),
+        "judge": round(sum(t["judge"] for t in timed) / n, 3),
+        "runs": round(sum(t["runs"] for t in timed) / n, 2),
+        "wall": round(sum(r["seconds"] for r in reports) / len(reports), 3),
+    }
+
+
+def make_many(folder, count, lesson=None):
+    """``count`` submissions cycling through the fixtures; returns their expectations."""
+    fixtures = Path(folder) / "fixtures"
+    expected = load_fixture_maker().make_submissions(fixtures, lesson)
+    names = sorted(expected)
+    many = {}
+    for number in range(count):
+        name = names[number % len(names)]
+        copy = name.replace(".ipynb", f"-{number:04d}.ipynb")  # same lesson prefix (or none)
+        shutil.copy(fixtures / name, Path(folder) / copy)
+        many[copy] = expected[name]
+    return many
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", default="1,2", help="comma-separated worker counts (default: 1,2)")
     parser.add_argument("--timeout", type=float, default=10, help="seconds per cell (default: 10)")
     parser.add_argument("--lesson", default=None, help="lesson the fixtures are made from (default: the first)")
+    parser.add_argument("--many", type=int, default=0, metavar="N",
+                        help="grade N submissions (copies of the fixtures) instead of the 31")
+    parser.add_argument("--no-sandbox", action="store_true", help="run without bwrap (to see its cost)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
     results, failed = [], False
     with tempfile.TemporaryDirectory(prefix="mhacourse-bench-grade-") as folder:
-        expected = load_fixture_maker().make_submissions(folder, args.lesson)
-        paths = grade.collect_submissions([folder])
-        print(f"{len(paths)} submissions (lesson fixtures from {ROOT / 'solutions'}), timeout {args.timeout:g} s per cell")
+        if args.many:
+            expected = make_many(folder, args.many, args.lesson)
+            paths = sorted(Path(folder) / name for name in expected)
+        else:
+            expected = load_fixture_maker().make_submissions(folder, args.lesson)
+            paths = grade.collect_submissions([folder])
+        print(f"{len(paths)} submissions (lesson fixtures from {ROOT / 'solutions'}), timeout {args.timeout:g} s "
+              f"per cell, {'un' if args.no_sandbox else ''}sandboxed")
         for jobs in (int(j) for j in args.jobs.split(",")):
             start = time.perf_counter()
-            reports = grade.grade_many(paths, jobs=jobs, timeout=args.timeout, progress=False)
+            reports = grade.grade_many(paths, jobs=jobs, timeout=args.timeout, progress=False,
+                                       sandbox=not args.no_sandbox)
             seconds = time.perf_counter() - start
             wrong = mismatches(reports, expected)
             failed |= bool(wrong)
             per_minute = 60 * len(paths) / seconds
             slowest = max(reports, key=lambda r: r.get("seconds", 0))
+            split = time_split(reports)
             results.append({"jobs": jobs, "notebooks": len(paths), "seconds": round(seconds, 2),
-                            "notebooks_per_minute": round(per_minute, 1), "mismatches": wrong})
+                            "notebooks_per_minute": round(per_minute, 1), "per_notebook": split,
+                            "sandboxed": not args.no_sandbox, "mismatches": wrong})
             print(f"--jobs {jobs}: {len(paths)} notebooks in {seconds:6.1f} s = {per_minute:5.1f} notebooks/min "
                   f"(slowest {Path(slowest['file']).name.split('__')[-1]} {slowest['seconds']:.1f} s); "
                   f"{len(paths) - len(wrong)}/{len(paths)} scores as expected")
+            if split:
+                print(f"  per notebook (mean s): sandbox start {split['sandbox_start']}, Python + MLX start "
+                      f"{split['python_start']}, student's code {split['student_code']}, judging {split['judge']}, "
+                      f"runs {split['runs']}, wall {split['wall']}")
             for line in wrong:
                 print(f"  MISMATCH {line}")
     if args.json:

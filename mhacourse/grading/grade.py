@@ -1,44 +1,49 @@
 """Grade submitted exercise notebooks: ``mhacourse grade SUBMISSION...``.
 
-Each submission runs in a fresh kernel, one code cell at a time, with a time
-limit per cell. Then, for every exercise of the submission's lesson, the grader
-sends its own code to the kernel: it drops every ``mhacourse`` module from
-``sys.modules``, imports ``mhacourse.grading`` again from this installation's
-files, looks up the exercise's ``answer_name`` in the learner's namespace, runs
-``check`` on it and writes the result as JSON to a file whose name holds a
-random nonce made only after the learner's cells have run. Scores are read from
-those files only, never from what the notebook printed, so printing "passed",
-redefining ``check`` or patching ``mhacourse.grading`` in the notebook changes
-nothing. The submission file is read once and never written.
+The sandbox computes, the grader judges:
 
-A cell that fails does not stop the run: an exception is recorded and the next
-cell runs, so exercises whose answers were defined still earn their points. A
-cell that runs past the time limit is interrupted (and the run goes on); a
-cell that kills the kernel, or that cannot be interrupted, is skipped in a
-fresh kernel that runs the notebook again.
+1. For each exercise of the submission's lesson (from the course's registry,
+   never from the notebook), this trusted process builds the inputs of every
+   call: the visible cases, hidden cases of other sizes drawn from a per-run
+   secret seed (``--secret-file`` or ``MHACOURSE_GRADE_SECRET`` to share one
+   between shards; else a fresh one), and the property checks' inputs.
+2. One sandbox per submission (:mod:`.sandbox`: bubblewrap, no network, its
+   own PIDs, uid nobody, rlimits, a private folder) runs the notebook's cells
+   from a private copy, then calls each answer on those inputs
+   (:mod:`.harness`) and writes the outputs as plain data (``.npy`` read with
+   ``allow_pickle=False``, JSON).
+3. Back here, :func:`mhacourse.grading.registry.judge` computes the
+   references, compares, matches known mistakes and applies the policy
+   (:mod:`.policy`), exactly as ``check()`` does in a notebook.
 
-Which exercises a submission holds comes from the course's registry, for the
-lesson named in the notebook's metadata (or its file name), never from the
-exercise list a learner could edit.
+Nothing computed inside the sandbox is trusted: a patched ``json``,
+``numpy``, ``mlx`` or ``check`` there changes only the submission's own
+outputs, and what the sandbox reports about itself (cell statuses, the
+answer's code, calls it saw) can only lower a score, never raise one.
 
-The grader runs the learner's code with your rights: grade untrusted
-submissions inside a container. Code in the same process can always rewrite
-Python itself (builtins, import machinery, MLX); the grader does not try to
-win that race, but lists such code under ``flags`` for you to read.
+A cell that fails does not stop the run. A cell that kills the sandbox's
+Python or hangs past ``--timeout`` is skipped in a rerun, as many reruns as
+it takes; an answer that kills it scores 0 for its own exercise only.
+Cells are matched to the exercise notebook by content (the answer's name,
+the cell's text), not only by id, so a notebook pasted into a new file grades
+the same. The submission file is read once and never written.
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
+import pickle
 import re
 import secrets
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -51,8 +56,9 @@ import mhacourse
 STATUSES = (
     "invalid-notebook",  # not JSON, or not a version 4 notebook
     "unknown-lesson",  # no lesson in the metadata or the file name
-    "tampered",  # an answer rebound grading code while checked, or is the course's own (scored 0)
-    "kernel-died",  # a cell killed the kernel (skipped in a rerun)
+    "tampered",  # an answer is, wraps or copies the course's code, or rebinds it (scored 0)
+    "forbidden",  # an answer calls a function its exercise forbids (scored 0)
+    "kernel-died",  # a cell (or an answer) killed the sandbox's Python (skipped in a rerun)
     "timeout",  # a cell ran past --timeout
     "error",  # a cell raised an exception
     "grader-error",  # the grader could not check an exercise
@@ -60,10 +66,9 @@ STATUSES = (
     "cells-duplicated",  # cells of the exercise notebook appear twice
     "ok",
 )
-MAX_RUNS = 3
-_TIMED_OUT = {"ename": "CellTimeoutError", "evalue": "the cell ran past the time limit"}
-CURRENT_PYTHON = "mhacourse-grader-current-python"  # a kernel running sys.executable
-PROBE_TIMEOUT = 10  # seconds an interrupted kernel has to answer again
+SECRET_ENV = "MHACOURSE_GRADE_SECRET"
+STARTUP_TIMEOUT = 120  # seconds for the sandbox's Python to import MLX and the course
+GRACE = 5  # seconds past a deadline before a hung sandbox is killed
 _LESSON_IN_NAME = re.compile(r"^(\d{2})(?:[_\-. ]|$)")
 _SUSPICIOUS = {
     "builtins": re.compile(r"\b__builtins__\b|\bbuiltins\b"),
@@ -74,142 +79,8 @@ _SUSPICIOUS = {
     "patches the grading package": re.compile(
         r"\bmhacourse\.grading(?:\.\w+)*\.\w+\s*=(?!=)|\bCheckResult\s*\.\s*\w+\s*=(?!=)|\bsetattr\s*\("
     ),
+    "introspection": re.compile(r"\b_current_frames\b|\b_getframe\b|\bsetprofile\b|\bsettrace\b|\bgc\s*\.\s*get_"),
 }
-
-# Runs inside the learner's kernel, in a namespace of its own (see _grader_cell).
-_GRADER_CODE = r'''
-import sys, os, json, sysconfig, threading, importlib, importlib.machinery, importlib.util
-user_ns = sys._getframe(1).f_globals
-record = {"exercise_id": ARGS["exercise_id"], "defined": False, "passed": False, "points": 0.0, "report": "",
-          "error": None, "tampered": []}
-saved_meta_path = list(sys.meta_path)
-
-def fingerprint():
-    """Identity of every function, class and descriptor in the loaded mhacourse modules."""
-    prints = {}
-    for module_name, module in list(sys.modules.items()):
-        if module is None or not (module_name == "mhacourse" or module_name.startswith("mhacourse.")):
-            continue
-        for name, value in list(vars(module).items()):
-            if isinstance(value, type) and str(getattr(value, "__module__", "")).startswith("mhacourse"):
-                for member, member_value in list(vars(value).items()):
-                    if callable(member_value) or hasattr(member_value, "__get__"):
-                        prints[(module_name, name, member)] = id(member_value)
-            if callable(value):
-                prints[(module_name, name)] = id(value)
-    return prints
-
-def course_path(filename):
-    """The path of a file inside a mhacourse package ("grading/registry.py"), or None."""
-    marker = os.sep + "mhacourse" + os.sep
-    return filename.replace("/", os.sep).rsplit(marker, 1)[1] if marker in filename else None
-
-def code_key(function):
-    code = getattr(function, "__code__", None)
-    return (course_path(code.co_filename), code.co_firstlineno) if code is not None else None
-
-LIBRARIES = tuple({os.path.realpath(path) + os.sep for key, path in sysconfig.get_paths().items()
-                   if key in ("stdlib", "platstdlib", "purelib", "platlib")})
-
-def forbidden_code(grading, exercise_id):
-    """Code an answer must not call: the grading package's functions and methods, and
-    the course's implementation this exercise asks for (its reference). Earlier stages
-    stay allowed: reusing the course's split_heads inside a layer is what it teaches."""
-    functions = []
-    for module_name, module in list(sys.modules.items()):
-        if module is not None and module_name.startswith("mhacourse.grading"):
-            for value in list(vars(module).values()):
-                if str(getattr(value, "__module__", "")) == module_name:
-                    functions.append(value)
-                    if isinstance(value, type):
-                        functions += list(vars(value).values())
-    reference = grading.get_exercise(exercise_id).reference
-    functions.append(reference)
-    if isinstance(reference, type) and str(reference.__module__).startswith("mhacourse"):
-        functions += list(vars(reference).values())
-    keys = {code_key(function) for function in functions}
-    keys.discard(None)
-    return keys
-
-def watcher(forbidden, borrowed):
-    """A profile function noting the learner's calls into ``forbidden`` code.
-
-    The checker calls the reference itself, and MLX calls back into the
-    checker's functions; only a call made from the learner's own code counts
-    (an answer that wraps get_exercise(...).reference, or the course's
-    implementation of the same exercise).
-    """
-    def watch(frame, event, arg):
-        if event != "call" or frame.f_back is None:
-            return
-        callee = course_path(frame.f_code.co_filename)
-        if callee is None or (callee, frame.f_code.co_firstlineno) not in forbidden:
-            return
-        caller = frame.f_back.f_code.co_filename
-        if (caller == "<mhacourse grader>" or course_path(caller) is not None
-                or os.path.realpath(caller).startswith(LIBRARIES)):
-            return  # the grader, the checker, or MLX and the standard library calling back
-        borrowed.add(f"the answer calls the course's {frame.f_code.co_name} ({callee.replace(os.sep, '/')})")
-    return watch
-
-try:
-    sys.meta_path[:] = [importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter, importlib.machinery.PathFinder]
-    for name in [name for name in list(sys.modules) if name == "mhacourse" or name.startswith("mhacourse.")]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location("mhacourse", ARGS["package_init"], submodule_search_locations=[ARGS["package_dir"]])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["mhacourse"] = package
-    spec.loader.exec_module(package)
-    grading = importlib.import_module("mhacourse.grading")
-    if ARGS["answer_name"] in user_ns:
-        record["defined"] = True
-        origin = str(getattr(user_ns[ARGS["answer_name"]], "__module__", None) or "")
-        if origin == "mhacourse" or origin.startswith("mhacourse."):
-            record["tampered"] = [f"the answer is the course's own code from {origin}"]
-            raise LookupError("the answer was imported from the course package")
-        answer = user_ns[ARGS["answer_name"]]
-        if isinstance(answer, type) and any(str(getattr(base, "__module__", "")).startswith("mhacourse")
-                                            for base in answer.__mro__[1:]):
-            record["tampered"] = ["the answer subclasses the course's own class"]
-            raise LookupError("the answer subclasses a class of the course package")
-        borrowed = set()
-        watch = watcher(forbidden_code(grading, ARGS["exercise_id"]), borrowed)
-        before = fingerprint()
-        threading.setprofile(watch)
-        sys.setprofile(watch)
-        try:
-            result = grading.check(ARGS["exercise_id"], answer)
-        finally:
-            sys.setprofile(None)
-            threading.setprofile(None)
-        after = fingerprint()
-        record["tampered"] = ["rebound " + ".".join(key) for key, value in sorted(before.items()) if after.get(key) != value][:5]
-        record["tampered"] += sorted(borrowed)[:5]
-        if type(result) is not grading.CheckResult:
-            raise TypeError(f"check returned {type(result).__name__}, not CheckResult")
-        record["passed"] = result.passed is True
-        record["points"] = float(result.points)
-        record["report"] = str(result.report())
-except BaseException as error:
-    record["error"] = f"{type(error).__name__}: {error}"
-finally:
-    sys.meta_path[:] = saved_meta_path
-with open(ARGS["result_path"], "x", encoding="utf-8") as file:
-    json.dump(record, file)
-'''
-
-
-def _grader_cell(args):
-    """Source of the cell that checks one exercise.
-
-    It reaches ``exec`` through the ``builtins`` module, not through names the
-    learner's namespace could shadow, and runs the grader in a fresh namespace.
-    """
-    return (
-        "import builtins as __mhacourse_builtins__\n"
-        f"__mhacourse_builtins__.exec(__mhacourse_builtins__.compile({_GRADER_CODE!r}, '<mhacourse grader>', 'exec'), "
-        f"{{'__builtins__': __mhacourse_builtins__, '__name__': '__mhacourse_grader__', 'ARGS': {args!r}}})\n"
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +126,8 @@ def _reference_cells(lesson):
         if str(source.metadata.get("mhacourse", {}).get("lesson")) == lesson:
             exercise, _ = build.build_notebook(source, path=path)
             return tuple(
-                (cell["id"], cell.cell_type, cell.source.strip(), build.STUB[1] in cell.source)
+                (cell["id"], cell.cell_type, cell.source.strip(), cell.cell_type == "code" and build.STUB[1] in cell.source,
+                 frozenset(_defined_names(cell.source)) if cell.cell_type == "code" else frozenset())
                 for cell in exercise.cells
             )
     return None
@@ -333,8 +205,30 @@ def identify_lesson(nb, path, known, forced=None):
     return meta or named, notes
 
 
+def _defined_names(source):
+    """Names a cell binds at top level (functions, classes, assignments): its content markers."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set(re.findall(r"^(?:def|class)\s+(\w+)", source, flags=re.M))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+    return names
+
+
 def structure_notes(nb, ids, lesson):
     """Deleted and duplicated cells, compared with the generated exercise notebook.
+
+    A cell of the exercise notebook is found by its id, or by its text, or (an
+    answer cell, whose text the learner changed) by the names it defines: a
+    notebook whose cells were pasted into a new file (new ids) matches too.
 
     Returns:
         tuple(list, list): indices (in the exercise notebook) of missing cells,
@@ -345,10 +239,15 @@ def structure_notes(nb, ids, lesson):
         return [], []
     id_counts = Counter(cell_id for cell_id in ids if cell_id)
     source_counts = Counter(cell.source.strip() for cell in nb.cells if cell.source.strip())
+    defined = Counter()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            defined.update(_defined_names(cell.source))
     missing, duplicated = [], []
-    for index, (cell_id, _, source, is_exercise) in enumerate(reference):
+    for index, (cell_id, _, source, is_exercise, names) in enumerate(reference):
         by_source = 0 if is_exercise or not source else source_counts[source]
-        if id_counts[cell_id] == 0 and by_source == 0 and (id_counts or not is_exercise):
+        by_marker = max((defined[name] for name in names), default=0) if is_exercise else 0
+        if id_counts[cell_id] == 0 and by_source == 0 and by_marker == 0:
             missing.append(index)
         if id_counts[cell_id] > 1 or by_source > 1:
             duplicated.append(index)
@@ -362,193 +261,277 @@ def suspicious_code(nb):
 
 
 # ---------------------------------------------------------------------------
-# Running a submission.
+# Building the job: the calls' inputs, from the secret.
 
 
-def _kernel_client_class():
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
+def _rng(secret, exercise_id):
+    """The generator of an exercise's hidden inputs: the same for every submission of a run."""
+    import numpy as np
 
-    class Specs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):
-            if kernel_name == CURRENT_PYTHON:
-                return KernelSpec(
-                    argv=[sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                    display_name="mhacourse grader",
-                    language="python",
-                )
-            return super().get_kernel_spec(kernel_name)
-
-    class Client(NotebookClient):
-        def create_kernel_manager(self):
-            # Unix sockets in the run's own folder: no TCP ports for parallel workers to race for.
-            self.km = AsyncKernelManager(
-                kernel_name=self.kernel_name,
-                kernel_spec_manager=Specs(),
-                transport="ipc",
-                ip=str(Path(self.resources["metadata"]["path"]) / "kernel"),
-                config=self.config,
-            )
-            return self.km
-
-    return Client
+    digest = hashlib.sha256(f"{secret}\0{exercise_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-class _Restart(Exception):
-    """The kernel died or hung: run again in a fresh one, skipping ``where``."""
+@lru_cache(maxsize=8)
+def _lesson_job(lesson, secret, timeout):
+    """Per exercise of ``lesson``: its calls and their pickled inputs (built once per process)."""
+    from mhacourse.grading import codec, get_exercise, hidden
+    from mhacourse.grading.registry import DEFAULT_TIME_LIMIT, calls_for
 
-    def __init__(self, kind, where):
-        super().__init__(kind, where)
-        self.kind, self.where = kind, where
+    hidden.install()
+    items = []
+    for exercise in lesson_exercises(lesson):
+        ex = get_exercise(exercise["id"])
+        calls = calls_for(ex, _rng(secret, ex.id))
+        pickled = []
+        for call in calls:
+            inputs = call.case.inputs()
+            pickled.append((codec.pickle_inputs(inputs), codec.pickle_inputs(ex.prepare(inputs))))
+        items.append({"id": ex.id, "answer_name": ex.answer_name, "calls": pickled,
+                      "time_limit": float(min(DEFAULT_TIME_LIMIT, timeout)), "_calls": calls})
+    return items
 
 
-def _kernel_env(package_dir):
-    env = dict(os.environ)
-    parent = str(Path(package_dir).parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
-    env.setdefault("MPLBACKEND", "Agg")
-    return env
+def hint_tiers(nb, exercises):
+    """Per exercise id, the largest ``hint=N`` the notebook passes to ``check`` for it (default 1)."""
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code") if nb is not None else ""
+    tiers = {}
+    for exercise in exercises:
+        pattern = re.compile(r"check\(\s*['\"]" + re.escape(exercise["id"]) + r"['\"][^\n]*?\bhint\s*=\s*(\d+)")
+        found = [int(n) for n in pattern.findall(code)]
+        tiers[exercise["id"]] = max(found, default=1)
+    return tiers
 
 
-def _run_once(nb, exercises, *, timeout, kernel, package_dir, skip_cells, skip_exercises):
-    """Run the learner's cells, then the grader's, in one fresh kernel.
+# ---------------------------------------------------------------------------
+# Running a submission: the sandbox, reruns for what kills or hangs it.
+
+
+def _run_sandboxed(code_cells, items, *, timeout, sandboxed, package_dir, skip_cells, skip_exercises):
+    """One run of the harness in a fresh sandbox with a fresh private folder."""
+    from mhacourse.grading import sandbox
+
+    job = {"cells": code_cells, "skip_cells": set(skip_cells), "skip_exercises": set(skip_exercises),
+           "timeout": float(timeout),
+           "exercises": [{k: v for k, v in item.items() if k != "_calls"} for item in items]}
+    budget = {"start": STARTUP_TIMEOUT, "cell": timeout + GRACE, None: 30 + GRACE}
+    budget["exercise"] = max([len(item["calls"]) * item["time_limit"] for item in items] or [0]) + 30
+    with tempfile.TemporaryDirectory(prefix="mhacourse-grade-") as outer:
+        folder = Path(outer) / "work"
+        folder.mkdir()
+        os.chmod(folder, 0o777)  # the sandbox's user (nobody) writes here; the parent stays 0700
+        (folder / "job.pkl").write_bytes(pickle.dumps(job))
+        run = sandbox.run_harness(folder, sandboxed=sandboxed, package_dir=package_dir,
+                                  deadline=lambda kind: budget[kind])
+        records = {}
+        for number, item in enumerate(items):
+            records[item["id"]] = _read_record(folder / f"ex{number}", item["id"])
+    return run, records
+
+
+def _read_record(folder, exercise_id):
+    """The harness's record for one exercise, values decoded; ``None`` if it wrote none."""
+    from mhacourse.grading import codec
+    from mhacourse.grading.registry import Outcome
+
+    path = folder / "record.json"
+    try:
+        if path.is_symlink() or path.stat().st_size > 8 * 2**20:
+            return {"harness_error": "the record is not a plain file"}
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("exercise_id") != exercise_id:
+        return {"harness_error": "the record is malformed"}
+    outcomes = []
+    for plain in record.get("outcomes") or []:
+        if not isinstance(plain, dict):
+            outcomes.append(Outcome(error=_error("missing")))
+            continue
+        error = plain.get("error")
+        if error is not None:
+            outcomes.append(Outcome(error=_clean_error(error)))
+            continue
+        try:
+            outcomes.append(Outcome(value=codec.decode(plain.get("value"), folder)))
+        except Exception:  # noqa: BLE001 - malformed data from the sandbox: an error, never a pass
+            outcomes.append(Outcome(error=_error("exception", "OutputError", "the output could not be read back")))
+    problem = record.get("problem")
+    return {
+        "defined": record.get("defined") is True,
+        "problem": _clean_error(problem) if problem is not None else None,
+        "outcomes": outcomes,
+        "inspection": record.get("inspection") if isinstance(record.get("inspection"), dict) else {},
+        "recorded": [str(x)[:200] for x in (record.get("recorded") or [])][:50],
+        "tampered": [str(x)[:200] for x in (record.get("tampered") or [])][:5],
+        "harness_error": str(record["harness_error"])[:300] if record.get("harness_error") else None,
+    }
+
+
+_KINDS = ("exception", "problem", "not_implemented", "timeout", "killed", "missing")
+
+
+def _error(kind, type_name="", message=""):
+    return {"kind": kind, "type": type_name, "message": message, "line": "", "hint_id": None, "hint": None}
+
+
+def _clean_error(error):
+    """An error descriptor from the sandbox, reduced to short strings of known fields."""
+    if not isinstance(error, dict) or error.get("kind") not in _KINDS:
+        return _error("exception", "Error", "malformed error report")
+    clean = {key: (str(error.get(key))[:1000] if error.get(key) is not None else None)
+             for key in ("type", "message", "line", "hint_id", "hint")}
+    clean["kind"] = error["kind"]
+    return clean
+
+
+def _run_with_reruns(code_cells, items, *, timeout, sandboxed, package_dir, problems, notes):
+    """Run until the harness finishes, skipping each cell or answer that killed or hung it.
 
     Returns:
-        tuple(dict, dict): per code-cell index ``{"status", "error"}``, and per
-        exercise id the grader's record (or None where none came back).
-
-    Raises:
-        _Restart: when the kernel died or could not be interrupted.
+        tuple(dict, dict, dict, dict): per code-cell index ``{"status",
+        "error"}``, per exercise id the record, the exercises whose answers
+        stopped the sandbox (id -> "killed"/"hung"), and the timing.
     """
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # the client writes outputs into its copy
-    n_cells = len(nb.cells)
-    replies = {}
-    client = _kernel_client_class()(
-        nb,
-        timeout=timeout,
-        kernel_name=kernel or CURRENT_PYTHON,
-        allow_errors=True,
-        error_on_timeout=_TIMED_OUT,
-        record_timing=False,
-        shutdown_kernel="immediate",
-        startup_timeout=120,
-        iopub_timeout=2,
-        on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(cell_index, execute_reply),
-    )
-    cells, records = {}, {}
-
-    def execute(index, cell_timeout, where):
-        # On a timeout the client interrupts the kernel and reports _TIMED_OUT as the reply.
-        client.timeout, client.interrupt_on_timeout = cell_timeout, True
-        try:
-            client.execute_cell(nb.cells[index], index, store_history=index < n_cells)
-        except DeadKernelError:
-            raise _Restart("kernel-died", where) from None
-        reply = replies.get(index, {}).get("content", {})
-        if reply.get("ename") == _TIMED_OUT["ename"] and "traceback" not in reply:
-            nb.cells.append(nbformat.v4.new_code_cell("pass"))  # does the kernel answer again?
-            client.timeout, client.interrupt_on_timeout = max(2, min(PROBE_TIMEOUT, cell_timeout)), False
-            try:
-                client.execute_cell(nb.cells[-1], len(nb.cells) - 1, store_history=False)
-            except (CellTimeoutError, DeadKernelError):
-                raise _Restart("timeout", where) from None
-            return "timeout", f"interrupted after {cell_timeout:g} s"
-        if reply.get("status") == "error":
-            return "error", f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}"[:500]
-        return "ok", None
-
-    with tempfile.TemporaryDirectory(prefix="mhacourse-grade-") as workdir:
-        client.resources = {"metadata": {"path": workdir}}
-        with client.setup_kernel(env=_kernel_env(package_dir), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
-            for index, cell in enumerate(nb.cells[:n_cells]):
-                if cell.cell_type != "code" or not cell.source.strip():
-                    continue
-                if index in skip_cells:
-                    cells[index] = {"status": "skipped", "error": None}
-                    continue
-                status, error = execute(index, timeout, ("cell", index))
-                cells[index] = {"status": status, "error": error}
-
-            results = Path(tempfile.mkdtemp(prefix="mhacourse-results-"))
-            nonce = secrets.token_hex(16)
-            try:
-                for number, exercise in enumerate(exercises):
-                    if exercise["id"] in skip_exercises:
-                        continue
-                    result_path = results / f"{nonce}-{number}.json"
-                    args = {
-                        "exercise_id": exercise["id"],
-                        "answer_name": exercise["answer_name"],
-                        "package_dir": str(package_dir),
-                        "package_init": str(Path(package_dir) / "__init__.py"),
-                        "result_path": str(result_path),
-                    }
-                    nb.cells.append(nbformat.v4.new_code_cell(_grader_cell(args)))
-                    status, _ = execute(len(nb.cells) - 1, timeout, ("exercise", exercise["id"]))
-                    records[exercise["id"]] = _read_record(result_path, exercise["id"], status)
-            finally:
-                for leftover in results.iterdir():
-                    leftover.unlink()
-                results.rmdir()
-    return cells, records
+    skip_cells, skip_exercises, cell_failures, killers = set(), set(), {}, {}
+    timing = {"start": 0.0, "cells": 0.0, "checks": 0.0, "runs": 0}
+    startup_failures = 0
+    for _ in range(len(code_cells) + len(items) + 3):
+        run, records = _run_sandboxed(code_cells, items, timeout=timeout, sandboxed=sandboxed,
+                                      package_dir=package_dir, skip_cells=skip_cells,
+                                      skip_exercises=skip_exercises)
+        timing["runs"] += 1
+        for key in ("start", "cells", "checks"):
+            timing[key] += run.timing.get(key, 0.0)
+        if run.finished:
+            break
+        if run.current is None:
+            startup_failures += 1
+            if startup_failures >= 2:
+                problems.add("grader-error")
+                notes.append(f"the sandbox stopped outside any cell ({run.how}) twice")
+                return {}, {}, killers, timing
+            continue
+        kind, where = run.current
+        if kind == "cell" and where not in skip_cells:
+            skip_cells.add(where)
+            cell_failures[where] = (
+                {"status": "kernel-died", "error": "killed the kernel"} if run.how == "died" else
+                {"status": "timeout", "error": f"could not be interrupted after {timeout:g} s; skipped in a rerun"})
+        elif kind == "exercise" and where not in skip_exercises:
+            skip_exercises.add(where)
+            killers[where] = "killed" if run.how == "died" else "hung"
+        else:
+            problems.add("grader-error")
+            notes.append(f"the sandbox stopped twice at {kind} {where}")
+            return {}, {}, killers, timing
+    else:
+        problems.add("grader-error")
+        notes.append("the sandbox never finished")
+        return {}, {}, killers, timing
+    cells = {}
+    for event in run.events:
+        if event.get("event") == "end" and event.get("kind") == "cell" and isinstance(event.get("where"), int):
+            status = event.get("status") if event.get("status") in ("ok", "error", "timeout") else "error"
+            cells[event["where"]] = {"status": status, "error": str(event.get("error"))[:500]
+                                     if event.get("error") is not None else None}
+    for index, _ in code_cells:
+        cells.setdefault(index, {"status": "skipped" if index in skip_cells else "error",
+                                 "error": None if index in skip_cells else "no report from the sandbox"})
+    cells.update(cell_failures)
+    return cells, records, killers, timing
 
 
-def _read_record(path, exercise_id, status):
-    if status == "timeout":
-        return {"error": "the check ran past the time limit"}
+def _case_rows(result, calls):
+    """The report's per-case list; hidden cases named by number, without their inputs."""
+    rows = []
+    for case in result.cases:
+        hidden = case.name.startswith("hidden case ") or any(c.hidden and c.name == case.name for c in calls)
+        rows.append({"name": case.name, "status": case.status, "hidden": bool(hidden),
+                     "message": case.message if not hidden else case.message.split("\n")[0][:120],
+                     "hint_id": case.hint_id})
+    return rows
+
+
+def _judge_exercise(exercise, item, record, killer, tier, timeout):
+    """The row of one exercise: judged here from what the sandbox sent."""
+    from mhacourse.grading import get_exercise, policy
+    from mhacourse.grading.registry import Outcome, judge
+
+    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
+           "defined": False, "passed": False, "points": 0.0, "report": "", "error": None, "tampered": [],
+           "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": tier}
+    ex = get_exercise(exercise["id"])
+    calls = item["_calls"]
+    if killer is not None:
+        row["defined"] = True
+        row["error"] = ("the answer killed the kernel" if killer == "killed"
+                        else f"the answer hung the kernel past {timeout:g} s")
+        outcomes = [Outcome(error=_error("killed" if killer == "killed" else "timeout"))]
+        result = judge(ex, calls, outcomes, time_limit=item["time_limit"])
+    elif record is None:
+        row["error"] = "no record came back from the sandbox"
+        return row
+    elif record.get("harness_error") and not record.get("outcomes"):
+        row["defined"] = bool(record.get("defined"))
+        row["error"] = f"the sandbox could not check it ({record['harness_error']})"
+        return row
+    elif not record["defined"]:
+        return row
+    else:
+        row["defined"] = True
+        violations = policy.violations(ex, record["inspection"], record["recorded"])
+        result = judge(ex, calls, record["outcomes"], problem=record["problem"], violations=violations,
+                       time_limit=item["time_limit"])
+        row["policy"] = violations
+        row["tampered"] = list(record["tampered"]) + [v for v in violations if "course" in v or "grading" in v]
+    row["passed"] = bool(result.passed) and not row["tampered"] and not row["policy"]
+    row["points"] = float(exercise["max_points"]) if row["passed"] else 0.0
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"error": "the grader wrote no result"}
-    if not isinstance(record, dict) or record.get("exercise_id") != exercise_id:
-        return {"error": "the grader's result is malformed"}
-    return record
+        from mhacourse.grading import hints
 
-
-def _score(exercise, record):
-    """Points for one exercise from the grader's record, bounded by the registry."""
-    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"]}
-    record = record or {"error": "not checked"}
-    tampered = record.get("tampered") or []
-    passed = record.get("passed") is True and not tampered
-    points = record.get("points") if passed else 0.0
-    points = float(points) if isinstance(points, (int, float)) and points == points else 0.0
-    row.update(
-        tampered=[str(name) for name in tampered],
-        defined=record.get("defined") is True,
-        passed=passed,
-        points=min(max(points, 0.0), exercise["max_points"]),
-        report=str(record.get("report") or ""),
-        error=record.get("error"),
-    )
+        result = hints.at_tier(result, ex, tier)  # the report at the tier the notebook asked for
+    except (ImportError, AttributeError):
+        pass
+    row["report"] = result.report()
+    row["cases"] = _case_rows(result, calls)
+    row["hint_id"], row["hint"] = result.hint_id, result.hint
     return row
 
 
-def grade_submission(path, *, timeout=60, kernel=None, lesson=None, package_dir=None):
+def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=None, sandbox=True):
     """Grade one submitted notebook; never raises for a broken submission.
 
     Args:
         path (str or Path): the notebook.
-        timeout (float): seconds allowed per cell (and per check). Default: ``60``.
-        kernel (str, optional): a kernelspec name; by default a kernel running
-            this very Python interpreter.
+        timeout (float): seconds allowed per cell. Default: ``60``.
         lesson (str, optional): grade as this lesson whatever the notebook says.
         package_dir (str or Path, optional): the ``mhacourse`` package the
-            grader imports in the kernel. Default: this installation's.
+            sandbox imports. Default: this installation's.
+        secret (str, optional): the run's secret (hidden inputs); default: a fresh one.
+        sandbox (bool): run the submission in bubblewrap (default); ``False``
+            runs it unsandboxed and flags the row ``unsandboxed``.
 
     Returns:
         dict: the report (``file``, ``lesson``, ``status``, ``detail``,
-        ``total``, ``max``, ``exercises``, ``cells``, ``flags``, ``seconds``).
+        ``total``, ``max``, ``exercises``, ``cells``, ``flags``, ``seconds``,
+        ``timing``).
+
+    Raises:
+        RuntimeError: when ``sandbox`` is true and bwrap cannot run here.
     """
+    from mhacourse.grading import sandbox as sandboxing
+
+    if sandbox and not sandboxing.bwrap_available():
+        raise RuntimeError(sandboxing.NO_BWRAP)
     started = time.perf_counter()
     path = Path(path)
+    secret = secret or secrets.token_hex(16)
     package_dir = Path(package_dir or Path(mhacourse.__file__).parent).resolve()
     registry = _registry()
     report = {"file": str(path), "lesson": None, "status": "ok", "detail": "", "total": 0.0, "max": 0.0,
               "exercises": [], "cells": [], "flags": []}
+    timing = {"sandbox": round(sandboxing.sandbox_overhead(), 4) if sandbox else 0.0}
     problems, notes = set(), []
     nb = ids = None
     try:
@@ -563,7 +546,7 @@ def grade_submission(path, *, timeout=60, kernel=None, lesson=None, package_dir=
         problems.add("unknown-lesson")
         notes.append("cannot tell which lesson this notebook belongs to (use --lesson)")
 
-    records = {}
+    records, killers, items = {}, {}, []
     if not problems:
         missing, duplicated = structure_notes(nb, ids, report["lesson"])
         if missing:
@@ -573,57 +556,68 @@ def grade_submission(path, *, timeout=60, kernel=None, lesson=None, package_dir=
             problems.add("cells-duplicated")
             notes.append(f"exercise notebook cells duplicated: {duplicated}")
         report["flags"] = suspicious_code(nb)
-        records, cells = _run_with_restarts(nb, exercises, timeout=timeout, kernel=kernel, package_dir=package_dir,
-                                            problems=problems, notes=notes)
+        items = _lesson_job(report["lesson"], secret, float(timeout))
+        code_cells = [(index, cell.source) for index, cell in enumerate(nb.cells)
+                      if cell.cell_type == "code" and cell.source.strip()]
+        cells, records, killers, run_timing = _run_with_reruns(
+            code_cells, items, timeout=timeout, sandboxed=sandbox, package_dir=package_dir,
+            problems=problems, notes=notes)
+        timing.update({key: round(value, 4) for key, value in run_timing.items()})
         report["cells"] = [{"index": index, **cells[index]} for index in sorted(cells)]
         for index, cell in sorted(cells.items()):
             if cell["status"] in ("error", "timeout", "kernel-died"):
                 problems.add(cell["status"])
                 notes.append(f"cell {index}: {cell['error']}")
+    if not sandbox:
+        report["flags"] = report["flags"] + ["unsandboxed"]
 
-    report["exercises"] = [_score(exercise, records.get(exercise["id"])) for exercise in exercises]
-    tampered = [row for row in report["exercises"] if row["tampered"]]
-    if tampered:
-        problems.add("tampered")
-        notes += [f"{row['id']}: tampered ({', '.join(row['tampered'])})" for row in tampered]
-    failed = [row for row in report["exercises"] if row["error"] and records and not row["tampered"]]
-    if failed:
-        problems.add("grader-error")
-        notes += [f"{row['id']}: {row['error']}" for row in failed]
+    judging = time.perf_counter()
+    tiers = hint_tiers(nb, exercises)
+    by_id = {item["id"]: item for item in items}
+    for exercise in exercises:
+        if exercise["id"] not in by_id or (not records and exercise["id"] not in killers):
+            report["exercises"].append(_score(exercise, None))
+            continue
+        try:
+            row = _judge_exercise(exercise, by_id[exercise["id"]], records.get(exercise["id"]),
+                                  killers.get(exercise["id"]), tiers.get(exercise["id"], 1), timeout)
+        except Exception as error:  # noqa: BLE001 - a bug in a check: this exercise only
+            row = _score(exercise, None)
+            row["error"] = f"the grader failed to judge it: {type(error).__name__}: {error}"
+        report["exercises"].append(row)
+    timing["judge"] = round(time.perf_counter() - judging, 4)
+
+    for row in report["exercises"]:
+        if row["tampered"]:
+            problems.add("tampered")
+            notes.append(f"{row['id']}: tampered ({'; '.join(row['tampered'])})")
+        elif row["policy"]:
+            problems.add("forbidden")
+            notes.append(f"{row['id']}: {'; '.join(row['policy'])}")
+        if row["id"] in killers:
+            problems.add("kernel-died" if killers[row["id"]] == "killed" else "timeout")
+            notes.append(f"{row['id']}: {row['error']}")
+        elif row["error"] and records:
+            problems.add("grader-error")
+            notes.append(f"{row['id']}: {row['error']}")
     report["total"] = sum(row["points"] for row in report["exercises"])
     report["max"] = sum(row["max_points"] for row in report["exercises"])
     report["status"] = next(status for status in STATUSES if status in problems or status == "ok")
     report["detail"] = "; ".join(notes)
     report["seconds"] = round(time.perf_counter() - started, 3)
+    report["timing"] = timing
     return report
 
 
-def _run_with_restarts(nb, exercises, *, timeout, kernel, package_dir, problems, notes):
-    skip_cells, skip_exercises, failures, last_error = set(), set(), {}, None
-    for _ in range(MAX_RUNS):
-        try:
-            cells, records = _run_once(nb, exercises, timeout=timeout, kernel=kernel, package_dir=package_dir,
-                                       skip_cells=skip_cells, skip_exercises=skip_exercises)
-            break
-        except _Restart as restart:
-            kind, where = restart.kind, restart.where[1]
-            if restart.where[0] == "cell":
-                skip_cells.add(where)
-                failures[where] = {"status": kind, "error": "killed the kernel" if kind == "kernel-died"
-                                   else f"could not be interrupted after {timeout:g} s; skipped in a rerun"}
-            else:
-                skip_exercises.add(where)
-                notes.append(f"checking {where}: the kernel {'died' if kind == 'kernel-died' else 'hung'}")
-                problems.add("grader-error")
-        except Exception as error:  # the kernel did not start, or nbclient failed: try again
-            last_error = f"{type(error).__name__}: {error}"
-    else:
-        problems.add("grader-error")
-        notes.append(f"gave up after {MAX_RUNS} runs" + (f" (last: {last_error})" if last_error else ""))
-        return {}, failures
-    cells.update(failures)
-    records.update({exercise_id: {"error": "the check killed or hung the kernel"} for exercise_id in skip_exercises})
-    return records, cells
+def _score(exercise, record):
+    """A row with no points: the exercise was not checked (or ``record`` forged points, bounded here)."""
+    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
+           "defined": False, "passed": False, "points": 0.0, "report": "", "error": "not checked",
+           "tampered": [], "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": 1}
+    if record is None:
+        return row
+    row["error"] = record.get("error")
+    return row
 
 
 # ---------------------------------------------------------------------------
@@ -653,27 +647,36 @@ def collect_submissions(paths):
     return found
 
 
-def grade_many(paths, *, jobs=1, timeout=60, kernel=None, lesson=None, progress=None):
+def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=None, sandbox=True):
     """Grade several notebooks, ``jobs`` at a time, in the order given.
 
     Args:
         paths (list): the notebooks.
         jobs (int): worker processes. Default: ``1``.
         timeout (float): seconds per cell. Default: ``60``.
-        kernel (str, optional): kernelspec name (see :func:`grade_submission`).
         lesson (str, optional): grade every notebook as this lesson.
         progress (bool, optional): show a progress bar; None shows it on a terminal.
+        secret (str, optional): the run's secret; default: a fresh one for this call.
+        sandbox (bool): see :func:`grade_submission`.
 
     Returns:
         list(dict): one report per notebook, in the order of ``paths``.
+
+    Raises:
+        ValueError: for bad arguments.
+        RuntimeError: when ``sandbox`` is true and bwrap cannot run here.
     """
     from tqdm import tqdm
+
+    from mhacourse.grading import sandbox as sandboxing
 
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    options = {"timeout": timeout, "kernel": kernel, "lesson": lesson}
+    if sandbox and not sandboxing.bwrap_available():
+        raise RuntimeError(sandboxing.NO_BWRAP)
+    options = {"timeout": timeout, "lesson": lesson, "secret": secret or secrets.token_hex(16), "sandbox": sandbox}
     reports = [None] * len(paths)
     bar = tqdm(total=len(paths), unit="nb", desc="grading", disable=(not sys.stderr.isatty()) if progress is None else not progress)
     with bar:
@@ -682,28 +685,46 @@ def grade_many(paths, *, jobs=1, timeout=60, kernel=None, lesson=None, progress=
                 reports[index] = _grade_safely(path, options)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(_grade_safely, path, options): index for index, path in enumerate(paths)}
-                for future in as_completed(futures):
-                    index = futures[future]
-                    try:
-                        reports[index] = future.result()
-                    except Exception as error:  # the worker process itself died
-                        reports[index] = _failed_report(paths[index], error)
-                    bar.update()
+            _grade_in_pool(paths, options, jobs, reports, bar)
     return reports
+
+
+def _grade_in_pool(paths, options, jobs, reports, bar):
+    """Grade in worker processes; if a worker dies, the rest is graded again in a fresh pool."""
+    broken = Counter()
+    todo = list(range(len(paths)))
+    while todo:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_safely, paths[index], options): index for index in todo}
+            lost = []
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    reports[index] = future.result()
+                    bar.update()
+                except BrokenProcessPool as error:
+                    broken[index] += 1
+                    if broken[index] >= 2:
+                        reports[index] = _failed_report(paths[index], error)
+                        bar.update()
+                    else:
+                        lost.append(index)
+                except Exception as error:  # noqa: BLE001
+                    reports[index] = _failed_report(paths[index], error)
+                    bar.update()
+        todo = sorted(lost)
 
 
 def _grade_safely(path, options):
     try:
         return grade_submission(path, **options)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         return _failed_report(path, error)
 
 
 def _failed_report(path, error):
     return {"file": str(path), "lesson": None, "status": "grader-error", "detail": f"{type(error).__name__}: {error}",
-            "total": 0.0, "max": 0.0, "exercises": [], "cells": [], "flags": [], "seconds": 0.0}
+            "total": 0.0, "max": 0.0, "exercises": [], "cells": [], "flags": [], "seconds": 0.0, "timing": {}}
 
 
 def _format_points(value):
@@ -772,9 +793,29 @@ def configure(parser):
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel (default: 1)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds allowed per cell (default: 60)")
     parser.add_argument("--lesson", default=None, help="grade every submission as this lesson (e.g. 02)")
-    parser.add_argument("--kernel", default=None,
-                        help="kernelspec to run submissions in (default: this Python interpreter)")
+    parser.add_argument("--secret-file", default=None, metavar="FILE",
+                        help=f"the run's secret (hidden case inputs), shared by shards; default: env "
+                             f"{SECRET_ENV}, else a fresh random secret")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run submissions without bubblewrap, with your rights (every row is flagged)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def read_secret(secret_file=None):
+    """The run's secret: from ``secret_file``, else ``$MHACOURSE_GRADE_SECRET``, else ``None`` (fresh).
+
+    Raises:
+        ValueError: when the file cannot be read or is empty.
+    """
+    if secret_file is not None:
+        try:
+            text = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(f"--secret-file: cannot read {secret_file!r} ({error.strerror})") from None
+        if not text:
+            raise ValueError(f"--secret-file: {secret_file!r} is empty")
+        return text
+    return os.environ.get(SECRET_ENV) or None
 
 
 def run(args):
@@ -782,9 +823,11 @@ def run(args):
         paths = collect_submissions(args.submissions)
         if not paths:
             raise ValueError(f"no notebooks found in {args.submissions}")
-        reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, kernel=args.kernel, lesson=args.lesson,
-                             progress=False if args.no_progress else None)
-    except ValueError as error:
+        secret = read_secret(getattr(args, "secret_file", None))
+        reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, lesson=args.lesson,
+                             progress=False if args.no_progress else None, secret=secret,
+                             sandbox=not getattr(args, "no_sandbox", False))
+    except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_reports(reports, out=args.out, json_dir=args.json_dir)

@@ -44,6 +44,9 @@ _MLX_DIR = os.path.dirname(os.path.abspath(mx.__file__))
 _MIN_CODE_BYTES = 24  # smaller code objects (one-liners) are too generic to call a copy
 _NAMESPACES = {"mx": "mlx.core", "nn": "mlx.nn", "mx.fast": "mlx.core.fast", "np": "numpy"}
 CALL_LOG = []  # (exercise id or None, what) appended by the sandbox's stubs
+# Taken when this module is imported (in the sandbox: before any learner code runs), so that an
+# answer that replaces sys.setprofile by a no-op does not switch the recorder off.
+_SET_PROFILE, _GET_PROFILE, _SET_THREAD_PROFILE = sys.setprofile, sys.getprofile, threading.setprofile
 
 
 # ---------------------------------------------------------------------------
@@ -51,22 +54,21 @@ CALL_LOG = []  # (exercise id or None, what) appended by the sandbox's stubs
 
 
 def describe_code(code):
-    """A plain-data description of a code object (no file names or line numbers)."""
+    """A plain-data description of a code object (no file names or line numbers).
+
+    Docstrings stay in: the course's solutions are written like the course's
+    code, so only a copy that keeps the text as well as the bytecode, the names
+    and the local names counts as copied (see the README's threat model).
+    """
     consts = []
     for index, const in enumerate(code.co_consts):
         if isinstance(const, types.CodeType):
             consts.append({"code": describe_code(const)})
-        elif index == 0 and isinstance(const, str) and code.co_flags & 0x20000000 == 0 and _is_docstring(code):
-            consts.append(None)  # the docstring: a copy may drop or change it
         else:
             consts.append(_plain_const(const))
     return {"name": code.co_name, "bytes": code.co_code.hex(), "consts": consts,
             "names": list(code.co_names), "varnames": list(code.co_varnames),
             "argcount": code.co_argcount, "kwonly": code.co_kwonlyargcount}
-
-
-def _is_docstring(code):
-    return bool(code.co_consts) and isinstance(code.co_consts[0], str) and code.co_name != "<lambda>"
 
 
 def _plain_const(const):
@@ -192,6 +194,7 @@ def course_code(exercise):
         dict: digest -> (what, exercise id), code objects below the size limit left out.
     """
     digests = {}
+    given = _given_code(exercise.lesson)
     for obj, exercise_id in _implementations(exercise).values():
         functions = []
         if isinstance(obj, type):
@@ -200,9 +203,38 @@ def course_code(exercise):
             functions = [obj]
         for function in functions:
             for description in _all_codes(describe_code(function.__code__)):
-                if _code_size(description) >= _MIN_CODE_BYTES:
-                    digests.setdefault(code_digest(description), (_qualname(obj), exercise_id))
+                digest = code_digest(description)
+                if _code_size(description) >= _MIN_CODE_BYTES and digest not in given:
+                    digests.setdefault(digest, (_qualname(obj), exercise_id))
     return digests
+
+
+@functools.lru_cache(maxsize=None)
+def _given_code(lesson):
+    """Digests of the code the lesson's exercise notebook gives the learner (allowed in answers)."""
+    import json
+    from pathlib import Path
+
+    digests = set()
+    for root in (Path.cwd(), Path(_PACKAGE_DIR).parent):
+        for path in sorted((root / "exercises").glob(f"{lesson}_*.ipynb")):
+            try:
+                cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+            except (OSError, ValueError):
+                continue
+            for cell in cells:
+                source = cell.get("source", "")
+                source = "".join(source) if isinstance(source, list) else str(source)
+                if cell.get("cell_type") != "code":
+                    continue
+                try:
+                    code = compile(source, "<given>", "exec")
+                except SyntaxError:
+                    continue
+                digests |= {code_digest(d) for d in _all_codes(describe_code(code))}
+        if digests:
+            break
+    return frozenset(digests)
 
 
 def _expand(pattern):
@@ -316,10 +348,16 @@ def inspect_answer(answer, known=None, limit=400):
     stack = [answer]
     while stack and len(seen) < limit:
         obj = stack.pop()
-        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, mx.array)):
+        if id(obj) in seen or obj is None:
             continue
         seen.add(id(obj))
         try:
+            if isinstance(obj, (str, bytes, int, float, bool, mx.array)):
+                continue
+            stub = _stub_name(obj)
+            if stub is not None:  # the sandbox's recording stand-in for a forbidden function
+                names.append(stub)
+                continue
             if id(obj) in known:
                 names.append(known[id(obj)][1])
             if _is_grading(obj) and isinstance(obj, (type, types.FunctionType)):
@@ -327,7 +365,7 @@ def inspect_answer(answer, known=None, limit=400):
             if _is_course(obj) and _course_file(obj):
                 continue  # the course's own code: named above when forbidden, not walked
             stack += _children(obj, codes)
-        except Exception:  # noqa: BLE001 - a strange object: keep what was found
+        except BaseException:  # noqa: BLE001 - a learner's object whose attributes raise: keep what was found
             continue
     return {"codes": codes, "names": sorted(set(names)), "grading": sorted(set(grading))}
 
@@ -473,12 +511,13 @@ class Recorder:
             functions = [f for f in _class_functions(obj) if f.__name__ == "__init__"] if isinstance(obj, type) else (
                 [obj] if isinstance(obj, types.FunctionType) else [])
             for function in functions:
-                codes[function.__code__] = _qualname(obj)
+                if function.__code__ is not _STUB_CODE:  # the sandbox's stubs note their own calls
+                    codes[function.__code__] = _qualname(obj)
         self._codes = codes
-        self._previous = sys.getprofile(), threading.getprofile() if hasattr(threading, "getprofile") else None
+        self._previous = _GET_PROFILE(), getattr(threading, "_profile_hook", None)
         if codes:
-            sys.setprofile(self._profile)
-            threading.setprofile(self._profile)
+            _SET_PROFILE(self._profile)
+            _SET_THREAD_PROFILE(self._profile)
         return self
 
     def _profile(self, frame, event, arg):
@@ -491,11 +530,22 @@ class Recorder:
             self.calls.append(what)
 
     def __exit__(self, *exc):
-        sys.setprofile(self._previous[0])
-        threading.setprofile(self._previous[1])
+        _SET_PROFILE(self._previous[0])
+        _SET_THREAD_PROFILE(self._previous[1])
         for module, attribute, original in reversed(self._patched):
             setattr(module, attribute, original)
         return False
+
+
+def _stub_name(obj):
+    """The dotted name a recording stand-in (see :func:`_recording`) stands for, or ``None``."""
+    if getattr(obj, "__code__", None) is not _STUB_CODE:
+        return None
+    cells = dict(zip(obj.__code__.co_freevars, obj.__closure__ or ()))
+    try:
+        return str(cells["dotted"].cell_contents)
+    except (KeyError, ValueError):
+        return None
 
 
 def _learner_frame(frame):
@@ -517,3 +567,6 @@ def _recording(original, dotted, log, exercise_of=None):
     recorded.__name__ = getattr(original, "__name__", "recorded")
     recorded.__doc__ = getattr(original, "__doc__", None)
     return recorded
+
+
+_STUB_CODE = _recording(print, "print", []).__code__

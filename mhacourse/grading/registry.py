@@ -697,9 +697,10 @@ def _judge_case(exercise, call, outcome, time_limit):
                 if found is not None:
                     case_result.hint_id, case_result.hint = found.hint_id, found.hint
                     case_result.nudge = found.nudge
-        if call.hidden:
-            case_result.message = f"{error.get('type') or kind}" if kind == "exception" else case_result.message
-            case_result.message = case_result.message.split(":")[0] if kind == "problem" else case_result.message
+        if call.hidden:  # no message that could show the hidden inputs
+            case_result.message = {"exception": f"raised {error.get('type')}",
+                                   "problem": "the answer could not be used on this input"}.get(
+                kind, case_result.message)
         return case_result
     try:
         comparisons, mismatch = compare(outcome.value, expected, check_dtype=call.case.check_dtype)
@@ -711,9 +712,10 @@ def _judge_case(exercise, call, outcome, time_limit):
     case_result.comparisons = [] if call.hidden else comparisons
     if mismatch is not None:
         case_result.status = FAILED
-        case_result.message = "" if (mismatch.kind == "values" or call.hidden) else mismatch.message
         if call.hidden:
-            case_result.message = f"wrong {mismatch.kind}" if mismatch.kind != "values" else "wrong values"
+            case_result.message = f"wrong {mismatch.kind}"
+        else:
+            case_result.message = "" if mismatch.kind == "values" else mismatch.message
         case_result.hint_id, case_result.hint = _generic_hint(mismatch, outcome.value, expected)
     return case_result
 
