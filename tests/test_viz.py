@@ -27,7 +27,14 @@ from mhacourse.viz import (  # noqa: E402
     reference_weights,
     sdpa_weights,
 )
-from mhacourse.viz.codes import MAX_16_BIT, bits_for, decode, softmax_sqrt_codes, sqrt_codes  # noqa: E402
+from mhacourse.viz.codes import (  # noqa: E402
+    MAX_16_BIT,
+    bits_for,
+    centred_scores,
+    decode,
+    softmax_sqrt_codes,
+    sqrt_codes,
+)
 from mhacourse.viz.demo import HEAD_ROLES, demo_layer  # noqa: E402
 from mhacourse.viz.explorer import HERE  # noqa: E402
 from tests.widget_comm import recording_comms  # noqa: E402
@@ -186,6 +193,9 @@ def test_codes_decode_to_softmax_for_every_kind_of_mask():
         got = decode(softmax_sqrt_codes(scores, scale, keep=keep))
         np.testing.assert_allclose(got, expected, atol=ATOL_16)
         np.testing.assert_allclose(got[:, 2], 1 / 7, atol=ATOL_16)
+        if scale > 0:  # the shortcut for scale changes under one mask gives the same codes
+            centred = softmax_sqrt_codes(centred_scores(scores, keep), scale, centred=True)
+            assert np.abs(centred.astype(int) - softmax_sqrt_codes(scores, scale, keep=keep)).max() <= 1
         with np.errstate(invalid="ignore"):
             expected = softmax(scale * scores + additive)
         got = decode(softmax_sqrt_codes(scores, scale, additive=additive))

@@ -13,7 +13,7 @@ turns 12 heads × 512 × 512 scores into codes in about 30 ms.
 
 import numpy as np
 
-__all__ = ["LEVELS", "bits_for", "sqrt_codes", "decode", "softmax_sqrt_codes", "MAX_16_BIT"]
+__all__ = ["LEVELS", "bits_for", "sqrt_codes", "decode", "centred_scores", "softmax_sqrt_codes", "MAX_16_BIT"]
 
 LEVELS = {8: 255, 16: 65535}
 DTYPES = {8: np.uint8, 16: np.uint16}
@@ -48,7 +48,33 @@ def decode(codes, bits=16):
     return np.square(np.asarray(codes, dtype=np.float32) / LEVELS[bits])
 
 
-def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=None):
+def centred_scores(scores, keep=None):
+    """Scores with blocked keys at the most negative float32, minus each row's maximum.
+
+    ``softmax(scale · centred)`` equals ``softmax(scale · scores)`` over the
+    kept keys for any ``scale > 0``: a scale change then skips the mask and
+    the row maxima (see ``centred`` in :func:`softmax_sqrt_codes`).
+    """
+    low = np.float32(np.finfo(np.float32).min)
+    centred = np.empty(scores.shape, np.float32)
+    width = scores.shape[-1]
+    flat_s, flat_z = scores.reshape(-1, width), centred.reshape(-1, width)
+    flat_k = None if keep is None else np.broadcast_to(keep, scores.shape).reshape(-1, width)
+
+    def job(rows):
+        z = flat_z[rows]
+        if flat_k is None:
+            z[...] = flat_s[rows]
+        else:
+            np.copyto(z, np.where(flat_k[rows], flat_s[rows], low))
+        with np.errstate(over="ignore"):
+            z -= z.max(axis=-1, keepdims=True)  # blocked keys may reach -inf: weight 0 either way
+
+    _run_rows(job, flat_s.shape[0])
+    return centred
+
+
+def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=None, centred=False):
     """Codes of ``softmax(scores · scale + mask)`` over the last axis.
 
     Args:
@@ -61,6 +87,8 @@ def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=No
         bits (int): 16 or 8.
         work (np.ndarray, optional): A float32 buffer shaped like ``scores``
             to compute in (saves an allocation per call).
+        centred (bool): ``scores`` come from :func:`centred_scores` (mask
+            applied, row maxima 0) and ``scale > 0``: two passes fewer.
 
     Returns:
         np.ndarray: Codes shaped like ``scores``; a row that is all ``-inf``
@@ -73,7 +101,8 @@ def softmax_sqrt_codes(scores, scale, keep=None, additive=None, bits=16, work=No
     rows = scores.reshape(-1, scores.shape[-1]).shape[0]
     flat = [a.reshape(-1, scores.shape[-1]) if a is not None else None
             for a in (scores, work, codes, keep, additive)]
-    _run_rows(lambda rows: _codes_rows(*(a[rows] if a is not None else None for a in flat), scale, bits), rows)
+    _run_rows(lambda rows: _codes_rows(*(a[rows] if a is not None else None for a in flat), scale, bits,
+                                       centred), rows)
     return codes
 
 
@@ -101,17 +130,20 @@ def _pool():
 _POOL = None
 
 
-def _codes_rows(scores, z, codes, keep, additive, scale, bits):
+def _codes_rows(scores, z, codes, keep, additive, scale, bits, centred):
     """:func:`softmax_sqrt_codes` on ``(rows, L_k)``, writing ``codes``; ``z`` is scratch."""
-    np.multiply(scores, np.float32(scale), out=z)
-    if additive is not None:
-        z += additive
-    if keep is not None:
-        np.copyto(z, np.finfo(np.float32).min, where=~keep)
-    top = z.max(axis=-1, keepdims=True)
-    top[~np.isfinite(top)] = 0.0
-    z -= top
-    z *= np.float32(0.5)
+    if centred:
+        np.multiply(scores, np.float32(0.5 * scale), out=z)
+    else:
+        np.multiply(scores, np.float32(scale), out=z)
+        if additive is not None:
+            z += additive
+        if keep is not None:
+            np.copyto(z, np.finfo(np.float32).min, where=~keep)
+        top = z.max(axis=-1, keepdims=True)
+        top[~np.isfinite(top)] = 0.0
+        z -= top
+        z *= np.float32(0.5)
     np.exp(z, out=z)  # sqrt of the unnormalised weights
     norms = np.sqrt(np.einsum("rk,rk->r", z, z))[:, None]  # sqrt of each row's sum
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from .codes import softmax_sqrt_codes, sqrt_codes
+from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
 from .static import _stack_heads
 
 __all__ = [
@@ -105,7 +105,7 @@ class LayerSource:
         self.n_queries, self.n_keys = q.shape[2], k.shape[2]
         self.default_scale = float(layer.scale)
         self.given_mask = _mask_for_first_example(mask)
-        self._scores = self._work = None
+        self._scores = self._work = self._centred = None
 
     def weights(self, layer_index, scale, mask):
         """The weights ``(H, Lq, Lk)`` for a scale and a mask (``None``, ``"causal"`` or an array)."""
@@ -121,7 +121,13 @@ class LayerSource:
             self._scores = np.array(scores[0])  # (H, Lq, Lk)
             self._work = np.empty_like(self._scores)
         keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
-        return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
+        if additive is not None or scale <= 0:
+            return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
+        # A scale change under the same mask reuses the centred scores.
+        key = None if keep is None else (keep.shape, keep.tobytes())
+        if self._centred is None or self._centred[0] != key:
+            self._centred = (key, centred_scores(self._scores, keep))
+        return softmax_sqrt_codes(self._centred[1], scale, bits=bits, work=self._work, centred=True)
 
 
 class WeightsSource:
