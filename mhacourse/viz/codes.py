@@ -48,7 +48,7 @@ def decode(codes, bits=16):
     return np.square(np.asarray(codes, dtype=np.float32) / LEVELS[bits])
 
 
-def centred_scores(scores, keep=None):
+def centred_scores(scores, keep=None, out=None):
     """Scores with blocked keys at the most negative float32, minus each row's maximum.
 
     ``softmax(scale · centred)`` equals ``softmax(scale · scores)`` over the
@@ -56,17 +56,16 @@ def centred_scores(scores, keep=None):
     the row maxima (see ``centred`` in :func:`softmax_sqrt_codes`).
     """
     low = np.float32(np.finfo(np.float32).min)
-    centred = np.empty(scores.shape, np.float32)
+    centred = np.empty(scores.shape, np.float32) if out is None else out
     width = scores.shape[-1]
     flat_s, flat_z = scores.reshape(-1, width), centred.reshape(-1, width)
     flat_k = None if keep is None else np.broadcast_to(keep, scores.shape).reshape(-1, width)
 
     def job(rows):
         z = flat_z[rows]
-        if flat_k is None:
-            z[...] = flat_s[rows]
-        else:
-            np.copyto(z, np.where(flat_k[rows], flat_s[rows], low))
+        z[...] = flat_s[rows]
+        if flat_k is not None:
+            np.copyto(z, low, where=~flat_k[rows])
         with np.errstate(over="ignore"):
             z -= z.max(axis=-1, keepdims=True)  # blocked keys may reach -inf: weight 0 either way
 

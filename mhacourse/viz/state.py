@@ -126,7 +126,8 @@ class LayerSource:
         # A scale change under the same mask reuses the centred scores.
         key = None if keep is None else (keep.shape, keep.tobytes())
         if self._centred is None or self._centred[0] != key:
-            self._centred = (key, centred_scores(self._scores, keep))
+            buffer = None if self._centred is None else self._centred[1]
+            self._centred = (key, centred_scores(self._scores, keep, out=buffer))
         return softmax_sqrt_codes(self._centred[1], scale, bits=bits, work=self._work, centred=True)
 
 
