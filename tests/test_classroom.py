@@ -323,7 +323,7 @@ def test_summary_distribution_hints_and_slowest():
     assert data["statuses"] == {"error": 1, "invalid-notebook": 1, "ok": 2}
     text = summary.summary_text(data)
     assert "transposed_heads" in text and "slowest notebooks" in text
-    assert "bob/02_many_heads.ipynb  (start 2.5, cells 6.0)" in text
+    assert "  bob/02_many_heads.ipynb  (start 2.5, cells 6.0)" in text
     assert len(text.splitlines()) < 40 and max(map(len, text.splitlines())) <= 100
     assert json.loads(json.dumps(data)) == data
 

@@ -5,6 +5,7 @@ most common mistakes); the slowest notebooks. :func:`class_summary` returns the
 data (written as JSON next to the reports), :func:`summary_text` the screen.
 """
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def class_summary(reports):
         entry["mean"] = round(sum(points * n for points, n in scores.items()) / entry["graded"], 4)
         entry["distribution"] = [[points, scores[points]] for points in sorted(scores)]
     slowest = sorted(reports, key=lambda report: -as_points(report.get("seconds")))[:TOP_SLOWEST]
+    files = [Path(str(report.get("file"))) for report in reports]
+    root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else Path()
     total = sum(as_points(report.get("total")) for report in reports)
     return {
         "submissions": len(reports),
@@ -70,9 +73,21 @@ def class_summary(reports):
         "exercises": sorted(exercises.values(), key=lambda entry: str(entry["lesson"])),  # then first seen
         "hints": [{"hint_id": hint_id, "count": count, "exercises": sorted(set(hint_exercises[hint_id])),
                    "hint": hint_texts[hint_id]} for hint_id, count in hints.most_common(TOP_HINTS)],
-        "slowest": [{"file": str(report.get("file")), "seconds": as_points(report.get("seconds")),
+        "slowest": [{"file": str(report.get("file")), "name": _relative(str(report.get("file")), root),
+                     "seconds": as_points(report.get("seconds")),
                      "timing": report.get("timing") or {}} for report in slowest],
     }
+
+
+def _relative(file, root):
+    try:
+        return Path(file).relative_to(root).as_posix()
+    except ValueError:
+        return Path(file).as_posix()
+
+
+def _shorten(text, width):
+    return text if len(text) <= width else f"{text[:width // 2 - 1]}…{text[-(width - width // 2):]}"
 
 
 def _bar(count, total):
@@ -104,6 +119,6 @@ def summary_text(summary):
         for slow in summary["slowest"]:
             parts = ", ".join(f"{key} {value:.1f}" for key, value in slow["timing"].items()
                               if key != "runs" and isinstance(value, (int, float)) and value >= 0.05)
-            lines.append(f"  {slow['seconds']:>7.1f} s  {Path(slow['file']).as_posix()[-44:]}"
+            lines.append(f"  {slow['seconds']:>7.1f} s  {_shorten(slow['name'], 44)}"
                          + (f"  ({parts})" if parts else ""))
     return "\n".join(lines)
