@@ -899,6 +899,8 @@ class Explorer {
   }
 
   sendPending() {
+    // A kernel that never answered (an error in Python, a restart) must not block later changes.
+    if (this.inFlight && performance.now() - this.sentAt > 5000) this.inFlight = false;
     if (this.inFlight || !this.pending) return;
     const change = this.pending;
     this.pending = null;
@@ -906,6 +908,7 @@ class Explorer {
     if (!differs) return;
     for (const [k, v] of Object.entries(change)) this.model.set(k, v);
     this.inFlight = true;
+    this.sentAt = performance.now();
     this.busy.textContent = "computing…";
     this.model.save_changes();
   }
