@@ -84,6 +84,12 @@ class HarnessRun:
     timing: dict = field(default_factory=dict)
 
 
+def _bwrap_env():
+    """bwrap's own environment: PATH only. Under the console script, LD_PRELOAD holds a threaded
+    BLAS, and bwrap then hangs making its namespaces (run_harness passes the same)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
 @lru_cache(maxsize=None)
 def bwrap_available():
     """Whether ``bwrap`` exists and can make the namespaces (tried once)."""
@@ -91,7 +97,8 @@ def bwrap_available():
     if path is None:
         return False
     try:
-        done = subprocess.run(_bwrap_args(Path("/tmp")) + ["/bin/true"], capture_output=True, timeout=30)
+        done = subprocess.run(_bwrap_args(Path("/tmp")) + ["/bin/true"], capture_output=True, timeout=30,
+                              env=_bwrap_env())
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
@@ -107,7 +114,7 @@ def sandbox_overhead():
         runs = []
         for _ in range(5):
             start = time.perf_counter()
-            subprocess.run(command, capture_output=True)
+            subprocess.run(command, capture_output=True, env=_bwrap_env())
             runs.append(time.perf_counter() - start)
         times.append(sorted(runs)[2])
     return max(0.0, times[0] - times[1])
