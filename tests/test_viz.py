@@ -136,6 +136,54 @@ def test_mask_recomputes_causal_and_padding(setup):
         explorer.mask = "given"  # no mask was given
 
 
+def mlx_copy(layer):
+    """``mlx.nn.MultiHeadAttention`` with the parameters of the course's ``layer``."""
+    mlx_layer = nn.MultiHeadAttention(layer.query_proj.weight.shape[1], layer.num_heads)
+    mlx_layer.update(layer.parameters())
+    return mlx_layer
+
+
+def test_explorer_on_mlx_layer_shows_the_course_layers_weights(setup):
+    layer, x = setup
+    ours = AttentionExplorer(layer, x, tokens=TOKENS)
+    theirs = AttentionExplorer(mlx_copy(layer), x, tokens=TOKENS)
+    assert theirs.scale == pytest.approx(layer.scale)
+    for change in ({}, {"scale": 2.5 * layer.scale}, {"mask": "causal"}, {"mask": "padding", "valid_keys": 4},
+                   {"scale": 0.3}):
+        for explorer in (ours, theirs):
+            for name, value in change.items():
+                setattr(explorer, name, value)
+        np.testing.assert_allclose(theirs.state.weights, ours.state.weights, atol=1e-6, err_msg=str(change))
+        np.testing.assert_allclose(theirs.shown_weights(), ours.shown_weights(), atol=ATOL_16, err_msg=str(change))
+    # Back to the defaults: MLX's own kernel agrees (its weights rebuilt with the identity as values).
+    theirs.scale, theirs.mask = layer.scale, "none"
+    np.testing.assert_allclose(theirs.state.weights, np.array(reference_weights(theirs.source.layer, x)[0]),
+                               atol=1e-5)
+
+
+class Wrapped(nn.Module):
+    """A projection with no ``weight`` of its own (as LoRA's wrapper holds a ``Linear`` inside)."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.inner = linear
+
+    def __call__(self, x):
+        return self.inner(x)
+
+
+def test_explorer_reads_quantized_and_wrapped_projections(setup):
+    layer, x = setup
+    mlx_layer = mlx_copy(layer)
+    nn.quantize(mlx_layer, group_size=32, bits=8)
+    mlx_layer.value_proj = Wrapped(mlx_layer.value_proj)
+    mlx_layer.query_proj = Wrapped(mlx_layer.query_proj)
+    explorer = AttentionExplorer(mlx_layer, x, tokens=TOKENS, mask="causal")
+    assert explorer.scale == pytest.approx(layer.scale)
+    np.testing.assert_allclose(explorer.state.weights,
+                               np.array(reference_weights(mlx_layer, x, mask="causal")[0]), atol=1e-5)
+
+
 def test_only_new_weights_travel_and_they_travel_as_binary(setup, comm):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
@@ -418,8 +466,8 @@ def test_demo_layer_heads_do_their_jobs():
     assert math.isclose(layer.scale, 16 ** -0.5)
 
 
-# Ready to paste into exercises 01 and 03 (after the learner's function): the learner's weights
-# next to MLX's. The test runs them with correct answers, and with a wrong one.
+# Pasted as they are into exercises 01 and 03 (after the learner's function): the learner's weights
+# next to MLX's. The test runs them with correct answers, a wrong one, an untouched one and a broken one.
 EXERCISE_01_SNIPPET = '''
 from mhacourse.viz import AttentionExplorer, reference_weights, sdpa_weights
 from mhacourse.viz.reference import project_heads
@@ -428,9 +476,16 @@ tokens = "the cat sat on the mat".split()
 mlx_layer = nn.MultiHeadAttention(16, num_heads=1)
 x = mx.random.normal((1, len(tokens), 16))                  # (B, L, dims)
 q, k, _ = project_heads(mlx_layer, x)                       # (B, 1, L, 16): one head
-# Your function's weights (sdpa_weights passes the identity as values) and MLX's.
-yours = sdpa_weights(scaled_dot_product_attention, q, k, scale=1 / math.sqrt(16))
-comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x), tokens=tokens)
+comparison = None
+try:
+    # Your function's weights (sdpa_weights passes the identity as values).
+    yours = sdpa_weights(scaled_dot_product_attention, q, k, scale=1 / math.sqrt(16))
+except NotImplementedError:
+    print("Finish exercise 01.3 first, then run this cell again.")
+except Exception as error:
+    print(f"Your function raised {type(error).__name__}: {error} (run its check above for a hint)")
+else:
+    comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x), tokens=tokens)
 comparison
 '''
 
@@ -442,8 +497,15 @@ tokens = "the cat sat on the mat".split()
 mlx_layer = nn.MultiHeadAttention(16, num_heads=2)
 x = mx.random.normal((1, len(tokens), 16))                  # (B, L, dims)
 q, k, _ = project_heads(mlx_layer, x)                       # (B, 2, L, 8)
-yours = sdpa_weights(masked_attention, q, k, scale=1 / math.sqrt(8), mask="causal")
-comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x, mask="causal"), tokens=tokens)
+comparison = None
+try:
+    yours = sdpa_weights(masked_attention, q, k, scale=1 / math.sqrt(8), mask="causal")
+except NotImplementedError:
+    print("Finish exercise 03.6 first, then run this cell again.")
+except Exception as error:
+    print(f"Your function raised {type(error).__name__}: {error} (run its check above for a hint)")
+else:
+    comparison = AttentionExplorer.compare(yours, reference_weights(mlx_layer, x, mask="causal"), tokens=tokens)
 comparison
 '''
 
@@ -461,7 +523,7 @@ def _solution_sdpa(queries, keys, values, *, scale, mask=None):
 
 @pytest.mark.parametrize("snippet, name", [(EXERCISE_01_SNIPPET, "scaled_dot_product_attention"),
                                            (EXERCISE_03_SNIPPET, "masked_attention")])
-def test_exercise_snippets_compare_the_learners_weights_with_mlxs(snippet, name):
+def test_exercise_snippets_compare_the_learners_weights_with_mlxs(snippet, name, capsys):
     for answer, close in ((_solution_sdpa, True), (lambda q, k, v, *, scale, mask=None:
                                                    _solution_sdpa(q, k, v, scale=1.0, mask=mask), False)):
         namespace = {"mx": mx, "nn": nn, "math": math, name: answer}
@@ -469,3 +531,24 @@ def test_exercise_snippets_compare_the_learners_weights_with_mlxs(snippet, name)
         comparison = namespace["comparison"]
         assert comparison._meta["kind"] == "compare"
         assert (comparison.largest_error[0] < 1e-5) == close, comparison.largest_error
+    assert capsys.readouterr().out == ""
+
+
+def _untouched(queries, keys, values, *, scale, mask=None):
+    raise NotImplementedError()
+
+
+def _one_value_column(queries, keys, values, *, scale, mask=None):
+    return _solution_sdpa(queries, keys, values, scale=scale, mask=mask)[..., :1]  # (B, H, L_q, 1)
+
+
+@pytest.mark.parametrize("snippet, name", [(EXERCISE_01_SNIPPET, "scaled_dot_product_attention"),
+                                           (EXERCISE_03_SNIPPET, "masked_attention")])
+@pytest.mark.parametrize("answer, message", [(_untouched, r"^Finish exercise 0[13]\.[36] first"),
+                                             (_one_value_column, r"^Your function raised ValueError: .*L_q")])
+def test_exercise_snippets_say_one_line_instead_of_a_traceback(snippet, name, answer, message, capsys):
+    namespace = {"mx": mx, "nn": nn, "math": math, name: answer}
+    exec(snippet, namespace)
+    assert namespace["comparison"] is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and re.search(message, out), out

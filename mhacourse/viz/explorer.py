@@ -110,9 +110,11 @@ class AttentionExplorer(anywidget.AnyWidget):
     Give either a layer and its inputs, or precomputed weights.
 
     Args:
-        layer (MultiHeadAttention, optional): A layer with ``project``,
-            ``num_heads`` and ``scale``; the kernel recomputes its weights from
-            the scores when the mask or the scale changes.
+        layer (MultiHeadAttention, optional): ``mhacourse.MultiHeadAttention``
+            or ``mlx.nn.MultiHeadAttention`` (or a layer with ``query_proj``,
+            ``key_proj``, ``value_proj`` and ``num_heads``); the kernel
+            recomputes its weights from the scores when the mask or the scale
+            changes.
         queries (array, optional): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
         keys (array, optional): Default: ``queries``.
         values (array, optional): Default: ``keys``.

@@ -5,9 +5,11 @@ The widget only reads controls and draws; every number it shows comes from
 
 Two sources of weights:
 
-* :class:`LayerSource`: a layer and its inputs. ``layer.project`` gives the
-  per-head queries and keys once; :meth:`LayerSource.weights` recomputes the
-  weights with :func:`mhacourse.attention_weights` for a scale and a mask, and
+* :class:`LayerSource`: a layer and its inputs, ``mhacourse.MultiHeadAttention``
+  or ``mlx.nn.MultiHeadAttention`` (any projections: ``Linear``, quantized or
+  wrapped). :func:`~mhacourse.viz.reference.project_heads` gives the per-head
+  queries and keys once; :meth:`LayerSource.weights` recomputes the weights
+  with :func:`mhacourse.attention_weights` for a scale and a mask, and
   :meth:`LayerSource.codes` the widget's codes from scores kept in memory.
 * :class:`WeightsSource`: weights computed elsewhere, one array per layer.
   Their logarithms are the scores up to a per-row constant, so a scale change
@@ -15,12 +17,14 @@ Two sources of weights:
   allowed keys) are recomputed exactly.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import mlx.core as mx
 import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
+from .reference import project_heads
 from .static import _stack_heads
 
 __all__ = [
@@ -75,9 +79,10 @@ class LayerSource:
     """Per-head queries and keys of a layer, from which weights are recomputed.
 
     Args:
-        layer: A layer with ``project(queries, keys, values)`` returning
-            ``(B, H, L, D_h)`` arrays, ``num_heads`` and ``scale`` (such as
-            :class:`mhacourse.MultiHeadAttention`).
+        layer: An attention layer: :class:`mhacourse.MultiHeadAttention`,
+            ``mlx.nn.MultiHeadAttention``, or any layer with ``query_proj``,
+            ``key_proj``, ``value_proj`` and ``num_heads`` that splits heads
+            as MLX's layer does. The projections may be quantized or wrapped.
         queries (array): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
         keys (array, optional): Default: ``queries`` (self-attention).
         values (array, optional): Default: ``keys``.
@@ -85,25 +90,26 @@ class LayerSource:
     """
 
     def __init__(self, layer, queries, keys=None, values=None, mask=None):
-        for attribute in ("project", "num_heads", "scale"):
-            if not hasattr(layer, attribute):
-                raise TypeError(
-                    f"layer must be an attention layer with project(), num_heads and scale "
-                    f"(e.g. mhacourse.MultiHeadAttention); {type(layer).__name__} has no {attribute!r}."
-                )
+        if not hasattr(layer, "project") and not all(
+                hasattr(layer, name) for name in ("query_proj", "key_proj", "value_proj", "num_heads")):
+            raise TypeError(
+                f"layer must be an attention layer with query_proj, key_proj, value_proj and num_heads "
+                f"(mhacourse.MultiHeadAttention or mlx.nn.MultiHeadAttention); got {type(layer).__name__}."
+            )
         queries = _first_example(queries, "queries")
         if queries is None:
             raise ValueError("queries are required with a layer (the explorer runs the layer on them).")
         keys = queries if keys is None else _first_example(keys, "keys")
         values = keys if values is None else _first_example(values, "values")
-        q, k, _ = layer.project(queries, keys, values)  # (1, H, Lq, Dh), (1, H, Lk, Dh)
+        q, k, _ = project_heads(layer, queries, keys, values)  # (1, H, Lq, D_h), (1, H, Lk, D_h)
         mx.eval(q, k)
         self.q, self.k = q, k
         self.layer = layer
         self.num_layers = 1
         self.num_heads = q.shape[1]
         self.n_queries, self.n_keys = q.shape[2], k.shape[2]
-        self.default_scale = float(layer.scale)
+        # Both layers take the scale from the projected queries at call time.
+        self.default_scale = math.sqrt(1 / q.shape[-1])
         self.given_mask = _mask_for_first_example(mask)
         self._scores = self._work = self._centred = None
 
