@@ -167,7 +167,7 @@ def test_cli_writes_csv_and_json_and_goes_on_after_broken_files(tmp_path, capsys
     assert rows[0]["split_heads"] == "0" and float(rows[0]["max"]) == sum(
         ex["max_points"] for ex in grade.lesson_exercises("02"))
     written = sorted(p.name for p in reports.iterdir())
-    assert written == ["alice__02_many_heads.json", "bob.json"]
+    assert written == ["alice__02_many_heads.json", "bob.json", "class-summary.json"]
     report = json.loads((reports / "alice__02_many_heads.json").read_text())
     assert report["status"] == "invalid-notebook" and "invalid JSON" in report["detail"]
     assert "graded 2 notebook(s)" in capsys.readouterr().err

@@ -799,6 +799,9 @@ def configure(parser):
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run submissions without bubblewrap, with your rights (every row is flagged)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from mhacourse.grading import classroom
+
+    classroom.add_arguments(parser)
 
 
 def read_secret(secret_file=None):
@@ -819,10 +822,15 @@ def read_secret(secret_file=None):
 
 
 def run(args):
+    from mhacourse.grading import classroom
+
+    if classroom.is_merge(args):
+        return classroom.run_merge(args)
     try:
         paths = collect_submissions(args.submissions)
         if not paths:
             raise ValueError(f"no notebooks found in {args.submissions}")
+        paths = classroom.select(paths, args)
         secret = read_secret(getattr(args, "secret_file", None))
         reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, lesson=args.lesson,
                              progress=False if args.no_progress else None, secret=secret,
@@ -837,4 +845,4 @@ def run(args):
           + f"; {_format_points(total)} of {_format_points(best)} points in all", file=sys.stderr)
     if args.out not in (None, "-"):
         print(f"wrote {args.out}" + (f" and {args.json_dir}/" if args.json_dir else ""), file=sys.stderr)
-    return 0
+    return classroom.after_grading(reports, args)
