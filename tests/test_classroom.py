@@ -376,3 +376,151 @@ def test_kubernetes_indexed_job_maps_completion_index_to_shard(tmp_path):
     container = merge_job["spec"]["template"]["spec"]["containers"][0]
     merge = run_with_stand_in(tmp_path, [*container["command"], *container["args"]], {})
     assert merge[:3] == ["grade", "merge", "grading/parts/grades-1.part.json"]
+
+
+# ---------------------------------------------------------------------------
+# The command line: `mhacourse grade ... --shard K/N` and `mhacourse grade merge`.
+
+
+def fake_grade_many(paths, **options):
+    """Reports from the file names alone: the CLI's plumbing without kernels."""
+    reports = []
+    for path in paths:
+        lesson = Path(path).name[:2] if Path(path).name[:2].isdigit() else None
+        seed = sum(Path(path).as_posix().encode())
+        rows = [row(f"ex{lesson}_{j}", float((seed + j) % 2)) for j in range(2)] if lesson else []
+        reports.append(report(path, lesson, rows, status="ok" if lesson else "unknown-lesson"))
+    return reports
+
+
+def tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, monkeypatch, capsys):
+    from mhacourse.cli import main
+    from mhacourse.grading import grade
+
+    monkeypatch.setattr(grade, "grade_many", fake_grade_many)
+    make_class(tmp_path / "class", NAMES)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("whole", "parts", "merged"):
+        (tmp_path / folder).mkdir()
+    outputs = ["--json", "{}/json", "--gradescope", "{}/gs", "--canvas", "{}/canvas.csv", "--feedback", "{}/fb"]
+    assert main(["grade", "class", "--out", "whole/grades.csv", *(o.format("whole") for o in outputs)]) == 0
+    whole = capsys.readouterr().err
+    assert "score distribution per exercise" in whole and "slowest notebooks" in whole
+    n = 3
+    for k in range(1, n + 1):
+        assert main(["grade", "class", "--shard", f"{k}/{n}", "--out", f"parts/grades-{k}.csv", "--no-summary"]) == 0
+    assert main(["grade", "merge", *(f"parts/grades-{k}.csv" for k in range(n, 0, -1)),
+                 "--out", "merged/grades.csv", *(o.format("merged") for o in outputs)]) == 0
+    assert (tmp_path / "merged" / "grades.csv").read_bytes() == (tmp_path / "whole" / "grades.csv").read_bytes()
+    assert tree(tmp_path / "merged") == tree(tmp_path / "whole")
+    assert len(tree(tmp_path / "whole" / "fb")) == len(NAMES) == len(tree(tmp_path / "whole" / "gs"))
+    summary_json = json.loads((tmp_path / "whole" / "json" / "class-summary.json").read_text())
+    assert summary_json["submissions"] == len(NAMES)
+
+
+def test_cli_empty_shard_and_bad_merge(tmp_path, monkeypatch, capsys):
+    from mhacourse.cli import main
+    from mhacourse.grading import grade
+
+    monkeypatch.setattr(grade, "grade_many", fake_grade_many)
+    make_class(tmp_path / "class", ["solo/01_x.ipynb"])
+    monkeypatch.chdir(tmp_path)
+    empty = next(k for k in (1, 2) if shards.shard_of("solo/01_x.ipynb", 2) != k)
+    assert main(["grade", "class", "--shard", f"{empty}/2", "--out", "p.csv", "--no-summary"]) == 0
+    assert json.loads(Path("p.part.json").read_text())["reports"] == []
+    assert main(["grade", "merge", "p.csv", "--out", "g.csv"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["grade", "class", "--shard", "1/2", "--out", "-"]) == 2
+    assert "--shard needs --out FILE" in capsys.readouterr().err
+    assert main(["grade", "class", "--shard", "2/1", "--out", "x.csv"]) == 2
+    assert "--shard" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# End to end: real grading of the project's fixture notebooks, sharded and not.
+
+# One notebook that runs a kernel (twice: whole and sharded) keeps this quick; MHACOURSE_GRADE_ALL=1
+# adds one with wrong answers (hints fire).
+REAL_CASES = {"alice": "16_exception_cell", "carol": "05_invalid_json"}
+if os.environ.get("MHACOURSE_GRADE_ALL") == "1":
+    REAL_CASES["bob"] = "29_wrong_answers"
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """One unsharded run with every export, and the same class in shards, merged."""
+    import importlib.util
+
+    from mhacourse.cli import main
+
+    root = tmp_path_factory.mktemp("class")
+    maker = Path(__file__).parent / "fixtures" / "make_submissions.py"
+    spec = importlib.util.spec_from_file_location("make_submissions", maker)
+    make_submissions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_submissions)
+    made = root / "made"
+    made_names = make_submissions.make_submissions(made)
+    lesson = json.loads((made / "expected.json").read_text())["lesson"]
+    for student, case_name in REAL_CASES.items():
+        name = next(name for name in made_names if name.endswith(f"__{case_name}.ipynb"))
+        (root / "class" / student).mkdir(parents=True)
+        (root / "class" / student / name).write_bytes((made / name).read_bytes())
+    (root / "class" / "dan").mkdir()
+    (root / "class" / "dan" / "homework.ipynb").write_bytes((made / "homework.ipynb").read_bytes())
+    keys = [s.key for s in shards.collect([root / "class"])]
+    n = next(n for n in (2, 3, 4, 5) if len({shards.shard_of(key, n) for key in keys}) > 1)
+    (root / "secret").write_text("e2e-secret-" + "0" * 40)
+    common = ["--jobs", "2", "--timeout", "60", "--no-progress", "--secret-file", str(root / "secret")]
+    whole = root / "whole"
+    whole.mkdir()
+    assert main(["grade", str(root / "class"), *common, "--out", str(whole / "grades.csv"),
+                 "--json", str(whole / "json"), "--gradescope", str(whole / "gs"), "--canvas",
+                 str(whole / "canvas.csv"), "--feedback", str(whole / "fb"), "--no-summary"]) == 0
+    (root / "parts").mkdir()
+    for k in range(1, n + 1):
+        assert main(["grade", str(root / "class"), *common, "--shard", f"{k}/{n}",
+                     "--out", str(root / "parts" / f"grades-{k}.csv"), "--no-summary"]) == 0
+    assert main(["grade", "merge", *map(str, sorted((root / "parts").glob("*.part.json"))),
+                 "--out", str(root / "merged.csv"), "--no-summary"]) == 0
+    reports = [json.loads(f.read_text()) for f in (whole / "json").glob("*.json") if f.name != "class-summary.json"]
+    by_student = {Path(r["file"]).parent.name: r for r in reports}
+    return {"root": root, "whole": whole, "lesson": lesson, "reports": by_student}
+
+
+def test_real_sharded_run_merges_to_the_unsharded_csv(graded_class):
+    whole = (graded_class["whole"] / "grades.csv").read_bytes()
+    assert (graded_class["root"] / "merged.csv").read_bytes() == whole
+    assert len(whole.decode().splitlines()) == 1 + len(REAL_CASES) + 1
+
+
+def test_real_gradescope_results_validate(graded_class):
+    files = {f.parent.name.split("__")[0]: f for f in (graded_class["whole"] / "gs").glob("*/results.json")}
+    assert sorted(files) == sorted([*REAL_CASES, "dan"])
+    for file in files.values():
+        jsonschema.validate(json.loads(file.read_text()), SCHEMA)
+    for student, report in graded_class["reports"].items():  # the same run's JSON reports
+        results = json.loads(files[student].read_text())
+        assert [t["name"].split(":")[0] for t in results["tests"]] == [row["id"] for row in report["exercises"]]
+        assert [t["score"] for t in results["tests"]] == [row["points"] for row in report["exercises"]]
+        assert results["score"] == report["total"] == sum(t["score"] for t in results["tests"])
+    assert graded_class["reports"]["alice"]["total"] > 0
+    assert "raised an error" in json.loads(files["alice"].read_text())["output"]
+    assert "could not be read as a notebook" in json.loads(files["carol"].read_text())["output"]
+
+
+def test_real_canvas_csv_and_feedback(graded_class):
+    rows = read_csv((graded_class["whole"] / "canvas.csv").read_text())
+    lesson = f"Lesson {graded_class['lesson']}"
+    assert rows[0] == [*exports.CANVAS_FIXED_COLUMNS, lesson]
+    by_student = {r[0]: r[-1] for r in rows[2:]}
+    assert sorted(by_student) == sorted([*REAL_CASES, "dan"])
+    assert by_student["alice"] == f"{graded_class['reports']['alice']['total']:g}"
+    assert by_student["carol"] == "0" and by_student["dan"] == ""  # no lesson: no column to fill
+    page = (graded_class["whole"] / "fb" / f"{next((graded_class['whole'] / 'fb').glob('alice*')).name}").read_text()
+    assert "raised an error" in page and "Every check passed" not in page
+    carol = next((graded_class["whole"] / "fb").glob("carol*")).read_text()
+    assert "could not be read as a notebook" in carol
