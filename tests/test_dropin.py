@@ -40,6 +40,12 @@ def assert_identical(actual, expected):
         f"max |difference| {mx.abs(actual.astype(mx.float32) - expected.astype(mx.float32)).max().item()}")
 
 
+# assert_close_to_eager: the two layers are compared bit for bit under the same transform.
+# Against the *eager* call only closeness is asserted: an optimised BLAS (OpenBLAS, which
+# `make test` preloads) may round a compiled, exported or vmapped graph differently from the
+# eager one, for mlx.nn's layer exactly as for ours.
+
+
 def assert_same_tree(ours, theirs):
     ours, theirs = dict(tree_flatten(ours)), dict(tree_flatten(theirs))
     assert ours.keys() == theirs.keys()
@@ -121,7 +127,7 @@ def test_shapeless_compile_runs_at_new_lengths():
         x, mask = normal((2, length, DIMS), length), causal(length)
         out = compiled_ours(x, mask)
         assert_identical(out, compiled_theirs(x, mask))
-        assert_identical(out, theirs(x, x, x, mask=mask))
+        assert_close(out, theirs(x, x, x, mask=mask))  # see assert_close_to_eager
 
 
 def test_shapeless_compile_with_an_array_mask_and_other_lengths():
@@ -157,7 +163,7 @@ def test_shapeless_export_and_import(tmp_path):
         x = normal((2, length, DIMS), length)
         (out,) = imported_ours(x)
         assert_identical(out, imported_theirs(x)[0])
-        assert_identical(out, theirs(x, x, x))
+        assert_close(out, theirs(x, x, x))  # see assert_close_to_eager
 
 
 # ------------------------------------------------------------------ wrapped projections
@@ -227,7 +233,7 @@ def test_vmap_over_an_extra_leading_axis():
     x = normal((3, 2, 5, DIMS), 5)  # (N, B, L, dims): vmap hands each layer (B, L, dims)
     out = mx.vmap(lambda x: ours(x, x, x, mask="causal"))(x)
     assert_identical(out, mx.vmap(lambda x: theirs(x, x, x, mask="causal"))(x))
-    assert_identical(out[1], theirs(x[1], x[1], x[1], mask="causal"))
+    assert_close(out[1], theirs(x[1], x[1], x[1], mask="causal"))  # see assert_close_to_eager
     # Mapping over the heads' mask too: one additive mask per slice.
     masks = normal((3, 5, 5), 6)
     out = mx.vmap(self_attention(ours))(x, masks)
