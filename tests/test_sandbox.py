@@ -6,9 +6,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mhacourse.grading import codec, get_exercise, hidden
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from mhacourse.grading import codec, exercise_ids, get_exercise, hidden
 from mhacourse.grading.compare import matches
-from mhacourse.grading.registry import calls_for
+from mhacourse.grading.registry import ModuleExercise, calls_for, compute, judge
 
 
 def roundtrip(value, folder):
@@ -70,3 +73,87 @@ def test_hidden_cases_depend_on_the_secret_and_differ_from_the_visible_sizes():
     assert shapes(1) == shapes(1) and shapes(1)
     assert not set(shapes(1)) & visible
     assert any(shapes(seed) != shapes(1) for seed in range(2, 6))
+
+
+NO_HIDDEN_CASES = set()
+"""Exercises whose answer takes no input that could vary (none so far; see hidden.py's docstring)."""
+
+
+def _hidden_calls(exercise, seed):
+    return [c for c in calls_for(exercise, np.random.default_rng(seed)) if c.name.startswith("hidden case")]
+
+
+def _call_args(exercise, inputs):
+    args, _ = inputs
+    return args[1] if isinstance(exercise, ModuleExercise) else args
+
+
+def _first_array(value):
+    if isinstance(value, (mx.array, np.ndarray)):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_array(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _size(exercise, inputs):
+    """The shape of the first array input, or (for answers on sizes) the integers and list lengths."""
+    args = _call_args(exercise, inputs)
+    array = _first_array(args)
+    if array is not None:
+        return tuple(array.shape)
+    return tuple(len(a) if isinstance(a, list) else a for a in args if isinstance(a, (int, list)))
+
+
+def _values(value):
+    """Everything an input holds, as plain comparable data (layers by their parameters)."""
+    if isinstance(value, (mx.array, np.ndarray)):
+        return (tuple(value.shape), np.asarray(value).tolist())
+    if isinstance(value, nn.Module):
+        return [_values(v) for _, v in tree_flatten(value.parameters())]
+    if isinstance(value, dict):
+        return {k: _values(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_values(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+
+
+@pytest.fixture(scope="module")
+def installed():
+    hidden.install()
+
+
+@pytest.mark.parametrize("exercise_id", exercise_ids())
+def test_every_exercise_has_hidden_cases_that_the_reference_passes(installed, exercise_id):
+    exercise = get_exercise(exercise_id)
+    if exercise_id in NO_HIDDEN_CASES:
+        assert exercise.hidden_cases is None
+        return
+    assert exercise.hidden_cases is not None
+    calls = _hidden_calls(exercise, 11)
+    assert calls
+    result = judge(exercise, calls, compute(exercise, exercise.reference, calls, 10.0))
+    assert result.passed, [(case.name, case.status, case.message) for case in result.cases if case.status != "passed"]
+    assert len(result.cases) == len(calls)
+
+
+@pytest.mark.parametrize("exercise_id", sorted(set(exercise_ids()) - NO_HIDDEN_CASES))
+def test_hidden_sizes_differ_from_the_visible_ones_and_follow_the_seed(installed, exercise_id):
+    exercise = get_exercise(exercise_id)
+    visible = {_size(exercise, case.inputs()) for case in exercise.cases}
+
+    def drawn(seed):
+        return [call.case.inputs() for call in _hidden_calls(exercise, seed)]
+
+    for seed in range(8):
+        assert not {_size(exercise, inputs) for inputs in drawn(seed)} & visible, seed
+    first = drawn(1)
+    assert _values(drawn(1)) == _values(first)
+    assert any(_values(drawn(seed)) != _values(first) for seed in range(2, 6))
+    for call in _hidden_calls(exercise, 1):  # fresh arrays on every call
+        once, again = _first_array(_call_args(exercise, call.case.inputs())), \
+            _first_array(_call_args(exercise, call.case.inputs()))
+        assert once is None or once is not again

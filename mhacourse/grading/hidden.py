@@ -174,7 +174,8 @@ def _boolean_to_additive(rng):
 def _padding_mask(rng):
     B, _, _, L_k, _, _ = _sizes(rng)
     lengths = rng.integers(1, L_k + 1, size=B).tolist()
-    return [_common.case("hidden", list(lengths), L_k), _common.case("hidden", [L_k] + lengths[1:], L_k + 1)]
+    return [_common.case("hidden", lambda: list(lengths), L_k),
+            _common.case("hidden", lambda: [L_k] + lengths[1:], L_k + 1)]
 
 
 def _cross_attention(rng):
@@ -189,7 +190,7 @@ def _cross_attention(rng):
         return made
 
     return [_common.case("hidden", layer, lambda: _common.rand(seed + 1, B, L_q, dims),
-                         lambda: _common.rand(seed + 2, B, L_k, key_input_dims), lengths)]
+                         lambda: _common.rand(seed + 2, B, L_k, key_input_dims), lambda: list(lengths))]
 
 
 def _online_softmax(rng):

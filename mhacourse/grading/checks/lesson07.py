@@ -83,7 +83,7 @@ def _sinusoidal_bug(bug):
 
 
 def _sinusoidal_hidden(rng):
-    return [case(f"hidden {n}", int(rng.integers(3, 40)), 2 * int(rng.integers(1, 17))) for n in range(3)]
+    return [case(f"hidden {n}", int(rng.integers(11, 40)), 2 * int(rng.integers(1, 17))) for n in range(3)]
 
 
 register(Exercise(
@@ -150,7 +150,7 @@ def _rope_case(name, seed, shape, offset):
 def _rope_hidden(rng):
     cases = []
     for number in range(3):
-        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(2, 9)), 2 * int(rng.integers(1, 9)))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(7, 12)), 2 * int(rng.integers(1, 9)))
         cases.append(_rope_case(f"hidden {number}", int(rng.integers(10**6)), shape, int(rng.integers(0, 30))))
     return cases
 
@@ -212,7 +212,7 @@ def _rope_attention_hidden(rng):
     for number in range(3):
         L_k = int(rng.integers(3, 10))
         sizes = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, L_k + 1)), L_k,
-                 2 * int(rng.integers(1, 6)), 2 * int(rng.integers(1, 6)))
+                 int(rng.choice([2, 10, 12])), 2 * int(rng.integers(1, 6)))  # D_h: not a visible one
         cases.append(case(f"hidden {number}", *_qkv(int(rng.integers(10**6)), *sizes)))
     return cases
 

@@ -206,7 +206,7 @@ def _model_hidden(rng):
     for number, positions in enumerate((True, False, True)):
         seq_len = int(rng.integers(2, 7))
         num_heads = int(rng.integers(1, 4))
-        cases.append(_model_case(f"hidden {number}", int(rng.integers(10**6)), int(rng.integers(1, 4)),
+        cases.append(_model_case(f"hidden {number}", int(rng.integers(10**6)), int(rng.integers(4, 6)),
                                  int(rng.integers(1, 2 * seq_len + 1)), seq_len=seq_len,
                                  dims=4 * num_heads, num_heads=num_heads,
                                  num_layers=int(rng.integers(1, 3)), positions=positions))
