@@ -208,13 +208,14 @@ def test_reports_carry_cases_hints_and_timing_but_the_csv_no_timing(batch):
     assert str(report["seconds"]) not in text and "timing" not in text
 
 
-def test_hint_tier_is_the_largest_hint_the_notebook_asks_for():
+def test_hint_tier_is_the_largest_tier_check_showed_the_notebook():
     nb = make_submissions.nbformat.v4.new_notebook(cells=[
         make_submissions.nbformat.v4.new_code_cell('check("softmax", softmax, hint=2)'),
         make_submissions.nbformat.v4.new_code_cell("check('softmax', softmax, hint=3)\ncheck('split_heads', f)"),
+        make_submissions.nbformat.v4.new_code_cell("check('merge_heads', merge_heads, hint=3)"),
     ])
-    tiers = grade.hint_tiers(nb, [{"id": "softmax"}, {"id": "split_heads"}])
-    assert tiers == {"softmax": 3, "split_heads": 1}
+    tiers = grade.hint_tiers(nb, [{"id": "softmax"}, {"id": "split_heads"}, {"id": "merge_heads"}, {"id": "rope"}])
+    assert tiers == {"softmax": 2, "split_heads": 1, "merge_heads": 1, "rope": 1}  # hint=3 shows tier 1
 
 
 def test_pasted_notebook_with_new_cell_ids_has_no_missing_cells():

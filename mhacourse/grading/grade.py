@@ -293,14 +293,11 @@ def _lesson_job(lesson, secret, timeout):
 
 
 def hint_tiers(nb, exercises):
-    """Per exercise id, the largest ``hint=N`` the notebook passes to ``check`` for it (default 1)."""
-    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code") if nb is not None else ""
-    tiers = {}
-    for exercise in exercises:
-        pattern = re.compile(r"check\(\s*['\"]" + re.escape(exercise["id"]) + r"['\"][^\n]*?\bhint\s*=\s*(\d+)")
-        found = [int(n) for n in pattern.findall(code)]
-        tiers[exercise["id"]] = max(found, default=1)
-    return tiers
+    """Per exercise id, the hint tier ``check`` showed the notebook (:func:`.hints.tiers_shown`; default 1)."""
+    from mhacourse.grading import hints
+
+    shown = hints.tiers_shown(cell.source for cell in nb.cells if cell.cell_type == "code") if nb is not None else {}
+    return {exercise["id"]: shown.get(exercise["id"], 1) for exercise in exercises}
 
 
 # ---------------------------------------------------------------------------
