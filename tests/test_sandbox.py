@@ -127,7 +127,7 @@ def installed():
 
 
 @pytest.mark.parametrize("exercise_id", exercise_ids())
-def test_every_exercise_has_hidden_cases_that_the_reference_passes(installed, exercise_id):
+def test_every_exercise_has_hidden_cases_the_reference_passes_and_each_known_mistake_fails(installed, exercise_id):
     exercise = get_exercise(exercise_id)
     if exercise_id in NO_HIDDEN_CASES:
         assert exercise.hidden_cases is None
@@ -138,6 +138,9 @@ def test_every_exercise_has_hidden_cases_that_the_reference_passes(installed, ex
     result = judge(exercise, calls, compute(exercise, exercise.reference, calls, 10.0))
     assert result.passed, [(case.name, case.status, case.message) for case in result.cases if case.status != "passed"]
     assert len(result.cases) == len(calls)
+    passing = [m.hint_id for m in exercise.mistakes
+               if judge(exercise, calls, compute(exercise, m.answer, calls, 10.0)).passed]
+    assert passing == []
 
 
 @pytest.mark.parametrize("exercise_id", sorted(set(exercise_ids()) - NO_HIDDEN_CASES))

@@ -53,7 +53,8 @@ def _scores(rng):
 
 def _softmax(rng):
     B, H, L_q, L_k, _, _ = _sizes(rng)
-    return [_frozen((_normal(rng, B, H, L_k),)), _frozen((50 * _normal(rng, L_q, L_k),))]
+    offsets = mx.array(rng.choice([-200.0, 0.0, 200.0], size=(L_q, 1)).astype("float32"))  # rows far apart
+    return [_frozen((_normal(rng, B, H, L_k),)), _frozen((50 * _normal(rng, L_q, L_k) + offsets,))]
 
 
 def _additive_mask(rng, L_q, L_k):
@@ -69,6 +70,19 @@ def _attention(rng):
     q, k, v = _normal(rng, B, H, L_q, D), _normal(rng, B, H, L_k, D), _normal(rng, B, H, L_k, D_v)
     return [_frozen((q, k, v), {"scale": float(D) ** -0.5}),
             _frozen((q, k, v), {"scale": 0.25, "mask": _additive_mask(rng, L_q, L_k)})]
+
+
+def _masked_attention(rng):
+    """Every mask kind: additive (from :func:`_attention`), boolean, ``"causal"`` and key padding."""
+    B, H, L_q, L_k, D, D_v = _sizes(rng)
+    q, k, v = _normal(rng, B, H, L_q, D), _normal(rng, B, H, L_k, D), _normal(rng, B, H, L_k, D_v)
+    keep = mx.array(rng.random((L_q, L_k)) > 0.4) | _common.upper_left_causal(L_q, L_k)
+    lengths = rng.integers(1, L_k + 1, size=B).tolist()
+    none_for_one_row = mx.where(mx.arange(L_q)[:, None] == int(rng.integers(L_q)), False, keep)  # (L_q, L_k)
+    return _attention(rng) + [_frozen((q, k, v), {"scale": 0.5, "mask": keep}),
+                              _frozen((q, k, v), {"scale": 0.5, "mask": none_for_one_row}),
+                              _frozen((q, k, v), {"scale": 0.5, "mask": "causal"}),
+                              _frozen((q, k, v), {"scale": 0.5, "mask": masks.padding_mask(lengths, L_k)})]
 
 
 def _split(rng):
@@ -112,11 +126,23 @@ def _single_head_layer(rng):
                                          _normal(rng, B, L_k, dims)))]
 
 
-def _layer(rng):
-    B, H, L_q, L_k, D, _ = _sizes(rng)
+def _layer(rng, boolean_masks=False):
+    """A cross-attention call, then one with an additive mask (and, given ``boolean_masks``, a key-padding
+    one on a layer with biases and its own value_dims)."""
+    B, H, L_q, L_k, D, D_v = _sizes(rng)
     dims = H * D
-    return [_layer_case({"dims": dims, "num_heads": H}, (_normal(rng, B, L_q, dims), _normal(rng, B, L_k, dims),
-                                                         _normal(rng, B, L_k, dims)))]
+    call = (_normal(rng, B, L_q, dims), _normal(rng, B, L_k, dims), _normal(rng, B, L_k, dims))
+    constructor = {"dims": dims, "num_heads": H}
+    cases = [_layer_case(constructor, call), _layer_case(constructor, call, {"mask": _additive_mask(rng, L_q, L_k)})]
+    if boolean_masks:
+        lengths = rng.integers(1, L_k + 1, size=B).tolist()
+        cases.append(_layer_case({**constructor, "bias": True, "value_dims": H * D_v}, call,
+                                 {"mask": masks.padding_mask(lengths, L_k)}))
+    return cases
+
+
+def _layer_any_mask(rng):
+    return _layer(rng, boolean_masks=True)
 
 
 def _seed(rng):
@@ -148,7 +174,7 @@ def _other_dims(rng):
 
 def _parameter_count(rng):
     dims, H, sizes = _other_dims(rng)
-    return [_frozen((dims, H), {"bias": True}), _frozen((dims, H), {**sizes, "bias": bool(rng.integers(2))}),
+    return [_frozen((dims, H), {"bias": True}), _frozen((dims, H), {**sizes, "bias": True}), _frozen((dims, H), sizes),
             _frozen((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
 
 
@@ -272,12 +298,12 @@ HIDDEN = {
     "attention_scores": _scores,
     "softmax": _softmax,
     "scaled_dot_product_attention": _attention,
-    "masked_attention": _attention,
+    "masked_attention": _masked_attention,
     "single_head_attention": _single_head_layer,
     "split_heads": _split,
     "merge_heads": _merge,
     "multi_head_attention_basic": _layer,
-    "multi_head_attention": _layer,
+    "multi_head_attention": _layer_any_mask,
     "causal_mask": _causal,
     "causal_boolean_mask": _causal_boolean,
     "grouped_query_attention": _grouped,
