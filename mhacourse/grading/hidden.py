@@ -108,7 +108,8 @@ def _grouped(rng):
     B, _, L_q, L_k, D, D_v = _sizes(rng)
     kv_heads = int(rng.choice([2, 3]))
     H = kv_heads * int(rng.choice([2, 3]))
-    return [_frozen((_normal(rng, B, H, L_q, D), _normal(rng, B, kv_heads, L_k, D), _normal(rng, B, kv_heads, L_k, D_v)),
+    return [_frozen((_normal(rng, B, H, L_q, D), _normal(rng, B, kv_heads, L_k, D),
+                     _normal(rng, B, kv_heads, L_k, D_v)),
                     {"scale": float(D) ** -0.5})]
 
 
@@ -180,7 +181,8 @@ def _parameter_count(rng):
 
 def _projection_shapes(rng):
     dims, H, sizes = _other_dims(rng)
-    return [_frozen((dims, H)), _frozen((dims, H), sizes), _frozen((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
+    return [_frozen((dims, H)), _frozen((dims, H), sizes),
+            _frozen((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
 
 
 def _layer_shapes(rng):
