@@ -1,4 +1,4 @@
-"""The public API contract of COURSE_DESIGN.md: names and signatures that others rely on."""
+"""The public API contract: names and signatures that tests outside the package rely on."""
 
 import inspect
 
