@@ -160,3 +160,28 @@ def test_hidden_sizes_differ_from_the_visible_ones_and_follow_the_seed(installed
         once, again = _first_array(_call_args(exercise, call.case.inputs())), \
             _first_array(_call_args(exercise, call.case.inputs()))
         assert once is None or once is not again
+
+
+# ------------------------------------------------------------------ the sandbox's file system
+
+@pytest.mark.skipif(not __import__("mhacourse.grading.sandbox", fromlist=["x"]).bwrap_available(),
+                    reason="bwrap cannot run here")
+def test_a_course_installed_under_tmp_is_visible_inside(tmp_path):
+    """The sandbox has its own /tmp; a course installed below /tmp (a fresh clone in CI) must
+    still be bound into it, while the rest of the host's /tmp stays out of sight."""
+    import subprocess
+
+    from mhacourse.grading import sandbox
+
+    package = tmp_path / "course" / "mhacourse"
+    package.mkdir(parents=True)
+    (package / "marker.txt").write_text("course")
+    (tmp_path / "other-submission.ipynb").write_text("{}")
+    work = tmp_path / "work"
+    work.mkdir()
+    script = (f"import os; print(open({str(package / 'marker.txt')!r}).read(), "
+              f"os.path.exists({str(tmp_path / 'other-submission.ipynb')!r}))")
+    args = sandbox._bwrap_args(work, package_dir=package) + [sandbox.sys.executable, "-c", script]
+    done = subprocess.run(args, capture_output=True, text=True, env=sandbox._bwrap_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["course", "False"]

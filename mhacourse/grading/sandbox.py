@@ -137,10 +137,11 @@ def _bwrap_args(folder, package_dir=None):
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
+    # /tmp first: a course installed under /tmp (a fresh clone in CI) is bound on top of it.
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for directory in _read_only_dirs(package_dir):
         args += ["--ro-bind", directory, directory]
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", str(folder), INSIDE,
-             "--chdir", INSIDE, "--unshare-all", "--die-with-parent", "--new-session"]
+    args += ["--bind", str(folder), INSIDE, "--chdir", INSIDE, "--unshare-all", "--die-with-parent", "--new-session"]
     if os.geteuid() != 0:
         args += ["--unshare-user"]
     args += ["--uid", "65534", "--gid", "65534", "--clearenv"]
