@@ -1,6 +1,8 @@
 """Repository-wide checks on the course material.
 
-1. Nothing a learner or an operator reads names a path outside the repository:
+1. Nothing a learner or an operator reads names a path outside the repository (an
+   absolute path outside the system folders, a ../ path that climbs out, a *.md the
+   repository does not hold):
    notebooks, exercises, solutions, exercise sources, the README, docstrings
    (all of ``mhacourse/`` and ``benchmarks/``), data files and deploy files.
    Relative links in markdown must resolve to a file inside the repository.
@@ -22,12 +24,26 @@ NOTEBOOK_FOLDERS = ("notebooks", "exercises", "solutions", "exercise_sources")
 TEXT_FILES = ("README.md", "deploy/*", "mhacourse/**/*.py", "mhacourse/**/*.json", "mhacourse/**/*.js",
               "benchmarks/*.py")
 
-# Names of things that live next to the repository, never in it.
-OUTSIDE = [
-    (re.compile(r"FINDINGS\.md|COURSE_DESIGN\.md|COMMON\.md"), "a file outside the repository"),
-    (re.compile(r"(?<![\w.~])/work/"), "an absolute /work path"),
-    (re.compile(r"(?:\.\./)+shared\b|(?<![\w/.-])shared/(?=\w)"), "the shared folder outside the repository"),
-]
+# What a path outside the repository looks like, with no list of outside names: an absolute
+# path into the folder the repository sits in, a ../ path that climbs out of the repository,
+# or (in prose) a markdown document (*.md) the repository does not hold.
+BESIDE = re.compile(re.escape(str(ROOT.parent)) + r"/(?!" + re.escape(ROOT.name) + r"/)[\w.-]")
+CLIMBING = re.compile(r"(?<![\w./-])((?:\.\./)+[\w.-][\w./-]*)")
+DOCUMENT = re.compile(r"(?<![\w/.-])([\w-]+\.md)\b")
+REPO_DOCUMENTS = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts and ".git" not in p.parts}
+
+
+def outside_paths(path, text, is_markdown=True):
+    """What in ``text`` (from the file ``path``) names a path outside the repository."""
+    found = [f"{m.group(0)!r} (a path beside the repository)" for m in BESIDE.finditer(text)]
+    found += [f"{m.group(1)!r} (climbs out of the repository)" for m in CLIMBING.finditer(text)
+              if not (path.parent / m.group(1)).resolve().is_relative_to(ROOT)]
+    if is_markdown:
+        found += [f"{m.group(1)!r} (a document the repository does not hold)" for m in DOCUMENT.finditer(text)
+                  if m.group(1) not in REPO_DOCUMENTS]
+    return found
+
+
 # Markdown links and HTML src/href: ](target) or src="target" / href="target".
 LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|(?:src|href)=\"([^\"]+)\"")
 
@@ -68,9 +84,7 @@ def test_nothing_names_a_path_outside_the_repository():
         checked += 1
         name = path.relative_to(ROOT)
         for where, text, is_markdown in parts:
-            for pattern, what in OUTSIDE:
-                for match in pattern.finditer(text):
-                    found.append(f"{name} {where}: {match.group(0)!r} ({what})")
+            found += [f"{name} {where}: {problem}" for problem in outside_paths(path, text, is_markdown)]
             if is_markdown:
                 for match in LINK.finditer(text):
                     target = match.group(1) or match.group(2)
@@ -82,11 +96,12 @@ def test_nothing_names_a_path_outside_the_repository():
 
 
 def test_the_check_catches_outside_paths():
-    bad = ["see ../shared/FINDINGS.md", "measured in /work/shared/x", "COURSE_DESIGN.md says"]
-    assert all(any(p.search(line) for p, _ in OUTSIDE) for line in bad)
-    fine = ["shared by every head", "https://example.org/work/x", "mhacourse/data/gpu.json"]
-    assert not any(p.search(line) for line in fine for p, _ in OUTSIDE)
     notebooks = ROOT / "notebooks" / "x.ipynb"
+    bad = ["see ../../notes/facts.txt", f"measured in {ROOT.parent}/notes/x", "NOTES.md says", "`../../../x`"]
+    assert all(outside_paths(notebooks, line) for line in bad), [outside_paths(notebooks, b) for b in bad]
+    fine = ["shared by every head", "https://example.org/srv/x", "mhacourse/data/gpu.json", f"{ROOT}/README.md",
+            "see ../exercises/01_attention_one_head.ipynb", "the README.md", "/usr/bin/chromium", "a/b/c"]
+    assert not any(outside_paths(notebooks, line) for line in fine), [outside_paths(notebooks, f) for f in fine]
     assert outside_link(notebooks, "../../elsewhere.md") == "leaves the repository"
     assert outside_link(notebooks, "../exercises/none.ipynb") == "points at nothing"
     assert outside_link(notebooks, "https://github.com/ml-explore/mlx") is None
