@@ -36,8 +36,12 @@ REPO_DOCUMENTS = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts a
 def outside_paths(path, text, is_markdown=True):
     """What in ``text`` (from the file ``path``) names a path outside the repository."""
     found = [f"{m.group(0)!r} (a path beside the repository)" for m in BESIDE.finditer(text)]
-    found += [f"{m.group(1)!r} (climbs out of the repository)" for m in CLIMBING.finditer(text)
-              if not (path.parent / m.group(1)).resolve().is_relative_to(ROOT)]
+    for match in CLIMBING.finditer(text):
+        target = (path.parent / match.group(1).rstrip(".")).resolve()
+        if not target.is_relative_to(ROOT):
+            found.append(f"{match.group(1)!r} (climbs out of the repository)")
+        elif not target.exists():
+            found.append(f"{match.group(1)!r} (points at nothing in the repository)")
     if is_markdown:
         found += [f"{m.group(1)!r} (a document the repository does not hold)" for m in DOCUMENT.finditer(text)
                   if m.group(1) not in REPO_DOCUMENTS]
@@ -97,7 +101,7 @@ def test_nothing_names_a_path_outside_the_repository():
 
 def test_the_check_catches_outside_paths():
     notebooks = ROOT / "notebooks" / "x.ipynb"
-    bad = ["see ../../notes/facts.txt", f"measured in {ROOT.parent}/notes/x", "NOTES.md says", "`../../../x`"]
+    bad = ["see ../../notes/facts.txt", "see ../notes/facts.md", f"measured in {ROOT.parent}/notes/x", "NOTES.md says", "`../../../x`"]
     assert all(outside_paths(notebooks, line) for line in bad), [outside_paths(notebooks, b) for b in bad]
     fine = ["shared by every head", "https://example.org/srv/x", "mhacourse/data/gpu.json", f"{ROOT}/README.md",
             "see ../exercises/01_attention_one_head.ipynb", "the README.md", "/usr/bin/chromium", "a/b/c"]
