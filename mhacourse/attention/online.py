@@ -20,7 +20,7 @@ values), and an additive row that is all ``-inf`` gives NaN.
 
 import mlx.core as mx
 
-from .scaled_dot_product import causal_keep, check_attention_inputs, result_dtype
+from .scaled_dot_product import _repeat_kv_heads, apply_mask, causal_keep, check_attention_inputs, result_dtype
 
 __all__ = ["online_attention", "fused_kernel_available"]
 
@@ -62,13 +62,9 @@ def _mask_tile(mask, start, stop, n_queries, n_keys):
 
 
 def _tile_scores(queries, keys, mask):
-    # Float32 scores of the scaled queries against one tile of keys, masked.
+    # Float32 scores of the scaled queries against one tile of keys, masked as stage 1 masks.
     scores = (queries @ keys.swapaxes(-1, -2)).astype(mx.float32)  # (B, H, L_q, tile)
-    if mask is None:
-        return scores
-    if mask.dtype == mx.bool_:
-        return mx.where(mask, scores, mx.finfo(mx.float32).min)
-    return scores + mask.astype(mx.float32)
+    return apply_mask(scores, mask)
 
 
 def online_attention(queries, keys, values, *, scale, mask=None, tile_size=64):
@@ -94,10 +90,8 @@ def online_attention(queries, keys, values, *, scale, mask=None, tile_size=64):
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size <= 0:
         raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}.")
     B, H_q, L_q, _ = queries.shape
-    group = H_q // keys.shape[1]
-    if group > 1:  # grouped-query attention: query head h reads key/value head h // group
-        keys = mx.repeat(keys, group, axis=1)  # (B, H_q, L_k, D_h)
-        values = mx.repeat(values, group, axis=1)  # (B, H_q, L_k, D_v)
+    keys = _repeat_kv_heads(keys, H_q)  # (B, H_q, L_k, D_h)
+    values = _repeat_kv_heads(values, H_q)  # (B, H_q, L_k, D_v)
     L_k, D_v = keys.shape[2], values.shape[-1]
     dtype = result_dtype(queries.dtype, keys.dtype, values.dtype)
     queries = queries * scale  # scaled in the queries' dtype, as mx.fast does
