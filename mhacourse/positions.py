@@ -24,11 +24,9 @@ Example::
     q_rotated = positions.rope(q)                          # same shape
 """
 
-import math
-
 import mlx.core as mx
 
-from .attention.scaled_dot_product import scaled_dot_product_attention
+from .attention.scaled_dot_product import head_scale, scaled_dot_product_attention
 from .attention.validation import check_size
 
 __all__ = ["frequencies", "sinusoidal_encoding", "rope", "rope_attention", "unshuffle"]
@@ -137,8 +135,7 @@ def rope_attention(queries, keys, values, *, base=10000.0):
         raise ValueError(f"keys must cover the queries' positions: L_k ({L_k}) < L_q ({L_q}).")
     queries = rope(queries, offset=L_k - L_q, base=base)  # (B, H, L_q, D_h)
     keys = rope(keys, base=base)  # (B, H, L_k, D_h)
-    scale = 1 / math.sqrt(queries.shape[-1])
-    return scaled_dot_product_attention(queries, keys, values, scale=scale)  # (B, H, L_q, D_v)
+    return scaled_dot_product_attention(queries, keys, values, scale=head_scale(queries))  # (B, H, L_q, D_v)
 
 
 def unshuffle(outputs, perm):
