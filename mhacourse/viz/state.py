@@ -24,7 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
-from .reference import project_heads
+from .reference import _as_batch, project_heads
 from .static import _stack_heads
 
 __all__ = [
@@ -56,13 +56,7 @@ def mask_parts(mask, n_queries, n_keys):
 def _first_example(x, name):
     if x is None:
         return None
-    if not isinstance(x, mx.array):
-        raise TypeError(f"{name} must be an mx.array, got {type(x).__name__}.")
-    if x.ndim == 2:
-        return x[None]  # (1, L, D)
-    if x.ndim != 3:
-        raise ValueError(f"{name} must be (batch, length, features) or (length, features); got shape {tuple(x.shape)}.")
-    return x[:1]  # (1, L, D): the explorer shows batch 0
+    return _as_batch(x, name)[:1]  # (1, L, D): the explorer shows batch 0
 
 
 def _mask_for_first_example(mask):
@@ -90,17 +84,12 @@ class LayerSource:
     """
 
     def __init__(self, layer, queries, keys=None, values=None, mask=None):
-        if not hasattr(layer, "project") and not all(
-                hasattr(layer, name) for name in ("query_proj", "key_proj", "value_proj", "num_heads")):
-            raise TypeError(
-                f"layer must be an attention layer with query_proj, key_proj, value_proj and num_heads "
-                f"(mhacourse.MultiHeadAttention or mlx.nn.MultiHeadAttention); got {type(layer).__name__}."
-            )
         queries = _first_example(queries, "queries")
         if queries is None:
             raise ValueError("queries are required with a layer (the explorer runs the layer on them).")
         keys = queries if keys is None else _first_example(keys, "keys")
         values = keys if values is None else _first_example(values, "values")
+        # project_heads checks the layer (TypeError naming the attribute it lacks).
         q, k, _ = project_heads(layer, queries, keys, values)  # (1, H, Lq, D_h), (1, H, Lk, D_h)
         mx.eval(q, k)
         self.q, self.k = q, k
