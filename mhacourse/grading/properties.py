@@ -144,6 +144,27 @@ def _different(a, b):
     return _where(diff)
 
 
+def _compared(count, pair, message):
+    """A ``holds`` that compares two arrays derived from ``count`` outputs.
+
+    Args:
+        count (int): The number of outputs (one per call).
+        pair (callable): ``pair(judged)`` with the outputs as NumPy arrays
+            returns ``(actual, expected)``.
+        message (callable): ``message(judged, index)`` says what went wrong,
+            ``index`` being where ``actual`` and ``expected`` differ most.
+    """
+
+    def holds(outputs):
+        judged = _judged(outputs, count)
+        if judged is None:
+            return None
+        found = _different(*pair(judged))
+        return message(judged, found[0]) if found else None
+
+    return holds
+
+
 # ---------------------------------------------------------------------------
 # The standard properties
 
@@ -159,16 +180,11 @@ def rows_sum_to_one(make, to_call, *, hint_id="softmax_not_normalised", hint=Non
     def calls(rng):
         return [to_call(make(rng))]
 
-    def holds(outputs):
-        judged = _judged(outputs, 1)
-        if judged is None:
-            return None
-        sums = judged[0].sum(axis=-1)
-        found = _different(sums, np.ones_like(sums))
-        if found:
-            index, _ = found
-            return f"row {index} sums to {sums[index]:.4g}, not 1."
-        return None
+    def sums(judged):
+        return judged[0].sum(axis=-1)
+
+    holds = _compared(1, lambda judged: (sums(judged), np.ones_like(sums(judged))),
+                      lambda judged, index: f"row {index} sums to {sums(judged)[index]:.4g}, not 1.")
 
     return Property("rows of weights sum to 1", calls, holds, hint_id,
                     hint or "Divide each row of exp(x - max) by its own sum, x.sum(axis=-1, keepdims=True), "
@@ -188,16 +204,10 @@ def weights_sum_to_one(make, to_call, *, values="values", hint_id="weights_not_n
         arrays[values] = mx.ones(arrays[values].shape[:-1] + (1,), dtype=arrays[values].dtype)
         return [to_call(arrays)]
 
-    def holds(outputs):
-        judged = _judged(outputs, 1)
-        if judged is None:
-            return None
-        found = _different(judged[0], np.ones_like(judged[0]))
-        if found:
-            index, _ = found
-            return (f"with every value equal to 1 the output should be 1 everywhere (each query's weights "
-                    f"sum to 1), but at index {index} it is {judged[0][index]:.4g}.")
-        return None
+    holds = _compared(
+        1, lambda judged: (judged[0], np.ones_like(judged[0])),
+        lambda judged, index: (f"with every value equal to 1 the output should be 1 everywhere (each query's "
+                               f"weights sum to 1), but at index {index} it is {judged[0][index]:.4g}."))
 
     return Property("rows of weights sum to 1", calls, holds, hint_id,
                     hint or "Normalise the weights over the keys: softmax(scores, axis=-1), so that each "
@@ -218,18 +228,17 @@ def causal(make, to_call, *, token_axis=-2, output_axis=-2, hint_id="not_causal"
                    for name, x in arrays.items()}
         return [to_call(arrays), to_call(changed)]
 
-    def holds(outputs):
-        judged = _judged(outputs, 2)
-        if judged is None:
-            return None
-        before, after = (np.moveaxis(a, output_axis, 0) for a in judged)
-        t = before.shape[0] // 2
-        found = _different(after[:t], before[:t])
-        if found:
-            index, _ = found
-            return (f"changing the tokens from position {t} on changed the output at position {index[0]}, "
-                    "which must not see them.")
-        return None
+    def half(judged):
+        return judged[0].shape[output_axis] // 2
+
+    def pair(judged):
+        before, after = (np.moveaxis(a, output_axis, 0)[:half(judged)] for a in judged)
+        return after, before
+
+    holds = _compared(
+        2, pair,
+        lambda judged, index: (f"changing the tokens from position {half(judged)} on changed the output at "
+                               f"position {index[0]}, which must not see them."))
 
     return Property("causality: changing future tokens leaves earlier outputs unchanged", calls, holds, hint_id,
                     hint or "Each query may attend only to keys at its position or before: apply the causal "
@@ -258,18 +267,15 @@ def permutation_equivariant(make, to_call, *, queries=("queries",), keys=("keys"
                 permuted[name] = mx.take(arrays[name], mx.array(order), axis=token_axis)
         return [to_call(arrays), to_call(permuted)]
 
-    def holds(outputs):
-        judged = _judged(outputs, 2)
-        if judged is None:
-            return None
+    def pair(judged):
         order = _shuffle(judged[0].shape[output_axis], 0)
-        expected = np.take(judged[0], order, axis=output_axis)
-        found = _different(judged[1], expected)
-        if found:
-            index, _ = found
-            return (f"shuffling the tokens did not just shuffle the outputs (first difference at index {index}): "
-                    "the output depends on the positions, which attention without positions cannot see.")
-        return None
+        return judged[1], np.take(judged[0], order, axis=output_axis)
+
+    holds = _compared(
+        2, pair,
+        lambda judged, index: (f"shuffling the tokens did not just shuffle the outputs (first difference at "
+                               f"index {index}): the output depends on the positions, which attention without "
+                               "positions cannot see."))
 
     return Property("permutation equivariance (no positions)", calls, holds, hint_id,
                     hint or "Attention without positional information treats the tokens as a set: every "
@@ -288,17 +294,17 @@ def heads_independent(make, to_call, *, names=("queries", "keys", "values"), hea
             changed[name] = _redraw(rng, arrays[name], head_axis, lambda length: np.arange(length) == head)
         return [to_call(arrays), to_call(changed)]
 
-    def holds(outputs):
-        judged = _judged(outputs, 2)
-        if judged is None:
-            return None
+    def others(judged):
+        return [h for h in range(judged[0].shape[output_axis]) if h != head]
+
+    def pair(judged):
         before, after = (np.moveaxis(a, output_axis, 0) for a in judged)
-        others = [h for h in range(before.shape[0]) if h != head]
-        found = _different(after[others], before[others])
-        if found:
-            return (f"changing head {head}'s queries, keys and values changed the output of head "
-                    f"{others[found[0][0]]}.")
-        return None
+        return after[others(judged)], before[others(judged)]
+
+    holds = _compared(
+        2, pair,
+        lambda judged, index: (f"changing head {head}'s queries, keys and values changed the output of head "
+                               f"{others(judged)[index[0]]}."))
 
     return Property("heads are independent", calls, holds, hint_id,
                     hint or "Each head attends on its own: nothing may mix the heads axis (axis 1 of "
@@ -315,15 +321,11 @@ def batch_order_invariant(make, to_call, *, names=None, hint_id="batch_order_mat
             permuted[name] = arrays[name][::-1]
         return [to_call(arrays), to_call(permuted)]
 
-    def holds(outputs):
-        judged = _judged(outputs, 2)
-        if judged is None:
-            return None
-        found = _different(judged[1], judged[0][::-1])
-        if found:
-            return (f"reversing the batch changed the output of example {len(judged[0]) - 1 - found[0][0]}, "
-                    "not just its place: the examples of a batch must not affect each other.")
-        return None
+    holds = _compared(
+        2, lambda judged: (judged[1], judged[0][::-1]),
+        lambda judged, index: (f"reversing the batch changed the output of example "
+                               f"{len(judged[0]) - 1 - index[0]}, not just its place: the examples of a batch "
+                               "must not affect each other."))
 
     return Property("invariance to the batch order", calls, holds, hint_id,
                     hint or "The examples of a batch are independent: reduce (max, sum, mean) only over "
