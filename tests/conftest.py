@@ -29,6 +29,18 @@ def assert_close(actual, expected, dtype=mx.float32, scale=1.0):
     np.testing.assert_allclose(to_numpy(actual), to_numpy(expected), atol=tol, rtol=tol)
 
 
+def random_normals(shapes, dtype=mx.float32, seed=0):
+    """One standard-normal array per shape, each from its own key split off ``seed``."""
+    keys = mx.random.split(mx.random.key(seed), len(shapes))
+    return tuple(mx.random.normal(shape, key=key).astype(dtype) for shape, key in zip(shapes, keys))
+
+
+def attention_inputs(shape, dtype=mx.float32, seed=0):
+    """Queries, keys and values for ``shape = (B, H_q, H_kv, L_q, L_k, D_h, D_v)``."""
+    B, H_q, H_kv, L_q, L_k, D_h, D_v = shape
+    return random_normals([(B, H_q, L_q, D_h), (B, H_kv, L_k, D_h), (B, H_kv, L_k, D_v)], dtype, seed)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     mx.random.seed(0)

@@ -6,6 +6,7 @@ import pytest
 from mhacourse.attention.online import fused_kernel_available, online_attention
 from mhacourse.bench import attention_flops
 from mhacourse.data import load_gpu_figures
+from tests.conftest import attention_inputs
 
 # One unit in the last place near 1: the online loop keeps its weights in float32, while the
 # unfused path rounds them to the dtype before multiplying by the values.
@@ -18,15 +19,6 @@ SHAPES = [
     (1, 8, 2, 9, 9, 8, 12),
     (2, 2, 1, 1, 20, 32, 32),
 ]
-
-
-def inputs(shape, dtype, seed=0):
-    B, H_q, H_kv, L_q, L_k, D_h, D_v = shape
-    k_q, k_k, k_v = mx.random.split(mx.random.key(seed), 3)
-    queries = mx.random.normal((B, H_q, L_q, D_h), key=k_q).astype(dtype)
-    keys = mx.random.normal((B, H_kv, L_k, D_h), key=k_k).astype(dtype)
-    values = mx.random.normal((B, H_kv, L_k, D_v), key=k_v).astype(dtype)
-    return queries, keys, values
 
 
 def masks_for(shape, dtype):
@@ -47,7 +39,7 @@ def masks_for(shape, dtype):
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16], ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_equals_fast_sdpa(shape, dtype):
-    queries, keys, values = inputs(shape, dtype)
+    queries, keys, values = attention_inputs(shape, dtype)
     scale = shape[5] ** -0.5
     tol = TOLERANCE[dtype]
     for name, mask in masks_for(shape, dtype).items():
@@ -62,7 +54,7 @@ def test_equals_fast_sdpa(shape, dtype):
 def test_low_precision_error_no_worse_than_unfused():
     # Against a float32 reference, the online loop is at least as accurate as mx.fast's CPU path.
     shape = SHAPES[0]
-    q32, k32, v32 = inputs(shape, mx.float32, seed=3)
+    q32, k32, v32 = attention_inputs(shape, mx.float32, seed=3)
     reference = mx.fast.scaled_dot_product_attention(q32, k32, v32, scale=0.25, mask="causal")
     q, k, v = (x.astype(mx.bfloat16) for x in (q32, k32, v32))
     error = {
@@ -76,7 +68,7 @@ def test_low_precision_error_no_worse_than_unfused():
 
 
 def test_special_rows():
-    queries, keys, values = inputs((1, 1, 1, 2, 10, 4, 4), mx.float32)
+    queries, keys, values = attention_inputs((1, 1, 1, 2, 10, 4, 4), mx.float32)
     blocked = mx.array([[False] * 10, [True] * 10])  # query 0 may attend to nothing
     out = online_attention(queries, keys, values, scale=0.5, mask=blocked, tile_size=3)
     assert mx.allclose(out[0, 0, 0], values[0, 0].mean(axis=0), atol=1e-6).item()  # mean of values
@@ -95,7 +87,7 @@ def test_memory_grows_linearly():
 
     peaks = {}
     for L in (256, 512):
-        q, k, v = inputs((1, 2, 2, L, L, 16, 16), mx.float32)
+        q, k, v = attention_inputs((1, 2, 2, L, L, 16, 16), mx.float32)
         mx.eval(q, k, v)
         peaks["online", L] = peak(lambda: online_attention(q, k, v, scale=0.25, tile_size=32))
         peaks["fast", L] = peak(lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25))
@@ -107,7 +99,7 @@ def test_memory_grows_linearly():
 
 
 def test_fused_kernel_available_matches_force_fused():
-    queries, keys, values = inputs((1, 2, 2, 16, 16, 64, 64), mx.float32)
+    queries, keys, values = attention_inputs((1, 2, 2, 16, 16, 64, 64), mx.float32)
     available = fused_kernel_available(queries, keys, values, mask="causal")
     if mx.default_device() == mx.cpu:
         assert available is False  # the CPU backend has no fused attention kernel
@@ -129,7 +121,7 @@ def test_fused_kernel_available_matches_force_fused():
     ],
 )
 def test_bad_arguments(kwargs, match):
-    queries, keys, values = inputs((1, 2, 2, 4, 6, 8, 8), mx.float32)
+    queries, keys, values = attention_inputs((1, 2, 2, 4, 6, 8, 8), mx.float32)
     with pytest.raises(ValueError, match=match):
         online_attention(queries, keys, values, scale=1.0, **kwargs)
 
@@ -159,7 +151,7 @@ def test_gpu_figures_are_consistent():
 
 def test_gradients_match_fast_sdpa():
     # The loop is made of differentiable MLX operations: its gradients are attention's gradients.
-    queries, keys, values = inputs((1, 2, 2, 6, 11, 8, 8), mx.float32)
+    queries, keys, values = attention_inputs((1, 2, 2, 6, 11, 8, 8), mx.float32)
     weights = mx.random.normal((1, 2, 6, 8), key=mx.random.key(5))
 
     def loss(attend):

@@ -7,7 +7,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 import mhacourse
-from tests.conftest import assert_close
+from tests.conftest import assert_close, random_normals
 
 MASKS = ["none", "additive_causal", "additive", "boolean", "causal", "padding"]
 
@@ -71,12 +71,8 @@ def make_pair(kwargs, dtype, direction):
 
 def make_inputs(kwargs, batch, n_queries, n_keys, dtype, seed):
     query, key, value = input_sizes(kwargs)
-    kq, kk, kv = mx.random.split(mx.random.key(seed), 3)
-    return (
-        mx.random.normal((batch, n_queries, query), key=kq).astype(dtype),
-        mx.random.normal((batch, n_keys, key), key=kk).astype(dtype),
-        mx.random.normal((batch, n_keys, value), key=kv).astype(dtype),
-    )
+    shapes = [(batch, n_queries, query), (batch, n_keys, key), (batch, n_keys, value)]
+    return random_normals(shapes, dtype, seed)
 
 
 CASES = [(seed, MASKS[seed % len(MASKS)], ["mlx_to_ours", "ours_to_mlx"][seed % 2]) for seed in range(60)]

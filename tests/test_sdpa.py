@@ -10,7 +10,7 @@ import pytest
 
 from mhacourse import attention_weights, attention_with_weights, scaled_dot_product_attention
 from mhacourse.attention.scaled_dot_product import causal_keep
-from tests.conftest import ATOL, assert_close
+from tests.conftest import ATOL, assert_close, attention_inputs
 
 fast_sdpa = mx.fast.scaled_dot_product_attention
 
@@ -28,15 +28,6 @@ SHAPES = [
 ]
 DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 MASKS = ["none", "additive", "boolean", "causal", "padding"]
-
-
-def make_inputs(shape, dtype, seed):
-    B, Hq, Hkv, Lq, Lk, D, Dv = shape
-    kq, kk, kv = mx.random.split(mx.random.key(seed), 3)
-    q = mx.random.normal((B, Hq, Lq, D), key=kq).astype(dtype)
-    k = mx.random.normal((B, Hkv, Lk, D), key=kk).astype(dtype)
-    v = mx.random.normal((B, Hkv, Lk, Dv), key=kv).astype(dtype)
-    return q, k, v
 
 
 def make_mask(kind, shape, dtype, seed):
@@ -70,7 +61,7 @@ def make_mask(kind, shape, dtype, seed):
 )
 def test_matches_fast_sdpa(shape, dtype, mask_kind):
     seed = zlib.crc32(repr((shape, str(dtype), mask_kind)).encode())
-    q, k, v = make_inputs(shape, dtype, seed)
+    q, k, v = attention_inputs(shape, dtype, seed)
     mask = make_mask(mask_kind, shape, dtype, seed)
     scale = 1 / math.sqrt(q.shape[-1])
     ours = scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
@@ -81,7 +72,7 @@ def test_matches_fast_sdpa(shape, dtype, mask_kind):
 
 @pytest.mark.parametrize("Lq,Lk", [(3, 3), (3, 8), (8, 3), (1, 5)])
 def test_causal_is_lower_right_aligned_like_mlx(Lq, Lk):
-    q, k, v = make_inputs((1, 2, 2, Lq, Lk, 8, 8), mx.float32, 1)
+    q, k, v = attention_inputs((1, 2, 2, Lq, Lk, 8, 8), mx.float32, 1)
     explicit_bool = causal_keep(Lq, Lk)
     assert_close(fast_sdpa(q, k, v, scale=0.3, mask="causal"), fast_sdpa(q, k, v, scale=0.3, mask=explicit_bool))
     assert_close(scaled_dot_product_attention(q, k, v, scale=0.3, mask="causal"),
@@ -91,7 +82,7 @@ def test_causal_is_lower_right_aligned_like_mlx(Lq, Lk):
 
 
 def test_fully_masked_rows_match_the_fused_kernel():
-    q, k, v = make_inputs((1, 1, 1, 3, 5, 8, 4), mx.float32, 2)
+    q, k, v = attention_inputs((1, 1, 1, 3, 5, 8, 4), mx.float32, 2)
     keep = np.ones((3, 5), bool)
     keep[0] = False
     out_bool = scaled_dot_product_attention(q, k, v, scale=0.5, mask=mx.array(keep))
@@ -108,7 +99,7 @@ def test_fully_masked_rows_match_the_fused_kernel():
 
 
 def test_grouped_query_attention_equals_repeated_heads():
-    q, k, v = make_inputs((2, 6, 2, 4, 5, 8, 8), mx.float32, 3)
+    q, k, v = attention_inputs((2, 6, 2, 4, 5, 8, 8), mx.float32, 3)
     repeated = scaled_dot_product_attention(
         q, mx.repeat(k, 3, axis=1), mx.repeat(v, 3, axis=1), scale=0.35
     )
@@ -122,7 +113,7 @@ def test_grouped_query_attention_equals_repeated_heads():
 @pytest.mark.parametrize("mask_kind", MASKS)
 def test_weights_are_a_distribution_that_reproduces_the_output(mask_kind):
     shape = (2, 4, 2, 6, 9, 16, 12)
-    q, k, v = make_inputs(shape, mx.float32, 4)
+    q, k, v = attention_inputs(shape, mx.float32, 4)
     mask = make_mask(mask_kind, shape, mx.float32, 4)
     out, w = attention_with_weights(q, k, v, scale=0.25, mask=mask)
     assert w.shape == (2, 4, 6, 9)
@@ -135,7 +126,7 @@ def test_weights_are_a_distribution_that_reproduces_the_output(mask_kind):
 
 
 def test_scale_is_applied_to_the_queries():
-    q, k, v = make_inputs((1, 2, 2, 4, 4, 8, 8), mx.float32, 5)
+    q, k, v = attention_inputs((1, 2, 2, 4, 4, 8, 8), mx.float32, 5)
     scores = (q @ k.swapaxes(-1, -2)) * 0.1
     expected = mx.softmax(scores, axis=-1) @ v
     assert_close(scaled_dot_product_attention(q, k, v, scale=0.1), expected)
@@ -147,7 +138,7 @@ def test_scale_is_applied_to_the_queries():
 )
 @pytest.mark.parametrize("boolean", [False, True])
 def test_every_broadcastable_mask_shape(mask_shape, boolean):
-    q, k, v = make_inputs((2, 4, 2, 5, 9, 16, 16), mx.float32, 6)
+    q, k, v = attention_inputs((2, 4, 2, 5, 9, 16, 16), mx.float32, 6)
     rng = np.random.default_rng(6)
     if boolean:
         mask = mx.array(rng.random(mask_shape) < 0.7)

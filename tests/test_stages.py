@@ -9,14 +9,11 @@ import mhacourse
 from mhacourse.attention import custom_dims, multi_head
 from mhacourse.attention.multi_head import merge_heads, split_heads
 from mhacourse.attention.single_head import SingleHeadAttention
-from tests.conftest import assert_close
+from tests.conftest import assert_close, random_normals
 
 
 def inputs(batch, n_queries, n_keys, dims, seed=0):
-    kq, kk, kv = mx.random.split(mx.random.key(seed), 3)
-    return (mx.random.normal((batch, n_queries, dims), key=kq),
-            mx.random.normal((batch, n_keys, dims), key=kk),
-            mx.random.normal((batch, n_keys, dims), key=kv))
+    return random_normals([(batch, n_queries, dims), (batch, n_keys, dims), (batch, n_keys, dims)], seed=seed)
 
 
 @pytest.mark.parametrize("mask", [None, "causal"])
