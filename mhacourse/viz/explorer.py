@@ -30,7 +30,7 @@ import numpy as np
 import traitlets
 
 from .codes import bits_for
-from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_matrix
+from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_all_heads
 from .static import CMAP, _labels, _stack_heads, figure_to_png, plot_attention
 
 __all__ = ["AttentionExplorer"]
@@ -248,10 +248,7 @@ class AttentionExplorer(anywidget.AnyWidget):
         if mask is None:
             return b""
         if key not in self._keeps:
-            s = self.source
-            keep = keep_matrix(mask, s.n_queries, s.n_keys)  # (…, Lq or 1, Lk)
-            keep = np.broadcast_to(keep, keep.shape[:-2] + (s.n_queries, s.n_keys))
-            keep = keep.reshape(-1, s.n_queries, s.n_keys).all(axis=0)  # (Lq, Lk)
+            keep = keep_all_heads(mask, self.source.n_queries, self.source.n_keys)  # (Lq, Lk)
             self._keeps = {key: keep.astype(np.uint8).tobytes()}
         return self._keeps[key]
 

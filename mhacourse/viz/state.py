@@ -190,6 +190,15 @@ def keep_matrix(mask, n_queries, n_keys):
     return keep
 
 
+def keep_all_heads(mask, n_queries, n_keys):
+    """``(Lq, Lk)`` booleans: True where every head may attend (all True without a mask)."""
+    if mask is None:
+        return np.ones((n_queries, n_keys), dtype=bool)
+    keep = keep_matrix(mask, n_queries, n_keys)  # (…, Lq or 1, Lk)
+    keep = np.broadcast_to(keep, keep.shape[:-2] + (n_queries, n_keys))
+    return keep.reshape(-1, n_queries, n_keys).all(axis=0)  # (Lq, Lk)
+
+
 def build_mask(kind, n_queries, n_keys, valid_keys=None, given=None):
     """The mask for a choice of the mask selector.
 
@@ -285,10 +294,7 @@ def explorer_state(source, *, layer=0, head=0, query=0, mask="none", scale=None,
     mask_array = build_mask(mask, source.n_queries, source.n_keys, valid_keys, source.given_mask)
 
     weights = source.weights(layer, scale, mask_array)  # (H, Lq, Lk)
-    keep = np.ones((source.n_queries, source.n_keys), dtype=bool)
-    if mask_array is not None:
-        keep = np.broadcast_to(keep_matrix(mask_array, source.n_queries, source.n_keys),
-                               weights.shape).all(axis=0)  # (Lq, Lk)
+    keep = keep_all_heads(mask_array, source.n_queries, source.n_keys)  # (Lq, Lk)
     row = weights[:, query].mean(axis=0) if head is None else weights[head, query]  # (Lk,)
     shown = weights if head is None else weights[head][None]  # (H or 1, Lq, Lk)
     position = np.unravel_index(int(np.argmax(shown)), shown.shape)
