@@ -154,9 +154,11 @@ def attention_bug(bug):
 
 
 class BuggyMultiHeadAttention(nn.Module):
-    """``mlx.nn.MultiHeadAttention``'s constructor and parameters with a deliberate bug.
+    """``mlx.nn.MultiHeadAttention``'s constructor and parameters with deliberate bugs.
 
-    Subclasses set ``bug`` to one of ``"missing_scale"``, ``"scale_full_dims"``,
+    Subclasses set ``bugs`` to a tuple (at most one bug of the split, one of
+    the merge, one of the scale and one other), each one of
+    ``"missing_scale"``, ``"scale_full_dims"``,
     ``"split_no_transpose"``, ``"merge_no_transpose"``, ``"no_out_proj"``,
     ``"softmax_axis"``, ``"swap_key_value_proj"``, ``"mask_ignored"``,
     ``"scale_not_sqrt"``, ``"split_interleaved"``, ``"merge_interleaved"``,
@@ -164,7 +166,7 @@ class BuggyMultiHeadAttention(nn.Module):
     ``"scale_full_dims_not_sqrt"`` (1/dims), ``"scale_from_value_dims"``.
     """
 
-    bug = None
+    bugs = ()
 
     def __init__(self, dims, num_heads, query_input_dims=None, key_input_dims=None,
                  value_input_dims=None, value_dims=None, value_output_dims=None, bias=False):
@@ -183,42 +185,42 @@ class BuggyMultiHeadAttention(nn.Module):
     def _split(self, x):
         B, L, dims = x.shape
         H = self.num_heads
-        if self.bug == "split_no_transpose":
+        if "split_no_transpose" in self.bugs:
             return x.reshape(B, H, L, dims // H)
-        if self.bug == "split_interleaved":
+        if "split_interleaved" in self.bugs:
             return x.reshape(B, L, dims // H, H).transpose(0, 3, 1, 2)  # (B, H, L, D_h)
         return x.reshape(B, L, H, dims // H).transpose(0, 2, 1, 3)  # (B, H, L, D_h)
 
     def _merge(self, x):
         B, H, L, D_h = x.shape
-        if self.bug == "merge_no_transpose":
+        if "merge_no_transpose" in self.bugs:
             return x.reshape(B, L, H * D_h)
-        if self.bug == "merge_interleaved":
+        if "merge_interleaved" in self.bugs:
             return x.transpose(0, 2, 3, 1).reshape(B, L, H * D_h)  # (B, L, D_h * H)
         return x.transpose(0, 2, 1, 3).reshape(B, L, H * D_h)  # (B, L, H * D_h)
 
     def __call__(self, queries, keys, values, mask=None):
-        if self.bug == "swap_key_value_proj":
+        if "swap_key_value_proj" in self.bugs:
             keys, values = self.key_proj(values), self.value_proj(keys)
         else:
             keys, values = self.key_proj(keys), self.value_proj(values)
         queries = self._split(self.query_proj(queries))
         keys, values = self._split(keys), self._split(values)
         head_dims = queries.shape[-1]
-        scale = {"missing_scale": 1.0, "scale_full_dims": 1 / math.sqrt(head_dims * self.num_heads),
-                 "scale_not_sqrt": 1 / head_dims, "scale_full_dims_not_sqrt": 1 / (head_dims * self.num_heads),
-                 "scale_from_value_dims": 1 / math.sqrt(values.shape[-1])}
+        scales = {"missing_scale": 1.0, "scale_full_dims": 1 / math.sqrt(head_dims * self.num_heads),
+                  "scale_not_sqrt": 1 / head_dims, "scale_full_dims_not_sqrt": 1 / (head_dims * self.num_heads),
+                  "scale_from_value_dims": 1 / math.sqrt(values.shape[-1])}
         explicit_bugs = ("softmax_axis", "mask_ignored", "mask_after_softmax", "boolean_added", "softmax_heads")
-        bug = self.bug if self.bug in explicit_bugs else None
-        output = explicit_attention(queries, keys, values, scale.get(self.bug, 1 / math.sqrt(head_dims)),
-                                    mask, bug=bug)
+        bug = next((b for b in self.bugs if b in explicit_bugs), None)
+        scale = next((scales[b] for b in self.bugs if b in scales), 1 / math.sqrt(head_dims))
+        output = explicit_attention(queries, keys, values, scale, mask, bug=bug)
         output = self._merge(output)
-        return output if self.bug == "no_out_proj" else self.out_proj(output)
+        return output if "no_out_proj" in self.bugs else self.out_proj(output)
 
 
-def buggy_layer(bug):
-    """A :class:`BuggyMultiHeadAttention` subclass with ``bug``."""
-    return type(f"MultiHeadAttention_{bug}", (BuggyMultiHeadAttention,), {"bug": bug})
+def buggy_layer(*bugs):
+    """A :class:`BuggyMultiHeadAttention` subclass with ``bugs``."""
+    return type(f"MultiHeadAttention_{'_'.join(bugs)}", (BuggyMultiHeadAttention,), {"bugs": bugs})
 
 
 # The layer bugs every multi-head layer exercise recognises (hint id = bug), most specific first.

@@ -21,48 +21,8 @@ def _layer(kind, seed, *args, **kwargs):
     return layer
 
 
-class BuggyAttention(nn.Module):
-    """A multi-head attention layer with two planted bugs (shown in exercise 06.1).
-
-    ``split_bug`` and ``scale_bug`` switch each bug; the exercise's layer has both.
-    """
-
-    split_bug = True
-    scale_bug = True
-
-    def __init__(self, dims, num_heads, bias=False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.query_proj = nn.Linear(dims, dims, bias=bias)
-        self.key_proj = nn.Linear(dims, dims, bias=bias)
-        self.value_proj = nn.Linear(dims, dims, bias=bias)
-        self.out_proj = nn.Linear(dims, dims, bias=bias)
-
-    def _split(self, x):
-        B, L, dims = x.shape
-        H = self.num_heads
-        if self.split_bug:
-            return x.reshape(B, H, L, dims // H)  # (B, H, L, D_h) but positions and features mixed
-        return x.reshape(B, L, H, dims // H).transpose(0, 2, 1, 3)  # (B, H, L, D_h)
-
-    def __call__(self, queries, keys, values, mask=None):
-        B, L_q, dims = queries.shape
-        q = self._split(self.query_proj(queries))  # (B, H, L_q, D_h)
-        k = self._split(self.key_proj(keys))  # (B, H, L_k, D_h)
-        v = self._split(self.value_proj(values))  # (B, H, L_k, D_h)
-        scale = dims ** -0.5 if self.scale_bug else q.shape[-1] ** -0.5
-        scores = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, L_q, L_k)
-        if mask is not None:
-            scores = scores + mask
-        out = mx.softmax(scores, axis=-1) @ v  # (B, H, L_q, D_h)
-        out = out.transpose(0, 2, 1, 3).reshape(B, L_q, -1)  # (B, L_q, dims)
-        return self.out_proj(out)
-
-
-def _buggy(split_bug, scale_bug):
-    return type("BuggyAttentionVariant", (BuggyAttention,), {"split_bug": split_bug, "scale_bug": scale_bug})
-
-
+# The notebook's BuggyAttention: heads split without the transpose, scaled by dims ** -0.5.
+_NOTEBOOK_BUGGY = buggy_layer("split_no_transpose", "scale_full_dims")
 _SPLIT_FIX = ("the heads are split with reshape(B, H, L, D_h), which mixes positions and features: reshape "
               "to (B, L, H, D_h), then transpose(0, 2, 1, 3)")
 _SCALE_FIX = "the scale is dims ** -0.5; it must be one head's, head_dims ** -0.5 = (dims // num_heads) ** -0.5"
@@ -84,9 +44,10 @@ register(ModuleExercise(
              mask=lambda: nn.MultiHeadAttention.create_additive_causal_mask(5)),
     ],
     mistakes=[
-        Mistake("debug_both", f"Both bugs remain: {_SPLIT_FIX}; and {_SCALE_FIX}.", _buggy(True, True)),
-        Mistake("debug_split", f"One bug remains (the scale is fixed): {_SPLIT_FIX}.", _buggy(True, False)),
-        Mistake("debug_scale", f"One bug remains (the split is fixed): {_SCALE_FIX}.", _buggy(False, True)),
+        Mistake("debug_both", f"Both bugs remain: {_SPLIT_FIX}; and {_SCALE_FIX}.", _NOTEBOOK_BUGGY),
+        Mistake("debug_split", f"One bug remains (the scale is fixed): {_SPLIT_FIX}.",
+                buggy_layer("split_no_transpose")),
+        Mistake("debug_scale", f"One bug remains (the split is fixed): {_SCALE_FIX}.", buggy_layer("scale_full_dims")),
     ] + [Mistake(bug, HINTS[bug], buggy_layer(bug)) for bug in ("merge_no_transpose", "merge_interleaved",
                                                                 "split_interleaved", "scale_not_sqrt",
                                                                 "missing_scale")],
