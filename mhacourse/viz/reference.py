@@ -18,7 +18,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-__all__ = ["reference_weights", "sdpa_weights", "project_heads", "attention_steps", "STEP_NAMES"]
+__all__ = ["reference_weights", "sdpa_weights", "project_heads", "softmax_rows", "attention_steps", "STEP_NAMES"]
 
 STEP_NAMES = ("scores", "scaled", "masked", "softmax", "weights @ V")
 
@@ -146,6 +146,18 @@ def _keep_for(mask, n_queries, n_keys):
     return np.broadcast_to(array, (n_queries, n_keys))
 
 
+def softmax_rows(scores):
+    """Softmax over the last axis of NumPy scores, ``-inf`` where a key is blocked.
+
+    A row with no allowed key is uniform, as MLX's kernel gives for a boolean
+    mask. Returns float32.
+    """
+    top = np.max(scores, axis=-1, keepdims=True)
+    exp = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
+    total = exp.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, exp / np.where(total > 0, total, 1), 1 / scores.shape[-1]).astype(np.float32)
+
+
 def attention_steps(queries, keys, values, *, scale, mask=None):
     """One head's attention, step by step, as NumPy arrays.
 
@@ -172,11 +184,7 @@ def attention_steps(queries, keys, values, *, scale, mask=None):
         masked = np.where(keep, scaled, -np.inf).astype(np.float32)
     else:
         masked = (scaled + keep).astype(np.float32)
-    top = np.max(masked, axis=-1, keepdims=True)  # (L_q, 1)
-    exp = np.exp(masked - np.where(np.isfinite(top), top, 0.0))
-    total = exp.sum(axis=-1, keepdims=True)
-    # A row with no allowed key: uniform, as MLX's kernel gives for a boolean mask.
-    weights = np.where(total > 0, exp / np.where(total > 0, total, 1), 1 / n_k).astype(np.float32)
+    weights = softmax_rows(masked)  # (L_q, L_k)
     output = weights @ v  # (L_q, D_v)
     rows = ("L_q", n_q)
     return [

@@ -24,7 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
-from .reference import _as_batch, project_heads
+from .reference import _as_batch, project_heads, softmax_rows
 from .static import _stack_heads
 
 __all__ = [
@@ -158,13 +158,7 @@ class WeightsSource:
         scores = log_weights * scale  # (H, Lq, Lk)
         if mask is not None:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
-        scores = np.where(keep, scores, -np.inf)
-        top = scores.max(axis=-1, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)
-        exp = np.where(keep, np.exp(scores - top), 0.0)
-        total = exp.sum(axis=-1, keepdims=True)
-        # A row with no allowed key is uniform, as with a boolean mask in MLX.
-        return np.where(total > 0, exp / np.where(total > 0, total, 1.0), 1.0 / self.n_keys)
+        return softmax_rows(np.where(keep, scores, -np.inf))  # (H, Lq, Lk)
 
     def codes(self, layer_index, scale, mask, bits=16):
         """:meth:`weights` as square-root codes; the weights as given when nothing changes them."""
