@@ -165,6 +165,12 @@ def _compared(count, pair, message):
     return holds
 
 
+def _at(judged, axis, selection):
+    """The second and the first of two outputs at ``selection`` (an index) along ``axis``."""
+    before, after = (np.moveaxis(a, axis, 0)[selection] for a in judged)
+    return after, before
+
+
 # ---------------------------------------------------------------------------
 # The standard properties
 
@@ -231,12 +237,8 @@ def causal(make, to_call, *, token_axis=-2, output_axis=-2, hint_id="not_causal"
     def half(judged):
         return judged[0].shape[output_axis] // 2
 
-    def pair(judged):
-        before, after = (np.moveaxis(a, output_axis, 0)[:half(judged)] for a in judged)
-        return after, before
-
     holds = _compared(
-        2, pair,
+        2, lambda judged: _at(judged, output_axis, slice(half(judged))),
         lambda judged, index: (f"changing the tokens from position {half(judged)} on changed the output at "
                                f"position {index[0]}, which must not see them."))
 
@@ -297,12 +299,8 @@ def heads_independent(make, to_call, *, names=("queries", "keys", "values"), hea
     def others(judged):
         return [h for h in range(judged[0].shape[output_axis]) if h != head]
 
-    def pair(judged):
-        before, after = (np.moveaxis(a, output_axis, 0) for a in judged)
-        return after[others(judged)], before[others(judged)]
-
     holds = _compared(
-        2, pair,
+        2, lambda judged: _at(judged, output_axis, others(judged)),
         lambda judged, index: (f"changing head {head}'s queries, keys and values changed the output of head "
                                f"{others(judged)[index[0]]}."))
 
