@@ -85,8 +85,9 @@ class HarnessRun:
 
 
 def _bwrap_env():
-    """bwrap's own environment: PATH only. Under the console script, LD_PRELOAD holds a threaded
-    BLAS, and bwrap then hangs making its namespaces (run_harness passes the same)."""
+    """The environment every ``bwrap`` call starts with: PATH only (the sandbox's own is given by
+    ``--setenv``). Under the console script, LD_PRELOAD holds a threaded BLAS, and bwrap then hangs
+    making its namespaces."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -193,7 +194,7 @@ def run_harness(folder, *, sandboxed, package_dir, deadline, limits=None):
         command = _bwrap_args(folder, package_dir) + [
             arg for key, value in _environment(home, package_dir).items() for arg in ("--setenv", key, value)
         ] + command
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env = _bwrap_env()
     else:
         env = _environment(home, package_dir)
     run = HarnessRun()
