@@ -154,8 +154,9 @@ class CheckResult:
         shown = self.shown_hint(self.hint, self.nudge)
         if shown:
             lines.append(f"Hint: {shown}")
-        if self.more_help():
-            lines.append(self.more_help())
+        more_help = self.more_help()
+        if more_help:
+            lines.append(more_help)
         return "\n".join(lines)
 
     def __str__(self):
@@ -188,8 +189,9 @@ class CheckResult:
         message = f"<p>{esc(self.message)}</p>" if self.message else ""
         shown = self.shown_hint(self.hint, self.nudge)
         hint = f"<p><b>Hint:</b> {esc(shown)}</p>" if shown else ""
-        if self.more_help():
-            hint += f"<p><i>{esc(self.more_help())}</i></p>"
+        more_help = self.more_help()
+        if more_help:
+            hint += f"<p><i>{esc(more_help)}</i></p>"
         return (
             f"<div class='mhacourse-check' style='border-left:4px solid {colour};padding-left:8px'>"
             f"<p style='color:{colour};font-weight:bold'>{esc(self._headline())}</p>"
