@@ -230,15 +230,10 @@ def _decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale
     if bug == "kv_order":
         keys = mx.concatenate([new_key, cached_keys], axis=2)
         values = mx.concatenate([new_value, cached_values], axis=2)
-    group = query.shape[1] // keys.shape[1]
-    expand = mx.tile if bug == "gqa_tile" else mx.repeat
     attend_k, attend_v = (new_key, new_value) if bug == "decode_no_cache" else (keys, values)
-    if bug == "gqa_tile":
-        attend_k, attend_v = expand(attend_k, (1, group, 1, 1)), expand(attend_v, (1, group, 1, 1))
-    else:
-        attend_k, attend_v = expand(attend_k, group, axis=1), expand(attend_v, group, axis=1)  # (B, H_q, L + 1, D_h)
-    weights = mx.softmax((query * (1.0 if bug == "missing_scale" else scale)) @ attend_k.swapaxes(-1, -2), axis=-1)
-    output = weights @ attend_v  # (B, H_q, 1, D_h)
+    # explicit_attention repeats each key/value head for its group of query heads (mx.tile for "gqa_tile").
+    shared_bug = bug if bug in ("gqa_tile", "missing_scale") else None
+    output = explicit_attention(query, attend_k, attend_v, scale, bug=shared_bug)  # (B, H_q, 1, D_h)
     if bug == "kv_cache_not_grown":
         return output, cached_keys, cached_values
     return output, keys, values
