@@ -191,8 +191,6 @@ def _install_stubs(exercises, active):
     ``__init__``. Stubs note ``(exercise id, dotted name)`` in
     ``policy.CALL_LOG`` when called from the learner's code while an answer runs.
     """
-    import importlib
-
     from mhacourse.grading import policy
 
     def who():
@@ -201,11 +199,7 @@ def _install_stubs(exercises, active):
     replaced = {}
     for exercise in exercises:
         for pattern in exercise.forbidden or ():
-            namespace, _, name = pattern.rpartition(".")
-            module = importlib.import_module(policy._NAMESPACES.get(namespace, namespace))
-            for dotted in policy._expand(pattern).values():
-                attribute = dotted.rpartition(".")[2]
-                original = getattr(module, attribute)
+            for module, attribute, original, dotted in policy._expand(pattern).values():
                 if id(original) not in replaced:
                     stub = policy._recording(original, dotted, policy.CALL_LOG, who)
                     replaced[id(original)] = stub

@@ -238,11 +238,13 @@ def _given_code(lesson):
 
 
 def _expand(pattern):
-    """``"mx.fast.*"`` -> every function of ``mlx.core.fast`` as ``{id: dotted name}``."""
+    """What a forbidden pattern names: ``{id(function): (module, attribute, function, dotted name)}``.
+
+    ``"mx.softmax"`` gives ``mlx.core.softmax``; ``"mx.fast.*"`` every function of ``mlx.core.fast``.
+    """
     namespace, _, name = pattern.rpartition(".")
-    module_name = _NAMESPACES.get(namespace, namespace)
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(_NAMESPACES.get(namespace, namespace))
     except ImportError:
         return {}
     names = [n for n in dir(module) if not n.startswith("_")] if name == "*" else [name]
@@ -250,7 +252,7 @@ def _expand(pattern):
     for n in names:
         value = getattr(module, n, None)
         if callable(value):
-            out[id(value)] = f"{namespace}.{n}"
+            out[id(value)] = (module, n, value, f"{namespace}.{n}")
     return out
 
 
@@ -258,7 +260,7 @@ def forbidden_names(exercise):
     """``{id(obj): dotted name}`` of the functions ``exercise.forbidden`` names."""
     out = {}
     for pattern in exercise.forbidden or ():
-        out.update(_expand(pattern))
+        out.update({identity: dotted for identity, (_, _, _, dotted) in _expand(pattern).items()})
     return out
 
 
@@ -266,10 +268,8 @@ def known_objects(exercise):
     """``{id(obj): (obj, dotted name)}`` of the objects the inspector names when reached."""
     known = {}
     for pattern in exercise.forbidden or ():
-        namespace, _, name = pattern.rpartition(".")
-        for identity, dotted in _expand(pattern).items():
-            module = importlib.import_module(_NAMESPACES.get(namespace, namespace))
-            known[identity] = (getattr(module, dotted.rpartition(".")[2]), dotted)
+        for identity, (_, _, function, dotted) in _expand(pattern).items():
+            known[identity] = (function, dotted)
     for identity, (obj, _) in _implementations(exercise).items():
         known[identity] = (obj, _qualname(obj))
     return known
@@ -498,11 +498,7 @@ class Recorder:
 
     def __enter__(self):
         for pattern in self.exercise.forbidden or ():
-            namespace, _, name = pattern.rpartition(".")
-            module = importlib.import_module(_NAMESPACES.get(namespace, namespace))
-            for identity, dotted in _expand(pattern).items():
-                attribute = dotted.rpartition(".")[2]
-                original = getattr(module, attribute)
+            for module, attribute, original, dotted in _expand(pattern).values():
                 self._patched.append((module, attribute, original))
                 setattr(module, attribute, _recording(original, dotted, self.calls))
         codes = {}
