@@ -329,7 +329,7 @@ def _run_sandboxed(code_cells, items, *, timeout, sandboxed, package_dir, skip_c
 def _read_record(folder, exercise_id):
     """The harness's record for one exercise, values decoded; ``None`` if it wrote none."""
     from mhacourse.grading import codec
-    from mhacourse.grading.registry import Outcome
+    from mhacourse.grading.registry import Outcome, error_descriptor
 
     path = folder / "record.json"
     try:
@@ -343,7 +343,7 @@ def _read_record(folder, exercise_id):
     outcomes = []
     for plain in record.get("outcomes") or []:
         if not isinstance(plain, dict):
-            outcomes.append(Outcome(error=_error("missing")))
+            outcomes.append(Outcome(error=error_descriptor("missing")))
             continue
         error = plain.get("error")
         if error is not None:
@@ -352,7 +352,8 @@ def _read_record(folder, exercise_id):
         try:
             outcomes.append(Outcome(value=codec.decode(plain.get("value"), folder)))
         except Exception:  # noqa: BLE001 - malformed data from the sandbox: an error, never a pass
-            outcomes.append(Outcome(error=_error("exception", "OutputError", "the output could not be read back")))
+            outcomes.append(Outcome(error=error_descriptor("exception", "OutputError",
+                                                           "the output could not be read back")))
     problem = record.get("problem")
     return {
         "defined": record.get("defined") is True,
@@ -368,14 +369,12 @@ def _read_record(folder, exercise_id):
 _KINDS = ("exception", "problem", "not_implemented", "timeout", "killed", "missing")
 
 
-def _error(kind, type_name="", message=""):
-    return {"kind": kind, "type": type_name, "message": message, "line": "", "hint_id": None, "hint": None}
-
-
 def _clean_error(error):
     """An error descriptor from the sandbox, reduced to short strings of known fields."""
+    from mhacourse.grading.registry import error_descriptor
+
     if not isinstance(error, dict) or error.get("kind") not in _KINDS:
-        return _error("exception", "Error", "malformed error report")
+        return error_descriptor("exception", "Error", "malformed error report")
     clean = {key: (str(error.get(key))[:1000] if error.get(key) is not None else None)
              for key in ("type", "message", "line", "hint_id", "hint")}
     clean["kind"] = error["kind"]
@@ -453,7 +452,7 @@ def _case_rows(result, calls):
 def _judge_exercise(exercise, item, record, killer, tier, timeout):
     """The row of one exercise: judged here from what the sandbox sent."""
     from mhacourse.grading import get_exercise, policy
-    from mhacourse.grading.registry import Outcome, judge
+    from mhacourse.grading.registry import Outcome, error_descriptor, judge
 
     row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
            "defined": False, "passed": False, "points": 0.0, "report": "", "error": None, "tampered": [],
@@ -464,7 +463,7 @@ def _judge_exercise(exercise, item, record, killer, tier, timeout):
         row["defined"] = True
         row["error"] = ("the answer killed the kernel" if killer == "killed"
                         else f"the answer hung the kernel past {timeout:g} s")
-        outcomes = [Outcome(error=_error("killed" if killer == "killed" else "timeout"))]
+        outcomes = [Outcome(error=error_descriptor("killed" if killer == "killed" else "timeout"))]
         result = judge(ex, calls, outcomes, time_limit=item["time_limit"])
     elif record is None:
         row["error"] = "no record came back from the sandbox"

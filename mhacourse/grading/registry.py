@@ -440,18 +440,22 @@ def _frozen(inputs):
     return lambda: copy.deepcopy(inputs) if not callable(inputs) else inputs()
 
 
+def error_descriptor(kind, type_name="", message="", line="", hint_id=None, hint=None):
+    """An :class:`Outcome`'s ``error``: ``{"kind", "type", "message", "line", "hint_id", "hint"}``."""
+    return {"kind": kind, "type": type_name, "message": message, "line": line, "hint_id": hint_id, "hint": hint}
+
+
 def _descriptor(error, kind="exception"):
     if isinstance(error, AnswerProblem):
-        return {"kind": "problem", "type": "AnswerProblem", "message": safe_text(error.message),
-                "line": "", "hint_id": error.hint_id, "hint": error.hint}
+        return error_descriptor("problem", "AnswerProblem", safe_text(error.message), hint_id=error.hint_id,
+                                hint=error.hint)
     if isinstance(error, NotImplementedError):
         kind = "not_implemented"
     try:
         line = learner_line(error)
     except BaseException:  # noqa: BLE001
         line = ""
-    return {"kind": kind, "type": _type_name(error), "message": safe_text(error, 500), "line": line,
-            "hint_id": None, "hint": None}
+    return error_descriptor(kind, _type_name(error), safe_text(error, 500), line)
 
 
 def compute_call(exercise, answer, make_inputs, time_limit, prepare=None):
@@ -473,8 +477,7 @@ def compute_call(exercise, answer, make_inputs, time_limit, prepare=None):
 
     run = run_with_time_limit(call, time_limit)
     if run.timed_out:
-        return Outcome(error={"kind": "timeout", "type": "", "message": "", "line": "", "hint_id": None,
-                              "hint": None}, seconds=run.seconds)
+        return Outcome(error=error_descriptor("timeout"), seconds=run.seconds)
     if run.error is not None:
         return Outcome(error=_descriptor(run.error), seconds=run.seconds)
     return Outcome(value=run.value, seconds=run.seconds)
