@@ -49,7 +49,7 @@ def main(folder):
     import mlx.core as mx  # noqa: F401 - imported before the learner can touch sys.modules
 
     from mhacourse.grading import codec, get_exercise, policy
-    from mhacourse.grading.registry import Outcome, compute_call, validation_problem
+    from mhacourse.grading.registry import compute_call, safe_text, validation_problem
 
     exercises = [get_exercise(item["id"]) for item in job["exercises"]]
     active = [None]
@@ -88,7 +88,7 @@ def main(folder):
                  error=f"interrupted after {job['timeout']:g} s")
         elif failure is not None:
             send(event="end", kind="cell", where=index, status="error",
-                 error=_text(f"{type(failure).__name__}: {_text(failure)}", 500))
+                 error=safe_text(f"{type(failure).__name__}: {safe_text(failure)}", 500))
         else:
             send(event="end", kind="cell", where=index, status="ok", error=None)
     send(event="cells-done")
@@ -126,7 +126,7 @@ def main(folder):
                 after = _fingerprint()
                 record["tampered"] = ["rebound " + name for name in sorted(before) if after.get(name) != before[name]][:5]
         except BaseException as error:  # noqa: BLE001 - the harness must report, whatever happened
-            record["harness_error"] = _text(f"{type(error).__name__}: {_text(error)}", 300)
+            record["harness_error"] = safe_text(f"{type(error).__name__}: {safe_text(error)}", 300)
         finally:
             active[0] = None
         try:
@@ -150,20 +150,15 @@ def _loader(data):
 
 def _plain(outcome, folder, prefix, codec):
     """An :class:`~mhacourse.grading.registry.Outcome` as JSON-ready data."""
+    from mhacourse.grading.registry import safe_text
+
     plain = {"error": outcome.error, "seconds": round(float(outcome.seconds), 4)}
     if outcome.error is None:
         try:
             plain["value"] = codec.encode(outcome.value, folder, prefix)
         except BaseException as error:  # noqa: BLE001 - an output that cannot be written
-            plain["value"] = {"t": "opaque", "type": _text(type(error).__name__, 80)}
+            plain["value"] = {"t": "opaque", "type": safe_text(type(error).__name__, 80)}
     return plain
-
-
-def _text(value, limit=2000):
-    try:
-        return str(value)[:limit]
-    except BaseException:  # noqa: BLE001
-        return "<unprintable>"
 
 
 def _fingerprint():
