@@ -505,7 +505,6 @@ def compute(exercise, answer, calls, time_limit, prepare=None):
     Returns:
         list[Outcome or None]: per call (``None`` where it was skipped).
     """
-    prepare = prepare or exercise.prepare
     outcomes, stopped = [], set()
     for call in calls:
         if call.group in stopped or "*" in stopped:
@@ -571,16 +570,12 @@ def _check(exercise, answer, time_limit):
     calls = calls_for(exercise)
     if problem is not None:
         return judge(exercise, calls, [], problem=problem)
-    exempt = answer is exercise.reference or any(answer is m.answer for m in exercise.mistakes)
-    recorder = policy.Recorder(exercise) if not exempt else None
-    if recorder is not None:
-        with recorder:
-            outcomes = compute(exercise, answer, calls, time_limit)
-        violations = policy.violations(exercise, policy.inspect_answer(answer, policy.known_objects(exercise)),
-                                       recorder.calls)
-    else:
+    if answer is exercise.reference or any(answer is m.answer for m in exercise.mistakes):  # exempt
+        return judge(exercise, calls, compute(exercise, answer, calls, time_limit), time_limit=time_limit)
+    with policy.Recorder(exercise) as recorder:
         outcomes = compute(exercise, answer, calls, time_limit)
-        violations = []
+    violations = policy.violations(exercise, policy.inspect_answer(answer, policy.known_objects(exercise)),
+                                   recorder.calls)
     return judge(exercise, calls, outcomes, violations=violations, time_limit=time_limit)
 
 
