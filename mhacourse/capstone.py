@@ -29,6 +29,9 @@ Example::
     capstone.token_accuracy(model, digits)  # close to 1.0
 """
 
+__lesson__ = "08"  # the lesson that teaches this module: the grader binds it only for later lessons
+__given__ = ("NUM_DIGITS", "SEP", "VOCAB_SIZE")  # what lesson 08's exercise notebook may use while graded
+
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim

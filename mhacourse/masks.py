@@ -1,4 +1,10 @@
-"""Attention masks: ``mhacourse.masks`` is stage 3, :mod:`mhacourse.attention.masks`."""
+"""Attention masks: ``mhacourse.masks`` is stage 3, :mod:`mhacourse.attention.masks`, with
+:func:`from_torch` (:mod:`mhacourse.attention.torch_masks`) for masks coming from PyTorch."""
+
+__lesson__ = "03"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 from .attention.masks import *  # noqa: F401,F403
-from .attention.masks import __all__, __doc__  # noqa: F401
+from .attention.masks import __all__ as _stage_names
+from .attention.torch_masks import from_torch  # noqa: F401
+
+__all__ = [*_stage_names, "from_torch"]

@@ -16,7 +16,8 @@ from pathlib import Path
 import mlx.core as mx
 import pytest
 
-from mhacourse.grading import check, get_exercise, grade, sandbox
+from mhacourse.grading import check, get_exercise, grade
+from mhacourse.grading import isolation as sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10
@@ -198,27 +199,25 @@ def test_secret_file_makes_hidden_cases_repeatable(tmp_path, monkeypatch):
     first = grade._lesson_job("02", "a", 10.0)
     again = grade._lesson_job.__wrapped__("02", "a", 10.0)
     other = grade._lesson_job.__wrapped__("02", "b", 10.0)
-    assert [c for item in first for c in item["calls"]] == [c for item in again for c in item["calls"]]
-    assert [c for item in first for c in item["calls"]] != [c for item in other for c in item["calls"]] or not any(
+    assert [c for item in first for c in item["_inputs"]] == [c for item in again for c in item["_inputs"]]
+    assert [c for item in first for c in item["_inputs"]] != [c for item in other for c in item["_inputs"]] or not any(
         get_exercise(item["id"]).hidden_cases for item in first)
 
 
 def test_forged_records_cannot_earn_points(tmp_path):
-    """Whatever the sandbox writes, only outputs equal to the reference's pass."""
+    """Whatever the sandbox sends, only outputs equal to the reference's pass."""
     exercise = {"id": "split_heads", "answer_name": "split_heads", "max_points": 1.0}
     item = grade._lesson_job("02", "forged", 10.0)[0]
     assert item["id"] == "split_heads"
     folder = tmp_path / "ex0"
     folder.mkdir()
     forged = {"exercise_id": "split_heads", "defined": True, "passed": True, "points": 100, "problem": None,
-              "outcomes": [{"error": None, "value": {"t": "v", "v": "passed"}}] * len(item["calls"]),
-              "inspection": {}, "recorded": [], "tampered": []}
-    (folder / "record.json").write_text(json.dumps(forged))
-    record = grade._read_record(folder, "split_heads")
+              "outcomes": [{"error": None, "value": {"t": "v", "v": "passed"}}] * item["calls"],
+              "recorded": []}
+    record = grade._read_record(forged, folder, item)
     row = grade._judge_exercise(exercise, item, record, None, 1, 10)
     assert (row["passed"], row["points"]) == (False, 0.0)
-    (folder / "record.json").write_text(json.dumps({**forged, "outcomes": [{"error": None, "value": {
-        "t": "mx", "dtype": "float32", "file": "../../etc/passwd.npy"}}]}))
-    row = grade._judge_exercise(exercise, item, grade._read_record(folder, "split_heads"), None, 1, 10)
+    escaping = {**forged, "outcomes": [{"error": None, "value": {
+        "t": "mx", "dtype": "float32", "file": "../../etc/passwd.npy"}}]}
+    row = grade._judge_exercise(exercise, item, grade._read_record(escaping, folder, item), None, 1, 10)
     assert (row["passed"], row["points"]) == (False, 0.0)
-    assert os.path.exists(folder / "record.json")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from mhacourse.grading import get_exercise, grade, sandbox
+from mhacourse.grading import get_exercise, grade
+from mhacourse.grading import isolation as sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10  # seconds per cell: the infinite loop costs this much
@@ -124,9 +125,11 @@ def test_broken_cells_are_reported_per_cell(batch):
 
 def test_tampering_code_is_flagged_for_review(batch):
     flags = {n.split("__")[-1]: r["flags"] for n, r in batch["reports"].items() if "__" in n}
-    assert "patches the grading package" in flags["22_patches_grading_check.ipynb"]
-    assert "sys.modules" in flags["24_fake_grading_module.ipynb"]
-    assert flags["03_partial.ipynb"] == []
+    review = {n.split("__")[-1]: " ".join(r["review"]) for n, r in batch["reports"].items() if "__" in n}
+    assert "needs-review" in flags["22_patches_grading_check.ipynb"]
+    assert "changes the course's code (mhacourse.grading.check)" in review["22_patches_grading_check.ipynb"]
+    assert "sys.modules" in review["24_fake_grading_module.ipynb"]
+    assert flags["03_partial.ipynb"] == [] and review["03_partial.ipynb"] == ""
 
 
 def test_grading_never_modifies_a_submission(batch):

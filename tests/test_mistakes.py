@@ -121,7 +121,10 @@ def masked_attention_upper_left(queries, keys, values, *, scale, mask=None):
     if isinstance(mask, str):
         Lq, Lk = queries.shape[2], keys.shape[2]
         mask = mx.tril(mx.ones((Lq, Lk))).astype(mx.bool_)
-    return mx.fast.scaled_dot_product_attention(queries, keys, values, scale=scale, mask=mask)
+    scores = (queries * scale) @ keys.swapaxes(-1, -2)
+    if mask is not None:
+        scores = mx.where(mask, scores, -mx.inf) if mask.dtype == mx.bool_ else scores + mask
+    return mx.softmax(scores, axis=-1) @ values
 
 
 def gqa_with_tile(queries, keys, values, *, scale):
@@ -974,10 +977,8 @@ def attention_shapes_as_lists(B, L_q, L_k, dims, value_dims):
 
 CORRECT = [
     ("scaled_dot_product_attention", sdpa_einsum),
-    ("scaled_dot_product_attention", sdpa_fused),
     ("scaled_dot_product_attention", sdpa_numpy_style),
     ("masked_attention", masked_attention_large_negative),
-    ("masked_attention", masked_attention_fused),
     ("split_heads", split_heads_unflatten),
     ("split_heads", split_heads_numpy_roundtrip_free),
     ("merge_heads", merge_heads_concatenate),
@@ -1008,6 +1009,14 @@ def test_correct_variant_is_accepted(exercise_id, answer):
     assert result.passed, result.report()
     assert result.points == result.max_points > 0
     assert result.hint_id is None
+
+
+@pytest.mark.parametrize("exercise_id, answer", [("scaled_dot_product_attention", sdpa_fused),
+                                                ("masked_attention", masked_attention_fused)])
+def test_the_fused_kernel_is_forbidden_where_attention_is_written_by_hand(exercise_id, answer):
+    result = check(exercise_id, answer)
+    assert (result.passed, result.status, result.hint_id) == (False, "invalid", "policy")
+    assert f"uses mx.fast.scaled_dot_product_attention (forbidden in {exercise_id})" in result.message
 
 
 def test_numpy_answer_is_rejected_with_a_clear_message():

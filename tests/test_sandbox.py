@@ -9,7 +9,8 @@ import pytest
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from mhacourse.grading import codec, exercise_ids, get_exercise, hidden
+from mhacourse.grading import exercise_ids, get_exercise, hidden
+from mhacourse.grading.sandbox import codec
 from mhacourse.grading.compare import matches
 from mhacourse.grading.registry import ModuleExercise, calls_for, compute, judge
 
@@ -164,24 +165,25 @@ def test_hidden_sizes_differ_from_the_visible_ones_and_follow_the_seed(installed
 
 # ------------------------------------------------------------------ the sandbox's file system
 
-@pytest.mark.skipif(not __import__("mhacourse.grading.sandbox", fromlist=["x"]).bwrap_available(),
+@pytest.mark.skipif(not __import__("mhacourse.grading.isolation", fromlist=["x"]).bwrap_available(),
                     reason="bwrap cannot run here")
-def test_a_course_installed_under_tmp_is_visible_inside(tmp_path):
-    """The sandbox has its own /tmp; a course installed below /tmp (a fresh clone in CI) must
-    still be bound into it, while the rest of the host's /tmp stays out of sight."""
+def test_an_environment_installed_under_tmp_is_visible_inside(tmp_path):
+    """The sandbox has its own /tmp; the course view, and an environment installed below /tmp (a fresh
+    clone in CI), must still be bound into it, while the rest of the host's /tmp stays out of sight."""
     import subprocess
 
-    from mhacourse.grading import sandbox
+    from mhacourse.grading import isolation
 
-    package = tmp_path / "course" / "mhacourse"
-    package.mkdir(parents=True)
-    (package / "marker.txt").write_text("course")
+    view = tmp_path / "view"
+    (view / "mhacourse").mkdir(parents=True)
+    (view / "mhacourse" / "marker.txt").write_text("course")
+    for path in (view, view / "mhacourse", view / "mhacourse" / "marker.txt"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     (tmp_path / "other-submission.ipynb").write_text("{}")
-    work = tmp_path / "work"
-    work.mkdir()
-    script = (f"import os; print(open({str(package / 'marker.txt')!r}).read(), "
-              f"os.path.exists({str(tmp_path / 'other-submission.ipynb')!r}))")
-    args = sandbox._bwrap_args(work, package_dir=package) + [sandbox.sys.executable, "-c", script]
-    done = subprocess.run(args, capture_output=True, text=True, env=sandbox._bwrap_env(), timeout=60)
+    script = (f"import os, sys; print(open({isolation.COURSE + '/mhacourse/marker.txt'!r}).read(), "
+              f"os.path.exists({str(tmp_path / 'other-submission.ipynb')!r}), os.path.exists(sys.prefix))")
+    args = (isolation._bwrap_args(view, isolation.Limits()) + ["--"] + isolation._drop_privileges()
+            + [isolation.sys.executable, "-c", script])
+    done = subprocess.run(args, capture_output=True, text=True, env=isolation._bwrap_env(), timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["course", "False"]
+    assert done.stdout.split() == ["course", "False", "True"]

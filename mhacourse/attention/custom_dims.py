@@ -5,6 +5,8 @@ values may be projected to their own size, and the output to yet another.
 Only the constructor changes; projecting, attending and merging are stage 2's.
 """
 
+__lesson__ = "04"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import mlx.nn as nn
 
 from . import multi_head

@@ -20,6 +20,8 @@ differed, so do not rely on those rows.) The helpers here build boolean masks, o
 from ``finfo(dtype).min``, so they never produce NaN.
 """
 
+__lesson__ = "03"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import mlx.core as mx
 import numpy as np
 
@@ -32,7 +34,6 @@ __all__ = [
     "to_additive",
     "to_boolean",
     "combine",
-    "from_torch",
 ]
 
 
@@ -161,40 +162,3 @@ def combine(*masks):
         explicit_inf = explicit_inf | mx.isneginf(m)
     overflow = mx.isneginf(total) & ~explicit_inf
     return mx.where(overflow, mx.array(mx.finfo(dtype).min, dtype), total)
-
-
-def from_torch(attn_mask=None, key_padding_mask=None, num_heads=None):
-    """Convert PyTorch ``nn.MultiheadAttention`` masks to one MLX mask.
-
-    In PyTorch a boolean ``True`` means *blocked*; in MLX it means *attend*.
-    Float masks are additive in both and are kept as they are.
-
-    Args:
-        attn_mask (array-like, optional): ``(L, S)``, or ``(B * num_heads, L, S)``
-            as PyTorch stacks it.
-        key_padding_mask (array-like, optional): ``(B, S)``, True = padding.
-        num_heads (int, optional): Needed to unstack a 3-D ``attn_mask``.
-
-    Returns:
-        array or None: A mask broadcastable to ``(B, num_heads, L, S)``.
-    """
-    converted = []
-    if attn_mask is not None:
-        attn_mask = _as_array(attn_mask, "attn_mask")
-        if attn_mask.ndim == 3:
-            if num_heads is None:
-                raise ValueError("a 3-D attn_mask is (B * num_heads, L, S): pass num_heads to unstack it.")
-            BH, L, S = attn_mask.shape
-            attn_mask = attn_mask.reshape(BH // num_heads, num_heads, L, S)  # (B, H, L, S)
-        elif attn_mask.ndim != 2:
-            raise ValueError(f"attn_mask must be (L, S) or (B * num_heads, L, S), got shape {tuple(attn_mask.shape)}.")
-        converted.append(~attn_mask if attn_mask.dtype == mx.bool_ else attn_mask)
-    if key_padding_mask is not None:
-        key_padding_mask = _as_array(key_padding_mask, "key_padding_mask")
-        if key_padding_mask.ndim != 2:
-            raise ValueError(f"key_padding_mask must be (B, S), got shape {tuple(key_padding_mask.shape)}.")
-        key_padding_mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
-        if key_padding_mask.dtype == mx.bool_:
-            key_padding_mask = ~key_padding_mask
-        converted.append(key_padding_mask)
-    return combine(*converted)

@@ -9,6 +9,8 @@ The reshapes name only the number of heads and let MLX infer the rest
 a function compiled or exported with ``shapeless=True`` runs at any length.
 """
 
+__lesson__ = "02"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import math
 
 import mlx.core as mx

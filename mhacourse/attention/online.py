@@ -18,6 +18,8 @@ most negative float32 (so a row with no allowed key gives the mean of the
 values), and an additive row that is all ``-inf`` gives NaN.
 """
 
+__lesson__ = "05"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import mlx.core as mx
 
 from .scaled_dot_product import _repeat_kv_heads, apply_mask, causal_keep, check_attention_inputs, result_dtype

@@ -6,6 +6,8 @@
 errors. Unlike the fused kernel it can also hand back the attention weights.
 """
 
+__lesson__ = "01"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import functools
 import math
 

@@ -1,5 +1,7 @@
 """Argument checks shared by the layers: each error names the argument and the numbers."""
 
+__lesson__ = "01"  # the lesson that teaches this module: the grader binds it only for later lessons
+
 import numbers
 
 import mlx.core as mx

@@ -54,10 +54,12 @@ import mhacourse
 
 # Statuses, most serious first: a row shows the first that applies.
 STATUSES = (
+    "refused",  # a symbolic link, not a notebook of the student's (not opened)
     "invalid-notebook",  # not JSON, or not a version 4 notebook
     "unknown-lesson",  # no lesson in the metadata or the file name
-    "tampered",  # an answer is, wraps or copies the course's code, or rebinds it (scored 0)
-    "forbidden",  # an answer calls a function its exercise forbids (scored 0)
+    "tampered",  # an answer uses or copies the course's code, or the harness was changed (scored 0)
+    "forbidden",  # an answer uses a function its exercise forbids (scored 0)
+    "needs-review",  # dynamic code the grader cannot judge from the source: points kept, listed for a human
     "kernel-died",  # a cell (or an answer) killed the sandbox's Python (skipped in a rerun)
     "timeout",  # a cell ran past --timeout
     "error",  # a cell raised an exception
@@ -70,19 +72,6 @@ SECRET_ENV = "MHACOURSE_GRADE_SECRET"
 STARTUP_TIMEOUT = 120  # seconds for the sandbox's Python to import MLX and the course
 GRACE = 5  # seconds past a deadline before a hung sandbox is killed
 _LESSON_IN_NAME = re.compile(r"^(\d{2})(?:[_\-. ]|$)")
-_SUSPICIOUS = {
-    "builtins": re.compile(r"\b__builtins__\b|\bbuiltins\b"),
-    "sys.modules": re.compile(r"\bsys\s*\.\s*modules\b"),
-    "import machinery": re.compile(r"\bmeta_path\b|\bpath_hooks\b|\b__import__\b|\bimportlib\b"),
-    "IPython hooks": re.compile(r"input_transformers|ast_transformers|\.events\s*\.\s*register"),
-    "threads or processes": re.compile(r"\bthreading\b|\bmultiprocessing\b|\bsubprocess\b|\bos\s*\.\s*fork\b"),
-    "patches the grading package": re.compile(
-        r"\bmhacourse\.grading(?:\.\w+)*\.\w+\s*=(?!=)|\bCheckResult\s*\.\s*\w+\s*=(?!=)|\bsetattr\s*\("
-    ),
-    "introspection": re.compile(r"\b_current_frames\b|\b_getframe\b|\bsetprofile\b|\bsettrace\b|\bgc\s*\.\s*get_"),
-}
-
-
 # ---------------------------------------------------------------------------
 # The registry: which exercises a lesson has.
 
@@ -254,12 +243,6 @@ def structure_notes(nb, ids, lesson):
     return missing, duplicated
 
 
-def suspicious_code(nb):
-    """Names of the patterns in the learner's code that deserve a human look."""
-    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
-    return [name for name, pattern in _SUSPICIOUS.items() if pattern.search(code)]
-
-
 # ---------------------------------------------------------------------------
 # Building the job: the calls' inputs, from the secret.
 
@@ -274,9 +257,11 @@ def _rng(secret, exercise_id):
 
 @lru_cache(maxsize=8)
 def _lesson_job(lesson, secret, timeout):
-    """Per exercise of ``lesson``: its calls and their pickled inputs (built once per process)."""
-    from mhacourse.grading import codec, get_exercise, hidden
+    """Per exercise of ``lesson``: its calls, their pickled inputs and what the sandbox needs to
+    know to call the answer (built once per process)."""
+    from mhacourse.grading import get_exercise, hidden
     from mhacourse.grading.registry import DEFAULT_TIME_LIMIT, calls_for
+    from mhacourse.grading.sandbox import codec
 
     hidden.install()
     items = []
@@ -286,10 +271,22 @@ def _lesson_job(lesson, secret, timeout):
         pickled = []
         for call in calls:
             inputs = call.case.inputs()
-            pickled.append((codec.pickle_inputs(inputs), codec.pickle_inputs(ex.prepare(inputs))))
-        items.append({"id": ex.id, "answer_name": ex.answer_name, "calls": pickled,
-                      "time_limit": float(min(DEFAULT_TIME_LIMIT, timeout)), "_calls": calls})
+            pickled.append(codec.pickle_inputs((inputs, ex.prepare(inputs))))
+        items.append({"id": ex.id, "answer_name": ex.answer_name, "kind": ex.kind, "driver": ex.driver,
+                      "calls": len(calls), "time_limit": float(min(DEFAULT_TIME_LIMIT, timeout)),
+                      "record": _recorded_names(ex), "_inputs": pickled, "_calls": calls})
     return items
+
+
+def _recorded_names(exercise):
+    """Dotted names (``module.attribute``) the sandbox watches while ``exercise``'s answer runs."""
+    from mhacourse.grading import policy
+
+    names = []
+    for pattern in exercise.forbidden or ():
+        for module, attribute, _, _ in policy._expand(pattern).values():
+            names.append(f"{module.__name__}.{attribute}")
+    return sorted(set(names))
 
 
 def hint_tiers(nb, exercises):
@@ -304,64 +301,65 @@ def hint_tiers(nb, exercises):
 # Running a submission: the sandbox, reruns for what kills or hangs it.
 
 
-def _run_sandboxed(code_cells, items, *, timeout, sandboxed, package_dir, skip_cells, skip_exercises):
-    """One run of the harness in a fresh sandbox with a fresh private folder."""
-    from mhacourse.grading import sandbox
+def _run_sandboxed(code_cells, items, *, timeout, sandboxed, view, skip_cells, skip_exercises):
+    """One run of the harness in a fresh sandbox; the records come back decoded."""
+    from mhacourse.grading import isolation
 
-    job = {"cells": code_cells, "skip_cells": set(skip_cells), "skip_exercises": set(skip_exercises),
+    job = {"cells": code_cells, "skip_cells": sorted(skip_cells), "skip_exercises": sorted(skip_exercises),
            "timeout": float(timeout),
-           "exercises": [{k: v for k, v in item.items() if k != "_calls"} for item in items]}
-    budget = {"start": STARTUP_TIMEOUT, "cell": timeout + GRACE, None: 30 + GRACE}
-    budget["exercise"] = max([len(item["calls"]) * item["time_limit"] for item in items] or [0]) + 30
-    with tempfile.TemporaryDirectory(prefix="mhacourse-grade-") as outer:
-        folder = Path(outer) / "work"
-        folder.mkdir()
-        os.chmod(folder, 0o777)  # the sandbox's user (nobody) writes here; the parent stays 0700
-        (folder / "job.pkl").write_bytes(pickle.dumps(job))
-        run = sandbox.run_harness(folder, sandboxed=sandboxed, package_dir=package_dir,
-                                  deadline=lambda kind: budget[kind])
+           "exercises": [{k: v for k, v in item.items() if not k.startswith("_")} for item in items]}
+    active = [item for item in items if item["id"] not in skip_exercises]
+    cells = [index for index, _ in code_cells if index not in skip_cells]
+    per_exercise = max([item["calls"] * item["time_limit"] for item in active] or [0]) + 30
+    deadlines = {"start": STARTUP_TIMEOUT, "cell": timeout + GRACE, None: 30 + GRACE, "exercise": per_exercise}
+    # Absolute: nothing the sandbox sends can move it.
+    deadlines["total"] = (STARTUP_TIMEOUT + len(cells) * (timeout + GRACE)
+                          + sum(item["calls"] * item["time_limit"] + 30 for item in active) + 30)
+
+    def feed(number, call):
+        return items[number]["_inputs"][call]
+
+    with tempfile.TemporaryDirectory(prefix="mhacourse-grade-") as folder:
+        run = isolation.run_harness(job, view=view, feed=feed, folder=folder, sandboxed=sandboxed,
+                                    deadlines=deadlines)
         records = {}
         for number, item in enumerate(items):
-            records[item["id"]] = _read_record(folder / f"ex{number}", item["id"])
+            if number in run.records:
+                records[item["id"]] = _read_record(run.records[number], Path(folder) / f"ex{number}", item)
     return run, records
 
 
-def _read_record(folder, exercise_id):
-    """The harness's record for one exercise, values decoded; ``None`` if it wrote none."""
-    from mhacourse.grading import codec
+def _read_record(record, folder, item):
+    """The harness's record for one exercise, values decoded; problems turned into messages here."""
+    from mhacourse.grading import get_exercise
     from mhacourse.grading.registry import Outcome, error_descriptor
+    from mhacourse.grading.sandbox import codec
 
-    path = folder / "record.json"
-    try:
-        if path.is_symlink() or path.stat().st_size > 8 * 2**20:
-            return {"harness_error": "the record is not a plain file"}
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("exercise_id") != exercise_id:
+    if not isinstance(record, dict) or record.get("exercise_id") != item["id"]:
         return {"harness_error": "the record is malformed"}
+    exercise = get_exercise(item["id"])
     outcomes = []
-    for plain in record.get("outcomes") or []:
+    for position, plain in enumerate((record.get("outcomes") or [])[:item["calls"]]):
         if not isinstance(plain, dict):
             outcomes.append(Outcome(error=error_descriptor("missing")))
             continue
         error = plain.get("error")
         if error is not None:
-            outcomes.append(Outcome(error=_clean_error(error)))
+            outcomes.append(Outcome(error=_clean_error(error, exercise, item["_calls"][position])))
             continue
+        peak = plain.get("peak")
         try:
-            outcomes.append(Outcome(value=codec.decode(plain.get("value"), folder)))
+            outcomes.append(Outcome(value=codec.decode(plain.get("value"), folder),
+                                    peak=int(peak) if isinstance(peak, int) and not isinstance(peak, bool) else None))
         except Exception:  # noqa: BLE001 - malformed data from the sandbox: an error, never a pass
             outcomes.append(Outcome(error=error_descriptor("exception", "OutputError",
                                                            "the output could not be read back")))
     problem = record.get("problem")
     return {
         "defined": record.get("defined") is True,
-        "problem": _clean_error(problem) if problem is not None else None,
+        "problem": _clean_error(problem, exercise, None) if problem is not None else None,
         "outcomes": outcomes,
-        "inspection": record.get("inspection") if isinstance(record.get("inspection"), dict) else {},
         "recorded": [str(x)[:200] for x in (record.get("recorded") or [])][:50],
-        "tampered": [str(x)[:200] for x in (record.get("tampered") or [])][:5],
         "harness_error": str(record["harness_error"])[:300] if record.get("harness_error") else None,
     }
 
@@ -369,20 +367,32 @@ def _read_record(folder, exercise_id):
 _KINDS = ("exception", "problem", "not_implemented", "timeout", "killed", "missing")
 
 
-def _clean_error(error):
-    """An error descriptor from the sandbox, reduced to short strings of known fields."""
-    from mhacourse.grading.registry import error_descriptor
+def _clean_error(error, exercise, call):
+    """An error descriptor from the sandbox, reduced to short strings of known fields; a driver's
+    problem becomes the exercise's message and hint (written here, never by the sandbox)."""
+    from mhacourse.grading.registry import _descriptor, error_descriptor
+    from mhacourse.grading.sandbox.drivers import Problem
 
     if not isinstance(error, dict) or error.get("kind") not in _KINDS:
         return error_descriptor("exception", "Error", "malformed error report")
+    if error["kind"] == "problem":
+        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        try:
+            inputs = call.case.inputs() if call is not None else None
+            return _descriptor(exercise.problem(Problem(str(error.get("code"))[:80], **data), inputs))
+        except Exception:  # noqa: BLE001 - malformed data: still an unusable answer
+            return error_descriptor("problem", "AnswerProblem", "the answer could not be used")
     clean = {key: (str(error.get(key))[:1000] if error.get(key) is not None else None)
-             for key in ("type", "message", "line", "hint_id", "hint")}
-    clean["kind"] = error["kind"]
+             for key in ("type", "message", "line")}
+    clean.update(kind=error["kind"], hint_id=None, hint=None)
     return clean
 
 
-def _run_with_reruns(code_cells, items, *, timeout, sandboxed, package_dir, problems, notes):
+def _run_with_reruns(code_cells, items, *, timeout, sandboxed, view, problems, notes, seen):
     """Run until the harness finishes, skipping each cell or answer that killed or hung it.
+
+    ``seen`` gets what the harness reported about itself: ``"tampered"`` (what it relies on
+    changed, or its events were forged) and ``"background"`` (threads still running after the cells).
 
     Returns:
         tuple(dict, dict, dict, dict): per code-cell index ``{"status",
@@ -394,11 +404,13 @@ def _run_with_reruns(code_cells, items, *, timeout, sandboxed, package_dir, prob
     startup_failures = 0
     for _ in range(len(code_cells) + len(items) + 3):
         run, records = _run_sandboxed(code_cells, items, timeout=timeout, sandboxed=sandboxed,
-                                      package_dir=package_dir, skip_cells=skip_cells,
-                                      skip_exercises=skip_exercises)
+                                      view=view, skip_cells=skip_cells, skip_exercises=skip_exercises)
         timing["runs"] += 1
         for key in ("start", "cells", "checks"):
             timing[key] += run.timing.get(key, 0.0)
+        if run.how == "tampered":
+            seen.setdefault("tampered", []).append(f"the sandbox's event channel carried {run.problem}")
+            return {}, {}, killers, timing
         if run.finished:
             break
         if run.current is None:
@@ -427,6 +439,11 @@ def _run_with_reruns(code_cells, items, *, timeout, sandboxed, package_dir, prob
         return {}, {}, killers, timing
     cells = {}
     for event in run.events:
+        if event.get("event") == "done" and event.get("tampered"):
+            seen.setdefault("tampered", []).append(
+                "the code the harness relies on was changed: " + ", ".join(str(n)[:80] for n in event["tampered"][:5]))
+        if event.get("event") == "cells-done" and event.get("background"):
+            seen["background"] = [str(n)[:80] for n in event["background"][:5]]
         if event.get("event") == "end" and event.get("kind") == "cell" and isinstance(event.get("where"), int):
             status = event.get("status") if event.get("status") in ("ok", "error", "timeout") else "error"
             cells[event["where"]] = {"status": status, "error": str(event.get("error"))[:500]
@@ -449,8 +466,13 @@ def _case_rows(result, calls):
     return rows
 
 
-def _judge_exercise(exercise, item, record, killer, tier, timeout):
-    """The row of one exercise: judged here from what the sandbox sent."""
+def _judge_exercise(exercise, item, record, killer, tier, timeout, audit=None, tampered=()):
+    """The row of one exercise: judged here from what the sandbox sent and what the source says.
+
+    Args:
+        audit (source_policy.Audit, optional): The policy decided from the submitted source.
+        tampered (list[str]): What the harness reported about itself (the whole notebook's).
+    """
     from mhacourse.grading import get_exercise, policy
     from mhacourse.grading.registry import Outcome, error_descriptor, judge
 
@@ -459,6 +481,13 @@ def _judge_exercise(exercise, item, record, killer, tier, timeout):
            "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": tier}
     ex = get_exercise(exercise["id"])
     calls = item["_calls"]
+    found = list(audit.violations.get(ex.id, [])) if audit is not None else []
+    copies = list(audit.copies.get(ex.id, [])) if audit is not None else []
+    # What the source says holds whether or not the answer ran (a cell that imports the course's
+    # implementation fails in the sandbox, where it does not exist).
+    row["policy"] = [v for v in found if not _is_course_use(v)]
+    row["tampered"] = list(tampered) + copies + [v for v in found if _is_course_use(v)]
+    violations = found
     if killer is not None:
         row["defined"] = True
         row["error"] = ("the answer killed the kernel" if killer == "killed"
@@ -476,11 +505,12 @@ def _judge_exercise(exercise, item, record, killer, tier, timeout):
         return row
     else:
         row["defined"] = True
-        violations = policy.violations(ex, record["inspection"], record["recorded"])
-        result = judge(ex, calls, record["outcomes"], problem=record["problem"], violations=violations,
+        recorded = policy.violations(ex, {}, _display_names(ex, record["recorded"]))
+        violations = found + [v for v in recorded if v not in found]
+        result = judge(ex, calls, record["outcomes"], problem=record["problem"], violations=violations + copies,
                        time_limit=item["time_limit"])
-        row["policy"] = violations
-        row["tampered"] = list(record["tampered"]) + [v for v in violations if "course" in v or "grading" in v]
+    row["policy"] = [v for v in violations if not _is_course_use(v)]
+    row["tampered"] = list(tampered) + copies + [v for v in violations if _is_course_use(v)]
     row["passed"] = bool(result.passed) and not row["tampered"] and not row["policy"]
     row["points"] = float(exercise["max_points"]) if row["passed"] else 0.0
     try:
@@ -495,54 +525,127 @@ def _judge_exercise(exercise, item, record, killer, tier, timeout):
     return row
 
 
-def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=None, sandbox=True):
+def _is_course_use(violation):
+    return "course's" in violation or "grading" in violation
+
+
+def _display_names(exercise, recorded):
+    """The sandbox's dotted names (``mlx.core.softmax``) as the exercise's forbidden names (``mx.softmax``)."""
+    from mhacourse.grading import policy
+
+    names = {}
+    for pattern in exercise.forbidden or ():
+        for module, attribute, _, dotted in policy._expand(pattern).values():
+            names[f"{module.__name__}.{attribute}"] = dotted
+    return [names[name] for name in recorded if name in names]
+
+
+@lru_cache(maxsize=None)
+def _view(lesson):
+    """The course view for ``lesson``: earlier lessons' modules, none holding this lesson's implementations."""
+    from mhacourse.grading import get_exercise, policy, view
+
+    excluded = set()
+    for exercise in lesson_exercises(lesson):
+        for obj, _ in policy._implementations(get_exercise(exercise["id"])).values():
+            module = str(getattr(obj, "__module__", "") or "")
+            if module.startswith("mhacourse.") and not module.startswith("mhacourse.grading"):
+                excluded.add(module)
+    return view.build_view(lesson, frozenset(excluded))
+
+
+@lru_cache(maxsize=None)
+def _policy_tables(lesson):
+    """What each exercise of ``lesson`` forbids by name, and the course implementations it may not use."""
+    from mhacourse.grading import get_exercise, policy
+
+    forbidden, implementations = {}, {}
+    for exercise in lesson_exercises(lesson):
+        ex = get_exercise(exercise["id"])
+        forbidden[ex.id] = policy.forbidden_names(ex)
+        implementations[ex.id] = {key: (policy._qualname(obj), owner)
+                                  for key, (obj, owner) in policy._implementations(ex).items()}
+    return forbidden, implementations
+
+
+@lru_cache(maxsize=None)
+def _allowed_sources(lesson):
+    """The code cells of ``lesson``'s exercise notebook and of its worked solutions (learners may reuse them)."""
+    from mhacourse.grading import build
+
+    try:
+        paths = build.source_paths(build.project_root())
+    except FileNotFoundError:
+        return ()
+    for path in paths:
+        source = build.read_source(path)
+        if str(source.metadata.get("mhacourse", {}).get("lesson")) == lesson:
+            notebooks = build.build_notebook(source, path=path)
+            return tuple(cell.source for nb in notebooks for cell in nb.cells if cell.cell_type == "code")
+    return ()
+
+
+def audit_source(nb, lesson):
+    """The policy decided from the submission's source (:mod:`.source_policy`)."""
+    from mhacourse.grading import source_policy
+
+    forbidden, implementations = _policy_tables(lesson)
+    cells = [(number, cell.source) for number, cell in enumerate(nb.cells, 1) if cell.cell_type == "code"]
+    return source_policy.audit(cells, [(e["id"], e["answer_name"]) for e in lesson_exercises(lesson)],
+                               forbidden=forbidden, implementations=implementations,
+                               allowed_sources=_allowed_sources(lesson))
+
+
+def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True):
     """Grade one submitted notebook; never raises for a broken submission.
 
     Args:
         path (str or Path): the notebook.
         timeout (float): seconds allowed per cell. Default: ``60``.
         lesson (str, optional): grade as this lesson whatever the notebook says.
-        package_dir (str or Path, optional): the ``mhacourse`` package the
-            sandbox imports. Default: this installation's.
         secret (str, optional): the run's secret (hidden inputs); default: a fresh one.
         sandbox (bool): run the submission in bubblewrap (default); ``False``
             runs it unsandboxed and flags the row ``unsandboxed``.
 
     Returns:
         dict: the report (``file``, ``lesson``, ``status``, ``detail``,
-        ``total``, ``max``, ``exercises``, ``cells``, ``flags``, ``seconds``,
-        ``timing``).
+        ``total``, ``max``, ``exercises``, ``cells``, ``flags``, ``review``,
+        ``seconds``, ``timing``).
 
     Raises:
         RuntimeError: when ``sandbox`` is true and bwrap cannot run here.
     """
-    from mhacourse.grading import sandbox as sandboxing
+    from mhacourse.grading import isolation
 
-    if sandbox and not sandboxing.bwrap_available():
-        raise RuntimeError(sandboxing.NO_BWRAP)
+    if sandbox and not isolation.bwrap_available():
+        raise RuntimeError(isolation.NO_BWRAP)
     started = time.perf_counter()
     path = Path(path)
     secret = secret or secrets.token_hex(16)
-    package_dir = Path(package_dir or Path(mhacourse.__file__).parent).resolve()
     registry = _registry()
     report = {"file": str(path), "lesson": None, "status": "ok", "detail": "", "total": 0.0, "max": 0.0,
-              "exercises": [], "cells": [], "flags": []}
-    timing = {"sandbox": round(sandboxing.sandbox_overhead(), 4) if sandbox else 0.0}
+              "exercises": [], "cells": [], "flags": [], "review": []}
+    timing = {"sandbox": round(isolation.sandbox_overhead(), 4) if sandbox else 0.0}
     problems, notes = set(), []
     nb = ids = None
     try:
+        if path.is_symlink():
+            raise _Refused("a symbolic link (to " + str(os.readlink(path))[:200] + "): submit the notebook itself")
         nb, ids = read_submission(path.read_bytes())
+    except _Refused as error:
+        problems.add("refused")
+        notes.append(str(error))
     except (OSError, InvalidNotebook) as error:
         problems.add("invalid-notebook")
         notes.append(str(error))
     report["lesson"], lesson_notes = identify_lesson(nb, path, registry, lesson)
     notes += lesson_notes
     exercises = registry.get(report["lesson"], []) if report["lesson"] else []
-    if not exercises and "invalid-notebook" not in problems:
+    if not exercises and not problems & {"invalid-notebook", "refused"}:
         problems.add("unknown-lesson")
-        notes.append("cannot tell which lesson this notebook belongs to (use --lesson)")
+        notes.append("cannot tell which lesson this notebook belongs to")
 
-    records, killers, items = {}, {}, []
+    records, killers, items, audit, seen = {}, {}, [], None, {}
     if not problems:
         missing, duplicated = structure_notes(nb, ids, report["lesson"])
         if missing:
@@ -551,19 +654,29 @@ def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=
         if duplicated:
             problems.add("cells-duplicated")
             notes.append(f"exercise notebook cells duplicated: {duplicated}")
-        report["flags"] = suspicious_code(nb)
+        auditing = time.perf_counter()
+        audit = audit_source(nb, report["lesson"])
+        timing["audit"] = round(time.perf_counter() - auditing, 4)
         items = _lesson_job(report["lesson"], secret, float(timeout))
         code_cells = [(index, cell.source) for index, cell in enumerate(nb.cells)
                       if cell.cell_type == "code" and cell.source.strip()]
         cells, records, killers, run_timing = _run_with_reruns(
-            code_cells, items, timeout=timeout, sandboxed=sandbox, package_dir=package_dir,
-            problems=problems, notes=notes)
+            code_cells, items, timeout=timeout, sandboxed=sandbox, view=_view(report["lesson"]),
+            problems=problems, notes=notes, seen=seen)
         timing.update({key: round(value, 4) for key, value in run_timing.items()})
         report["cells"] = [{"index": index, **cells[index]} for index in sorted(cells)]
         for index, cell in sorted(cells.items()):
             if cell["status"] in ("error", "timeout", "kernel-died"):
                 problems.add(cell["status"])
-                notes.append(f"cell {index}: {cell['error']}")
+                notes.append(f"cell {index + 1}: {cell['error']}")
+        report["review"] = list(audit.review)
+        if seen.get("background"):
+            report["review"].append(f"threads still running after the last cell: {', '.join(seen['background'])}")
+        if report["review"]:
+            problems.add("needs-review")
+            report["flags"].append("needs-review")
+        if sandbox:
+            report["flags"] += isolation.guarantees()["weaker"]
     if not sandbox:
         report["flags"] = report["flags"] + ["unsandboxed"]
 
@@ -572,21 +685,29 @@ def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=
     by_id = {item["id"]: item for item in items}
     for exercise in exercises:
         if exercise["id"] not in by_id or (not records and exercise["id"] not in killers):
-            report["exercises"].append(_score(exercise, None))
+            row = _score(exercise, None)
+            if seen.get("tampered"):
+                row["tampered"] = list(seen["tampered"])
+            report["exercises"].append(row)
             continue
         try:
             row = _judge_exercise(exercise, by_id[exercise["id"]], records.get(exercise["id"]),
-                                  killers.get(exercise["id"]), tiers.get(exercise["id"], 1), timeout)
+                                  killers.get(exercise["id"]), tiers.get(exercise["id"], 1), timeout,
+                                  audit=audit, tampered=seen.get("tampered", []))
         except Exception as error:  # noqa: BLE001 - a bug in a check: this exercise only
             row = _score(exercise, None)
             row["error"] = f"the grader failed to judge it: {type(error).__name__}: {error}"
         report["exercises"].append(row)
     timing["judge"] = round(time.perf_counter() - judging, 4)
 
+    if seen.get("tampered"):
+        problems.add("tampered")
+        notes.append("; ".join(seen["tampered"]))
     for row in report["exercises"]:
-        if row["tampered"]:
+        own = [t for t in row["tampered"] if t not in seen.get("tampered", [])]
+        if own:
             problems.add("tampered")
-            notes.append(f"{row['id']}: tampered ({'; '.join(row['tampered'])})")
+            notes.append(f"{row['id']}: tampered ({'; '.join(own)})")
         elif row["policy"]:
             problems.add("forbidden")
             notes.append(f"{row['id']}: {'; '.join(row['policy'])}")
@@ -596,6 +717,8 @@ def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=
         elif row["error"] and records:
             problems.add("grader-error")
             notes.append(f"{row['id']}: {row['error']}")
+    if report["review"]:
+        notes.append("needs review: " + "; ".join(report["review"][:5]))
     report["total"] = sum(row["points"] for row in report["exercises"])
     report["max"] = sum(row["max_points"] for row in report["exercises"])
     report["status"] = next(status for status in STATUSES if status in problems or status == "ok")
@@ -603,6 +726,10 @@ def grade_submission(path, *, timeout=60, lesson=None, package_dir=None, secret=
     report["seconds"] = round(time.perf_counter() - started, 3)
     report["timing"] = timing
     return report
+
+
+class _Refused(ValueError):
+    """A submission the grader will not open (a symbolic link)."""
 
 
 def _score(exercise, record):
@@ -664,14 +791,14 @@ def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=
     """
     from tqdm import tqdm
 
-    from mhacourse.grading import sandbox as sandboxing
+    from mhacourse.grading import isolation
 
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if sandbox and not sandboxing.bwrap_available():
-        raise RuntimeError(sandboxing.NO_BWRAP)
+    if sandbox and not isolation.bwrap_available():
+        raise RuntimeError(isolation.NO_BWRAP)
     options = {"timeout": timeout, "lesson": lesson, "secret": secret or secrets.token_hex(16), "sandbox": sandbox}
     reports = [None] * len(paths)
     bar = tqdm(total=len(paths), unit="nb", desc="grading", disable=(not sys.stderr.isatty()) if progress is None else not progress)

@@ -225,7 +225,9 @@ def _online_softmax(rng):
     B, H, L_q, L_k, D, _ = _sizes(rng)
     tile = int(rng.choice([3, 5]))
     return [lesson05._online_case("hidden", _seed(rng), B, H, L_q, L_k, D, tile),
-            lesson05._online_case("hidden", _seed(rng), 1, H, L_q, 2 * L_k + 1, D, tile + 4, scale=1.0, spread=60.0)]
+            lesson05._online_case("hidden", _seed(rng), 1, H, L_q, 2 * L_k + 1, D, tile + 4, scale=1.0, spread=60.0),
+            lesson05._long_case("hidden", _seed(rng), int(rng.choice([768, 896])), int(rng.choice([20480, 24576])),
+                                int(rng.choice([192, 320])))]
 
 
 def _kv_cache(rng):
@@ -244,7 +246,8 @@ def _decode_step(rng):
 
 def _time_per_call(rng):
     B, H, _, _, D, _ = _sizes(rng)
-    return [lesson05._timing_case("hidden", _seed(rng), int(rng.integers(3, 5)), B, H, int(rng.choice([80, 96])), D)]
+    return [lesson05._timing_case("hidden", _seed(rng), int(rng.integers(3, 5)), B, H, int(rng.choice([80, 96])), D),
+            lesson05._timing_case("hidden", _seed(rng), 3, 1, 2, int(rng.choice([24, 32])), 8, "slow attention")]
 
 
 def _debug_layer(rng):

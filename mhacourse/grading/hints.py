@@ -112,6 +112,8 @@ NUDGES = {
     "eval_once": "Which of the timed calls' results are computed?",
     "timing_no_warmup": "Is the first call, which pays for one-time work, inside your timing?",
     "timing_total": "Is the number you return per call, or for the whole loop?",
+    "full_score_matrix": "How much of the score matrix does your answer hold at once?",
+    "timing_constant": "Where does the number you return come from: did a clock measure it?",
     # drop-in parity
     "copy_return_target": "What does your function return?",
     "copy_reversed": "Which layer changes: source or target?",

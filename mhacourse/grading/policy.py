@@ -499,6 +499,10 @@ class Recorder:
     def __enter__(self):
         for pattern in self.exercise.forbidden or ():
             for module, attribute, original, dotted in _expand(pattern).values():
+                if isinstance(original, type):  # a class stays itself: note when one is built
+                    self._patched.append((original, "__init__", vars(original).get("__init__", _INHERITED)))
+                    original.__init__ = _recording(original.__init__, dotted, self.calls, frames=2)
+                    continue
                 self._patched.append((module, attribute, original))
                 setattr(module, attribute, _recording(original, dotted, self.calls))
         codes = {}
@@ -528,9 +532,15 @@ class Recorder:
     def __exit__(self, *exc):
         _SET_PROFILE(self._previous[0])
         _SET_THREAD_PROFILE(self._previous[1])
-        for module, attribute, original in reversed(self._patched):
-            setattr(module, attribute, original)
+        for owner, attribute, original in reversed(self._patched):
+            if original is _INHERITED:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
         return False
+
+
+_INHERITED = object()
 
 
 def _stub_name(obj):
@@ -552,11 +562,12 @@ def _learner_frame(frame):
     return not path.startswith(os.path.dirname(os.__file__) + os.sep)
 
 
-def _recording(original, dotted, log, exercise_of=None):
-    """A stand-in for ``original`` that notes calls made from the learner's code."""
+def _recording(original, dotted, log, exercise_of=None, frames=1):
+    """A stand-in for ``original`` that notes calls made from the learner's code (``frames`` up:
+    2 for a class's ``__init__``, called from ``type.__call__`` or a subclass's ``super().__init__``)."""
     def recorded(*args, **kwargs):
         frame = sys._getframe(1)
-        if _learner_frame(frame):
+        if _learner_frame(frame) or (frames > 1 and frame.f_back is not None and _learner_frame(frame.f_back)):
             log.append(dotted if exercise_of is None else (exercise_of(), dotted))
         return original(*args, **kwargs)
 

@@ -30,6 +30,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import hints
+from .sandbox import drivers
 from .compare import compare, describe, matches
 from .result import ERROR, FAILED, INVALID, NOT_IMPLEMENTED, PASSED, TIMEOUT, CaseResult, CheckResult
 from .runner import AnswerProblem, evaluate, learner_line, run_with_time_limit
@@ -73,11 +74,15 @@ class Case:
             For a :class:`ModuleExercise`, ``args`` is ``(constructor_kwargs,
             call_args)`` and ``kwargs`` are the call's keyword arguments.
         check_dtype (bool): Whether the output's dtype must match too.
+        memory_cap (int, optional): Most bytes MLX may hold at once during the
+            call, above what it held at its start (e.g. half a full score
+            matrix, for an answer that must work in tiles).
     """
 
     name: str
     inputs: object
     check_dtype: bool = True
+    memory_cap: int = None
 
 
 @dataclass
@@ -115,8 +120,8 @@ class Exercise:
         hidden_cases (callable, optional): ``(rng: numpy.random.Generator) ->
             list[Case]``, cases of other sizes than ``cases``; only the grader
             runs them, and its report never shows their inputs.
-        forbidden (tuple[str]): Dotted names the answer must not call, e.g.
-            ``("mx.softmax",)`` or ``("mx.fast.*",)`` (see :mod:`.policy`).
+        forbidden (tuple[str]): Dotted names the answer must not use, e.g.
+            ``("mx.softmax", "nn.softmax")`` or ``("mx.fast.*",)`` (see :mod:`.policy`).
         properties (list): Property checks (objects with ``name``, ``calls(rng)``
             and ``holds(outputs)``), run on inputs of their own.
     """
@@ -134,23 +139,15 @@ class Exercise:
     forbidden: tuple = ()
     properties: list = field(default_factory=list)
 
-    kind = "function"
+    kind = "function"  # what the answer is: "function" or "class" (see drivers.validate)
+    driver = "function"  # how it is called (see mhacourse.grading.sandbox.drivers)
 
     def validate(self, answer):
         """Raise :class:`AnswerProblem` unless ``answer`` is the right kind of object."""
-        if isinstance(answer, type) or not callable(answer):
-            raise AnswerProblem(
-                f"check({self.id!r}, ...) expects a function {self.signature}, "
-                f"got {describe(answer)}.",
-                "wrong_answer_type",
-                f"Pass the function itself: check({self.id!r}, {self.answer_name}).",
-            )
-
-    def run_case(self, answer, case):
-        """Run ``answer`` on ``case`` and return its output (not yet evaluated)."""
-        args, kwargs = case.inputs()
-        _check_signature(answer, args, kwargs, self.signature)
-        return answer(*args, **kwargs)
+        try:
+            drivers.validate(self.kind, answer)
+        except drivers.Problem as problem:
+            raise self.problem(problem) from None
 
     def prepare(self, inputs):
         """What the trusted side adds to a call's inputs (``None`` here).
@@ -161,12 +158,48 @@ class Exercise:
         return None
 
     def run_given(self, answer, inputs, extra=None):
-        """Run ``answer`` on ready-made ``inputs`` (as returned by ``Case.inputs()``).
+        """Run ``answer`` on ready-made ``inputs`` (as returned by ``Case.inputs()``) through the
+        exercise's driver, the same code that calls answers in the sandbox.
 
-        The compute half calls this, in the notebook for ``check()`` and in the
-        sandbox for the grader; ``inputs`` must be fresh (it may be changed).
+        ``inputs`` must be fresh (it may be changed).
         """
-        return self.run_case(answer, Case("given", lambda: inputs))
+        if extra is None:
+            extra = self.prepare(inputs)
+        try:
+            return drivers.call(self.driver, answer, inputs, extra)
+        except drivers.Problem as problem:
+            raise self.problem(problem, inputs) from None
+
+    def run_case(self, answer, case):
+        """Run ``answer`` on ``case`` and return its output (not yet evaluated)."""
+        return self.run_given(answer, case.inputs())
+
+    def problem(self, problem, inputs=None):
+        """The :class:`AnswerProblem` (message and hint) for a driver's :class:`~.sandbox.drivers.Problem`."""
+        code, data = problem.code, problem.data
+        got = str(data.get("got", ""))[:200]
+        if code == "signature":
+            return AnswerProblem(f"the answer cannot be called as {self.signature}: {str(data.get('error'))[:300]}.",
+                                 "signature", f"Keep the signature given in the exercise: {self.signature}.")
+        if code == "instance_not_class":
+            return AnswerProblem(
+                f"check({self.id!r}, ...) expects the class, got an instance of {got}.", "instance_not_class",
+                f"Pass the class itself, not a layer built from it: check({self.id!r}, {self.answer_name}).")
+        if code == "wrong_answer_type":
+            what = "a class" if self.kind == "class" else "a function"
+            return AnswerProblem(f"check({self.id!r}, ...) expects {what} {self.signature}, got {got}.",
+                                 "wrong_answer_type", f"Pass the {what[2:]} itself: check({self.id!r}, {self.answer_name}).")
+        if code == "not_a_module":
+            return AnswerProblem(
+                f"{self.answer_name}(...) built a {got}, not an nn.Module.", "not_a_module",
+                f"Make {self.answer_name} a subclass of mlx.nn.Module and call super().__init__().")
+        if code == "parameters":
+            constructor = inputs[0][0] if inputs is not None else {}
+            return parameter_problem(_shapes(data.get("expected")), _shapes(data.get("actual")), constructor)
+        if code == "decode_return":
+            return AnswerProblem(f"{self.answer_name} returned {got}, not (output, keys, values).", "decode_return",
+                                 "Return the output and the grown cache: return output, keys, values.")
+        return AnswerProblem(f"the answer cannot be used ({str(code)[:80]}).")
 
 
 class ModuleExercise(Exercise):
@@ -184,25 +217,11 @@ class ModuleExercise(Exercise):
     """
 
     kind = "class"
+    driver = "class"
 
     def __init__(self, *args, source_class=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.source_class = source_class or self.reference
-
-    def validate(self, answer):
-        if isinstance(answer, nn.Module):
-            raise AnswerProblem(
-                f"check({self.id!r}, ...) expects the class, got an instance of "
-                f"{type(answer).__name__}.",
-                "instance_not_class",
-                f"Pass the class itself, not a layer built from it: check({self.id!r}, {self.answer_name}).",
-            )
-        if not isinstance(answer, type):
-            raise AnswerProblem(
-                f"check({self.id!r}, ...) expects a class {self.signature}, got {describe(answer)}.",
-                "wrong_answer_type",
-                f"Pass the class itself: check({self.id!r}, {self.answer_name}).",
-            )
 
     def prepare(self, inputs):
         (constructor, _), _ = inputs
@@ -211,86 +230,39 @@ class ModuleExercise(Exercise):
         mx.eval(source.parameters())
         return dict(tree_flatten(source.parameters()))
 
-    def run_case(self, answer, case):
-        inputs = case.inputs()
-        return self.run_given(answer, inputs, self.prepare(inputs))
 
-    def run_given(self, answer, inputs, extra=None):
-        (constructor, call_args), call_kwargs = inputs
-        if extra is None:
-            extra = self.prepare(inputs)
-        source = _ShapesOnly(extra)
-        _check_signature(answer, (), constructor, self.signature)
-        layer = answer(**constructor)
-        if not isinstance(layer, nn.Module):
-            raise AnswerProblem(
-                f"{self.answer_name}(...) built a {type(layer).__name__}, not an nn.Module.",
-                "not_a_module",
-                f"Make {self.answer_name} a subclass of mlx.nn.Module and call super().__init__().",
-            )
-        compare_parameters(layer, source, constructor)
-        layer.update(tree_unflatten(list(extra.items())))
-        _check_signature(layer, call_args, call_kwargs, self.signature)
-        return layer(*call_args, **call_kwargs)
+def _shapes(mapping):
+    if not isinstance(mapping, dict):
+        return {}
+    return {str(k): tuple(int(n) for n in v) for k, v in mapping.items() if isinstance(v, (list, tuple))}
 
 
-class _ShapesOnly:
-    """Stands for the source layer in :func:`compare_parameters`: its flat parameters."""
-
-    def __init__(self, flat):
-        self.flat = flat
-
-    def parameters(self):
-        return tree_unflatten(list(self.flat.items()))
-
-
-def _check_signature(answer, args, kwargs, signature):
-    try:
-        params = inspect.signature(answer)
-    except (TypeError, ValueError):  # builtins without a signature
-        return
-    try:
-        params.bind(*args, **kwargs)
-    except TypeError as error:
-        raise AnswerProblem(
-            f"the answer cannot be called as {signature}: {error}.",
-            "signature",
-            f"Keep the signature given in the exercise: {signature}.",
-        ) from None
-
-
-def _parameter_shapes(module):
-    return {name: tuple(value.shape) for name, value in tree_flatten(module.parameters())}
-
-
-def compare_parameters(layer, source, constructor):
-    """Raise :class:`AnswerProblem` unless ``layer`` has ``source``'s parameter names and shapes.
+def parameter_problem(expected, actual, constructor):
+    """The :class:`AnswerProblem` for a layer whose parameter names or shapes (``{name: shape}``) are
+    not the source layer's.
 
     ``Module.update`` does not check shapes, so a wrongly sized projection
-    would be silently overwritten: this check comes first.
+    would be silently overwritten: the drivers check this first.
     """
-    expected, actual = _parameter_shapes(source), _parameter_shapes(layer)
-    if expected == actual:
-        return
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
     listing = f"missing {missing}" if missing else ""
     if extra:
         listing += ("; " if listing else "") + f"unexpected {extra}"
     if missing and all(name.endswith(".bias") for name in missing) and not extra:
-        raise AnswerProblem(
+        return AnswerProblem(
             f"the layer has no biases: {listing}.",
             "forgot_bias",
             "With bias=True every projection needs a bias: pass bias=bias to each nn.Linear.",
         )
     if extra and all(name.endswith(".bias") for name in extra) and not missing:
-        raise AnswerProblem(
+        return AnswerProblem(
             f"the layer has biases although bias={constructor.get('bias', False)}: {listing}.",
             "bias_always",
             "nn.Linear has a bias by default: pass bias=bias (False unless asked) to each nn.Linear.",
         )
     if missing or extra:
-        raise AnswerProblem(
+        return AnswerProblem(
             f"the layer's parameters have the wrong names: {listing}.",
             "parameter_names",
             "Name the submodules exactly as in the exercise (e.g. query_proj, key_proj, "
@@ -304,19 +276,19 @@ def compare_parameters(layer, source, constructor):
     key_input = constructor.get("key_input_dims") or constructor.get("dims")
     if (name.startswith("value_proj.weight") and value_input is None and len(got) == 2
             and got[1] == constructor.get("dims") and want[1] == key_input):
-        raise AnswerProblem(
+        return AnswerProblem(
             message,
             "value_input_default",
             "value_input_dims defaults to key_input_dims, not dims (as in mlx.nn.MultiHeadAttention).",
         )
     if len(got) == 2 and got == want[::-1]:
-        raise AnswerProblem(
+        return AnswerProblem(
             message,
             "linear_transposed",
             "nn.Linear(input_dims, output_dims) stores its weight as (output_dims, input_dims): "
             "you swapped the input and output sizes.",
         )
-    raise AnswerProblem(
+    return AnswerProblem(
         message,
         "wrong_projection_size",
         "Check each projection's sizes: query_proj: query_input_dims -> dims, key_proj: "
@@ -405,11 +377,13 @@ class Outcome:
             the answer unusable), ``"not_implemented"``, ``"timeout"``,
             ``"killed"`` (the answer stopped its process) or ``"missing"``.
         seconds (float): How long the call took.
+        peak (int or None): Most bytes MLX held at once during the call, above its start.
     """
 
     value: object = None
     error: dict = None
     seconds: float = 0.0
+    peak: int = None
 
 
 def calls_for(exercise, rng=None):
@@ -475,12 +449,14 @@ def compute_call(exercise, answer, make_inputs, time_limit, prepare=None):
         inputs = make_inputs()
         return exercise.run_given(answer, inputs, prepare(inputs))
 
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
     run = run_with_time_limit(call, time_limit)
     if run.timed_out:
         return Outcome(error=error_descriptor("timeout"), seconds=run.seconds)
     if run.error is not None:
         return Outcome(error=_descriptor(run.error), seconds=run.seconds)
-    return Outcome(value=run.value, seconds=run.seconds)
+    return Outcome(value=run.value, seconds=run.seconds, peak=max(0, int(mx.get_peak_memory() - base)))
 
 
 def validation_problem(exercise, answer):
@@ -616,7 +592,8 @@ def judge(exercise, calls, outcomes, *, problem=None, violations=(), time_limit=
         case_result = _judge_case(exercise, call, outcome, time_limit)
         case_result.index = index
         result.cases.append(case_result)
-        if outcome.error is None and case_result.status in (PASSED, FAILED):
+        if outcome.error is None and case_result.status in (PASSED, FAILED) \
+                and case_result.hint_id != "full_score_matrix":  # right values, too much memory: no mistake
             outputs[index] = outcome.value
         if case_result.status in (TIMEOUT, NOT_IMPLEMENTED):
             break
@@ -708,6 +685,16 @@ def _judge_case(exercise, call, outcome, time_limit):
         case_result.message = "the output could not be compared with the expected one"
         return case_result
     case_result.comparisons = [] if call.hidden else comparisons
+    cap = call.case.memory_cap
+    if mismatch is None and cap is not None and (outcome.peak is None or outcome.peak > cap):
+        case_result.status = FAILED
+        held = "an unknown amount" if outcome.peak is None else f"{outcome.peak / 2**20:.1f} MiB"
+        case_result.message = (f"the answer held {held} at once; this case allows {cap / 2**20:.1f} MiB, "
+                               "well under the full (L_q, L_k) score matrix")
+        case_result.hint_id, case_result.hint = "full_score_matrix", (
+            "Work through the keys one tile at a time: never build queries @ keys.swapaxes(-1, -2) for all "
+            "keys at once. Each tile's scores are (L_q, tile_size); keep only the running max, sum and output.")
+        return case_result
     if mismatch is not None:
         case_result.status = FAILED
         if call.hidden:

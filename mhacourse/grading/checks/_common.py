@@ -14,7 +14,7 @@ def rand(seed, *shape, dtype=mx.float32):
     return mx.random.normal(shape, key=mx.random.key(seed)).astype(dtype)
 
 
-def case(name, *args, check_dtype=True, **kwargs):
+def case(name, *args, check_dtype=True, memory_cap=None, **kwargs):
     """A :class:`Case` whose inputs are rebuilt by calling each callable argument.
 
     Arguments that are callables (``lambda: rand(...)``) are called on every
@@ -26,7 +26,7 @@ def case(name, *args, check_dtype=True, **kwargs):
         built_kwargs = {k: (v() if callable(v) and not isinstance(v, type) else v) for k, v in kwargs.items()}
         return tuple(built), built_kwargs
 
-    return Case(name, inputs, check_dtype)
+    return Case(name, inputs, check_dtype, memory_cap)
 
 
 def predicted_wrong(reference, change):

@@ -73,7 +73,7 @@ register(with_properties(Exercise(
     answer_name="softmax",
     signature="softmax(x)",
     reference=_softmax,
-    forbidden=("mx.softmax",),
+    forbidden=("mx.softmax", "nn.softmax", "nn.Softmax"),
     cases=[
         case("(2, 3, 5) small values", lambda: rand(5, 2, 3, 5)),
         case("(4, 4) square", lambda: rand(6, 4, 4)),
@@ -130,6 +130,7 @@ def attention_properties(**kwargs):
 
 register(with_properties(Exercise(
     id="scaled_dot_product_attention",
+    forbidden=("mx.fast.*",),
     lesson="01",
     title="Scaled dot-product attention",
     answer_name="scaled_dot_product_attention",
@@ -210,6 +211,7 @@ class _SingleHeadReference(SingleHeadAttention):
 
 register(ModuleExercise(
     id="single_head_attention",
+    forbidden=("nn.MultiHeadAttention",),
     lesson="01",
     title="One head of attention with projections",
     answer_name="SingleHeadAttention",

@@ -217,6 +217,7 @@ register(Exercise(
 
 register(with_properties(ModuleExercise(
     id="multi_head_attention_basic",
+    forbidden=("nn.MultiHeadAttention",),
     lesson="02",
     title="Multi-head attention, every size = dims",
     answer_name="BasicMultiHeadAttention",

@@ -198,6 +198,7 @@ def _self_attention_inputs(rng):
 
 register(with_properties(Exercise(
     id="masked_attention",
+    forbidden=("mx.fast.*",),
     lesson="03",
     title="Attention with every kind of mask",
     answer_name="masked_attention",

@@ -82,6 +82,7 @@ def _causal(n):
 
 register(with_properties(ModuleExercise(
     id="multi_head_attention",
+    forbidden=("nn.MultiHeadAttention",),
     lesson="04",
     title="The full mlx.nn.MultiHeadAttention",
     answer_name="MultiHeadAttention",

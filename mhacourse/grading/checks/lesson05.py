@@ -10,9 +10,7 @@ import mhacourse
 from mhacourse.attention.online import online_attention
 
 from .. import properties as props
-from ..registry import Exercise, Mistake, _check_signature, register
-from ..compare import describe
-from ..runner import AnswerProblem
+from ..registry import Exercise, Mistake, register
 from ._common import HINTS, attention_bug, case, explicit_attention, rand, with_properties
 
 # ---------------------------------------------------------------------------
@@ -51,14 +49,21 @@ def _online_bug(bug):
     return wrong
 
 
-def _online_case(name, seed, B, H, L_q, L_k, D_h, tile_size, scale=None, spread=1.0):
+def _online_case(name, seed, B, H, L_q, L_k, D_h, tile_size, scale=None, spread=1.0, memory_cap=None):
     return case(name, lambda: spread * rand(seed, B, H, L_q, D_h), lambda: rand(seed + 1, B, H, L_k, D_h),
-                lambda: rand(seed + 2, B, H, L_k, D_h), scale=scale or 1 / math.sqrt(D_h), tile_size=tile_size)
+                lambda: rand(seed + 2, B, H, L_k, D_h), scale=scale or 1 / math.sqrt(D_h), tile_size=tile_size,
+                memory_cap=memory_cap)
+
+
+def _long_case(name, seed, L_q, L_k, tile_size):
+    """One head, ``L_q`` queries over ``L_k`` keys: the answer may hold at most half of the full
+    ``(L_q, L_k)`` float32 score matrix at once (tiles of 256 need about a sixth of it)."""
+    return _online_case(name, seed, 1, 1, L_q, L_k, 8, tile_size, memory_cap=L_q * L_k * 4 // 2)
 
 
 register(with_properties(Exercise(
     id="online_softmax_attention",
-    forbidden=("mx.softmax", "mx.fast.*"),
+    forbidden=("mx.softmax", "nn.softmax", "nn.Softmax", "mx.fast.*"),
     lesson="05",
     title="Attention over key tiles with an online softmax",
     answer_name="online_softmax_attention",
@@ -70,6 +75,8 @@ register(with_properties(Exercise(
         _online_case("batch 2, 3 heads, 5 queries, 6 keys in one tile of 16", 126, 2, 3, 5, 6, 4, 16),
         _online_case("scores in the hundreds, 9 keys in tiles of 3", 129, 1, 2, 3, 9, 4, 3, scale=1.0,
                      spread=60.0),
+        _long_case("1024 queries, 16384 keys in tiles of 256: at most half the full score matrix at once",
+                   132, 1024, 16384, 256),
     ],
     mistakes=[
         Mistake("online_no_rescale",
@@ -198,30 +205,13 @@ class DecodeExercise(Exercise):
 
     A case's inputs are the queries, keys and values of ``T`` new tokens and
     the cache before them. The step is called ``T`` times, each time on one
-    token and the cache the previous step returned; the outputs, stacked,
-    and the final cache are compared. The reference step gives exactly the
-    full causal recomputation over the cache and the ``T`` tokens (asserted in
-    ``tests/test_checks.py``).
+    token and the cache the previous step returned (the ``"decode"`` driver);
+    the outputs, stacked, and the final cache are compared. The reference
+    step gives exactly the full causal recomputation over the cache and the
+    ``T`` tokens (asserted in ``tests/test_checks.py``).
     """
 
-    def run_case(self, answer, case):
-        return self.run_given(answer, case.inputs())
-
-    def run_given(self, answer, inputs, extra=None):
-        (queries, keys, values, cached_keys, cached_values), kwargs = inputs
-        outputs = []
-        for t in range(queries.shape[2]):
-            args = (queries[:, :, t:t + 1], keys[:, :, t:t + 1], values[:, :, t:t + 1], cached_keys, cached_values)
-            _check_signature(answer, args, kwargs, self.signature)
-            returned = answer(*args, **kwargs)
-            if not isinstance(returned, (tuple, list)) or len(returned) != 3:
-                raise AnswerProblem(
-                    f"{self.answer_name} returned {describe(returned)}, not (output, keys, values).",
-                    "decode_return",
-                    "Return the output and the grown cache: return output, keys, values.")
-            output, cached_keys, cached_values = returned
-            outputs.append(output)
-        return mx.concatenate(outputs, axis=2), cached_keys, cached_values  # (B, H_q, T, D_h), cache
+    driver = "decode"
 
 
 def _decode_step(query, new_key, new_value, cached_keys, cached_values, *, scale, bug=None):
@@ -276,65 +266,18 @@ register(DecodeExercise(
 # time_per_call(fn, inputs, repeats): timing lazy MLX code
 
 
-def _arrays_in(values):
-    """Every ``mx.array`` in ``values`` (nested tuples, lists and dicts)."""
-    found = []
-    for value in values:
-        if isinstance(value, mx.array):
-            found.append(value)
-        elif isinstance(value, (tuple, list)):
-            found.extend(_arrays_in(value))
-        elif isinstance(value, dict):
-            found.extend(_arrays_in(value.values()))
-    return found
-
-
 class TimingExercise(Exercise):
     """``answer(fn, inputs, repeats)`` must time ``fn(*inputs)`` with every timed result evaluated.
 
-    The check counts the calls of ``fn`` and records which of its results go
-    through ``mx.eval`` (wrapped while the answer runs). The output compared
-    is what the answer did, not the (machine-dependent) seconds: how many
-    calls, how many of the timed results were evaluated, and whether the
-    number returned is a mean per call (at most 0.6 of the timed loop, which
-    runs at least 3 calls) rather than a total.
+    The ``"timing"`` driver counts the calls of ``fn`` (a workload named in the
+    case) and records which of its results go through ``mx.eval``. The output
+    compared is what the answer did, not the (machine-dependent) seconds: how
+    many calls, how many of the timed results were evaluated, and whether the
+    number returned is a mean per call measured with a clock (within a range
+    around the timed loop's length per call, so a constant or a total fails).
     """
 
-    def run_case(self, answer, case):
-        return self.run_given(answer, case.inputs())
-
-    def run_given(self, answer, inputs, extra=None):
-        (fn, arrays, repeats), kwargs = inputs
-        results, evaluated, started = [], [], []
-
-        def counted(*args):
-            started.append(time.perf_counter())
-            result = fn(*args)
-            results.append(result)
-            return result
-
-        original = mx.eval
-
-        def recording(*args):
-            evaluated.extend(_arrays_in(args))  # kept alive: compared by identity below
-            return original(*args)
-
-        _check_signature(answer, (counted, arrays, repeats), kwargs, self.signature)
-        mx.eval = recording
-        start = time.perf_counter()
-        try:
-            seconds = answer(counted, arrays, repeats, **kwargs)
-        finally:
-            mx.eval = original
-        # The timed loop runs from the first of the last `repeats` calls to the answer's return:
-        # a mean is about a `repeats`-th of it, a total about all of it, whatever the warm-up took.
-        timed_loop = time.perf_counter() - (started[-repeats] if len(started) >= repeats else start)
-        timed = results[-repeats:]
-        is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
-        return {"calls of fn": len(results),
-                "timed results evaluated": sum(any(r is e for e in evaluated) for r in timed),
-                "a positive number of seconds": is_number,
-                "a mean per call": is_number and seconds <= 0.6 * timed_loop}
+    driver = "timing"
 
 
 def _time_per_call(fn, inputs, repeats, *, bug=None):
@@ -349,6 +292,8 @@ def _time_per_call(fn, inputs, repeats, *, bug=None):
     if bug == "eval_once":
         mx.eval(last)
     total = time.perf_counter() - start
+    if bug == "timing_constant":
+        return 1e-12
     return total if bug == "timing_total" else total / repeats
 
 
@@ -359,12 +304,9 @@ def _timing_bug(bug):
     return wrong
 
 
-def _attention_fn(queries, keys, values):
-    return mx.softmax((queries @ keys.swapaxes(-1, -2)) / math.sqrt(queries.shape[-1]), axis=-1) @ values
-
-
-def _timing_case(name, seed, repeats, B, H, L, D_h):
-    return case(name, lambda: _attention_fn,
+def _timing_case(name, seed, repeats, B, H, L, D_h, workload="explicit attention"):
+    """``(workload name, (queries, keys, values), repeats)``: the driver turns the name into ``fn``."""
+    return case(name, workload,
                 lambda: (rand(seed, B, H, L, D_h), rand(seed + 1, B, H, L, D_h), rand(seed + 2, B, H, L, D_h)),
                 repeats)
 
@@ -379,6 +321,7 @@ register(TimingExercise(
     cases=[
         _timing_case("explicit attention, B 2, H 4, L 64, 5 repeats", 210, 5, 2, 4, 64, 16),
         _timing_case("explicit attention, B 1, H 2, L 128, 8 repeats", 213, 8, 1, 2, 128, 32),
+        _timing_case("a function that takes 20 ms per call, 3 repeats", 216, 3, 1, 2, 16, 8, "slow attention"),
     ],
     mistakes=[
         Mistake("eval_forgotten",
@@ -393,5 +336,8 @@ register(TimingExercise(
                 "one-time work such as compiling kernels and allocating memory.", _timing_bug("timing_no_warmup")),
         Mistake("timing_total", "Return the mean per call: the total time of the loop divided by repeats.",
                 _timing_bug("timing_total")),
+        Mistake("timing_constant",
+                "Return a time you measured: read time.perf_counter() just before and just after the timed "
+                "loop, and divide the difference by repeats.", _timing_bug("timing_constant")),
     ],
 ))

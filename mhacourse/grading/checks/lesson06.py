@@ -29,6 +29,7 @@ _SCALE_FIX = "the scale is dims ** -0.5; it must be one head's, head_dims ** -0.
 
 register(ModuleExercise(
     id="debug_layer",
+    forbidden=("nn.MultiHeadAttention",),
     lesson="06",
     title="Find and fix two bugs",
     answer_name="FixedAttention",

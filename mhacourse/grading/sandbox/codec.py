@@ -16,7 +16,13 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-__all__ = ["encode", "decode", "Opaque", "MAX_ARRAYS", "MAX_BYTES"]
+__all__ = ["encode", "decode", "Opaque", "MAX_ARRAYS", "MAX_BYTES", "dumps", "pickle_inputs", "dtype_named"]
+
+# Taken at import, in the sandbox before any learner code runs: a cell that replaces
+# numpy.save or json.dumps changes nothing that writes the records.
+_np_save = np.save
+_np_array = np.array
+_encoder = json.JSONEncoder(allow_nan=False, default=str)
 
 MAX_ARRAYS = 64  # per output
 MAX_BYTES = 16 * 2**20  # per array file
@@ -54,7 +60,7 @@ def encode(value, folder, prefix, _counter=None, _depth=0):
         return {"t": "opaque", "type": "deep structure"}
     if isinstance(value, mx.array):
         dtype = str(value.dtype).replace("mlx.core.", "")
-        data = np.array(value.astype(mx.float32) if value.dtype == mx.bfloat16 else value)
+        data = _np_array(value.astype(mx.float32) if value.dtype == mx.bfloat16 else value)
         return {"t": "mx", "dtype": dtype, "file": _save(data, folder, prefix, counter)}
     if isinstance(value, np.ndarray):
         if value.dtype == object:
@@ -81,7 +87,7 @@ def _save(array, folder, prefix, counter):
     if counter[0] > MAX_ARRAYS:
         raise ValueError("too many arrays in one output")
     name = f"{prefix}-{counter[0]}.npy"
-    np.save(Path(folder) / name, array if array.flags.c_contiguous else array.copy(order="C"), allow_pickle=False)
+    _np_save(Path(folder) / name, array if array.flags.c_contiguous else array.copy(order="C"), allow_pickle=False)
     return name
 
 
@@ -164,4 +170,4 @@ def pickle_inputs(value):
 
 def dumps(data):
     """JSON text for plain data (NaN written as a string)."""
-    return json.dumps(data, allow_nan=False, default=str)
+    return _encoder.encode(data)
