@@ -16,6 +16,7 @@ bytes sent per update, and the target, 50 ms per update on a 2-core CPU.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -59,7 +60,7 @@ def run(heads=8, tokens=32, repeats=30, seed=0):
         first_ms = (time.perf_counter() - start) * 1e3
         comm = next(c for c in comms if "_meta" in c.opened["data"]["state"])
         first_bytes = sum(memoryview(b).nbytes for b in comm.opened["buffers"])
-        scale = layer.scale
+        scale = math.sqrt(1 / (dims // heads))  # the layer attends with sqrt(1 / D_h)
         scales = [scale * f for f in (0.5, 1.0, 1.5, 2.0, 3.0)]
         rows = [_row("scale", _time_updates(explorer, "scale", scales, repeats), comm)]
         rows.append(_row("mask", _time_updates(explorer, "mask", ["causal", "padding", "none"], repeats), comm))

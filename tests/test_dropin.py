@@ -324,3 +324,300 @@ def test_training_a_transformer_gives_the_same_loss_at_every_step():
     assert losses_ours == losses_theirs  # every step, exactly
     assert losses_ours[-1] < 0.5 * losses_ours[0]  # and the model did learn
     assert_same_tree(ours.parameters(), theirs.parameters())
+
+
+# ------------------------------------------------------------------ subclasses and attributes
+#
+# Code written for mlx.nn.MultiHeadAttention subclasses it, stores its own attributes on it and
+# defines its own helpers. Each case builds the same subclass on both classes, copies the weights
+# with update and asserts the same bits (or the same exception type).
+
+BASES = {"mlx": nn.MultiHeadAttention, "course": mhacourse.MultiHeadAttention}
+
+
+def subclass_pair(make_subclass, *args, **kwargs):
+    """(on MLX's class, on the course's class), the second with the first's parameters."""
+    theirs = make_subclass(nn.MultiHeadAttention)(*args, **kwargs)
+    ours = make_subclass(mhacourse.MultiHeadAttention)(*args, **kwargs)
+    ours.update(theirs.parameters())
+    mx.eval(ours.parameters(), theirs.parameters())
+    assert_same_tree(ours.parameters(), theirs.parameters())
+    return theirs, ours
+
+
+def with_temperature(base):
+    class Temperature(base):
+        """Its own temperature in ``self.scale``, and ``head_dim``/``head_dims`` of its own."""
+
+        def __init__(self, dims, num_heads, temperature):
+            self.head_dims = "set before the base's __init__"  # the base must leave it alone
+            super().__init__(dims, num_heads)
+            self.scale = temperature
+            self.head_dim = dims // num_heads
+
+        def sharpened(self, queries, keys, values, mask=None):
+            q = mx.unflatten(self.query_proj(queries), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_q, D_h)
+            k = mx.unflatten(self.key_proj(keys), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_k, D_h)
+            v = mx.unflatten(self.value_proj(values), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_k, D_v/H)
+            out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)  # (B, H, L_q, D_v/H)
+            return self.out_proj(out.transpose(0, 2, 1, 3).flatten(-2, -1))  # (B, L_q, value_output_dims)
+
+    return Temperature
+
+
+def test_a_subclass_may_set_scale_and_head_dim():
+    theirs, ours = subclass_pair(with_temperature, DIMS, HEADS, temperature=0.125)
+    for layer in (theirs, ours):
+        assert (layer.scale, layer.head_dim, layer.head_dims) == (0.125, DIMS // HEADS, "set before the base's __init__")
+    x = normal((2, 6, DIMS), 1)
+    # __call__ ignores the subclass's attributes, on both classes; its own method uses them.
+    plain = theirs(x, x, x, mask="causal")
+    assert_identical(ours(x, x, x, mask="causal"), plain)
+    plain_mlx = nn.MultiHeadAttention(DIMS, HEADS)
+    plain_mlx.update(theirs.parameters())
+    assert_identical(plain, plain_mlx(x, x, x, mask="causal"))
+    sharpened = ours.sharpened(x, x, x, mask="causal")
+    assert_identical(sharpened, theirs.sharpened(x, x, x, mask="causal"))
+    assert not mx.allclose(sharpened, plain).item()  # 0.125 is not sqrt(1 / 16): the subclass's own scale is used
+
+
+def test_a_subclass_may_store_an_array_as_scale():
+    # An array goes into the module's dictionary (a parameter); a class attribute named scale
+    # would hide it from self.scale, or refuse it.
+    def make(base):
+        class Learned(base):
+            def __init__(self, dims, num_heads):
+                super().__init__(dims, num_heads)
+                self.scale = mx.array(0.3)
+
+            def __call__(self, queries, keys, values, mask=None):
+                return self.scale * super().__call__(queries, keys, values, mask)
+
+        return Learned
+
+    theirs, ours = subclass_pair(make, DIMS, HEADS)
+    assert dict(tree_flatten(ours.parameters()))["scale"].item() == pytest.approx(0.3)
+    x = normal((2, 5, DIMS), 2)
+    assert_identical(ours(x, x, x), theirs(x, x, x))
+    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()  # noqa: E731
+    grads_ours = nn.value_and_grad(ours, loss)(ours, x)[1]
+    grads_theirs = nn.value_and_grad(theirs, loss)(theirs, x)[1]
+    assert_same_tree(grads_ours, grads_theirs)
+    assert grads_ours["scale"].item() != 0
+
+
+def with_helpers(base):
+    class Helpers(base):
+        """Helpers named ``project``, ``split``, ``attend``, ``merge``, ``forward`` of its own."""
+
+        def project(self, x):
+            return self.query_proj(x)
+
+        def split(self, x):
+            return mx.unflatten(x, -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L, D_h)
+
+        def attend(self, q, k, v, mask):
+            return mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0, mask=mask)
+
+        def merge(self, x):
+            return x.transpose(0, 2, 1, 3).flatten(-2, -1)  # (B, L, H * D_h)
+
+        def forward(self, x):
+            q = self.split(self.project(x))  # (B, H, L, D_h)
+            return self.merge(self.attend(q, q, q, None))  # (B, L, dims)
+
+    return Helpers
+
+
+def test_a_subclass_may_define_helpers_of_its_own():
+    theirs, ours = subclass_pair(with_helpers, DIMS, HEADS, key_input_dims=24)
+    q, kv = normal((2, 5, DIMS), 3), normal((2, 7, 24), 4)
+    for mask in (None, "causal"):
+        assert_identical(ours(q, kv, kv, mask=mask), theirs(q, kv, kv, mask=mask))
+    assert_identical(ours.forward(q), theirs.forward(q))
+    out, weights = ours(q, kv, kv, return_weights=True)  # the course's extension still works
+    assert weights.shape == (2, HEADS, 5, 7)
+    assert_close(out, theirs(q, kv, kv))
+
+
+def test_a_subclass_may_hold_modules_under_names_the_course_uses():
+    # Modules, like arrays, live in the module's dictionary: any class attribute of the same name
+    # (a method "project" or "attend") would shadow them.
+    def make(base):
+        class Gated(base):
+            def __init__(self, dims, num_heads):
+                super().__init__(dims, num_heads)
+                self.project = nn.Linear(dims, dims)
+                self.attend = nn.Linear(dims, 1)
+
+            def __call__(self, x, mask=None):
+                y = super().__call__(x, x, x, mask)
+                return self.project(y) * mx.sigmoid(self.attend(x))
+
+        return Gated
+
+    theirs, ours = subclass_pair(make, DIMS, HEADS)
+    assert {"project.weight", "attend.bias"} <= {name for name, _ in tree_flatten(ours.parameters())}
+    x = normal((2, 6, DIMS), 5)
+    assert_identical(ours(x, mask="causal"), theirs(x, mask="causal"))
+
+
+def with_residual(base):
+    class Residual(base):
+        """Self-attention with a residual connection, through ``super().__call__``."""
+
+        def __call__(self, x, mask=None):
+            return x + super().__call__(x, x, x, mask=mask)
+
+    return Residual
+
+
+def test_a_subclass_may_override_call_and_call_super():
+    theirs, ours = subclass_pair(with_residual, DIMS, HEADS)
+    x = normal((2, 6, DIMS), 6)
+    mask = nn.MultiHeadAttention.create_additive_causal_mask(6)
+    for m in (None, "causal", mask):
+        assert_identical(ours(x, mask=m), theirs(x, mask=m))
+    loss = lambda layer, x: (layer(x, mask="causal") ** 2).mean()  # noqa: E731
+    value_ours, grads_ours = nn.value_and_grad(ours, loss)(ours, x)
+    value_theirs, grads_theirs = nn.value_and_grad(theirs, loss)(theirs, x)
+    assert_identical(value_ours, value_theirs)
+    assert_same_tree(grads_ours, grads_theirs)
+    compiled_ours = mx.compile(lambda x, mask: ours(x, mask=mask), shapeless=True)
+    compiled_theirs = mx.compile(lambda x, mask: theirs(x, mask=mask), shapeless=True)
+    for length in LENGTHS:
+        x, mask = normal((1, length, DIMS), length), causal(length)
+        assert_identical(compiled_ours(x, mask), compiled_theirs(x, mask))
+
+
+def with_extra_parameters(base):
+    class Biased(base):
+        """A learned gate per feature and a learned bias on the scores."""
+
+        def __init__(self, dims, num_heads, length):
+            super().__init__(dims, num_heads, bias=True)
+            self.gate = mx.random.uniform(shape=(dims,), key=mx.random.key(7))
+            self.score_bias = mx.random.normal((num_heads, length, length), key=mx.random.key(8))
+            self.norm = nn.LayerNorm(dims)
+
+        def __call__(self, queries, keys, values, mask=None):
+            return self.gate * super().__call__(self.norm(queries), keys, values, mask=self.score_bias)
+
+    return Biased
+
+
+def test_a_subclass_may_add_parameters():
+    theirs, ours = subclass_pair(with_extra_parameters, DIMS, HEADS, length=5)
+    names = sorted(name for name, _ in tree_flatten(ours.trainable_parameters()))
+    assert names == sorted(name for name, _ in tree_flatten(theirs.trainable_parameters()))
+    assert {"gate", "score_bias", "norm.weight", "norm.bias", "out_proj.bias"} <= set(names)
+    x = normal((2, 5, DIMS), 9)
+    assert_identical(ours(x, x, x), theirs(x, x, x))
+    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()  # noqa: E731
+    grads_ours = nn.value_and_grad(ours, loss)(ours, x)[1]
+    assert_same_tree(grads_ours, nn.value_and_grad(theirs, loss)(theirs, x)[1])
+    assert mx.abs(grads_ours["score_bias"]).max().item() > 0
+    nn.quantize(ours, bits=8, group_size=32)
+    nn.quantize(theirs, bits=8, group_size=32)
+    assert_identical(ours(x, x, x), theirs(x, x, x))
+
+
+# Attributes MLX's layer does not have, and the course's old or internal names among them.
+# Setting any of them changes nothing the layer computes.
+SET_AFTERWARDS = {
+    "scale": 0.125, "head_dim": 3, "head_dims": 5, "dims": 7, "project": "not a method",
+    "attend": None, "split": print, "forward": 1, "return_weights": True, "mask": "causal",
+    "temperature": mx.array(2.0), "cache": [mx.zeros((1,))], "extras": {"a": mx.ones((2,))},
+}
+
+
+@pytest.mark.parametrize("name", SET_AFTERWARDS)
+def test_attributes_set_after_construction_change_nothing(name):
+    ours, theirs = make_pair(value_dims=32, bias=True)
+    q, kv = normal((2, 4, DIMS), 10), normal((2, 6, DIMS), 11)
+    before = theirs(q, kv, kv)
+    for layer in (ours, theirs):
+        setattr(layer, name, SET_AFTERWARDS[name])
+    assert getattr(ours, name) is getattr(theirs, name) is SET_AFTERWARDS[name]
+    assert vars(ours).keys() == vars(theirs).keys() and ours.keys() == theirs.keys()
+    assert_same_tree(ours.parameters(), theirs.parameters())
+    for mask in (None, "causal"):
+        out = ours(q, kv, kv, mask=mask)
+        assert_identical(out, theirs(q, kv, kv, mask=mask))
+    assert_identical(ours(q, kv, kv), before)
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "numpy", "numpy-float64", "float", "None"])
+@pytest.mark.parametrize("position", [0, 1, 2], ids=["queries", "keys", "values"])
+def test_non_array_inputs_raise_mlxs_exception_type(kind, position):
+    ours, theirs = make_pair()
+    x = normal((1, 3, DIMS), 12)
+    converted = {"list": x.tolist(), "tuple": tuple(tuple(map(tuple, b)) for b in x.tolist()),
+                 "numpy": np.array(x), "numpy-float64": np.array(x, dtype=np.float64),
+                 "float": 1.0, "None": None}[kind]
+    args = [x, x, x]
+    args[position] = converted
+    errors = []
+    for layer in (theirs, ours):
+        with pytest.raises(Exception) as caught:
+            mx.eval(layer(*args))
+        errors.append(caught)
+    assert errors[0].type is TypeError  # MLX's own behaviour, so the comparison below means something
+    assert errors[1].type is errors[0].type
+    name = ("queries", "keys", "values")[position]
+    assert str(errors[1].value).startswith(f"{name} must be an mlx.core.array, got a ")
+    assert f"mx.array({name})" in str(errors[1].value)
+
+
+@pytest.mark.parametrize("kind", ["list", "numpy", "float"])
+def test_non_array_masks_raise_mlxs_exception_type(kind):
+    ours, theirs = make_pair()
+    x = normal((1, 3, DIMS), 13)
+    mask = nn.MultiHeadAttention.create_additive_causal_mask(3)
+    mask = {"list": mask.tolist(), "numpy": np.array(mask), "float": 0.0}[kind]
+    with pytest.raises(TypeError):
+        theirs(x, x, x, mask=mask)
+    with pytest.raises(TypeError, match="mask must be 'causal', an mx.array or None"):
+        ours(x, x, x, mask=mask)
+
+
+# ------------------------------------------------------------------ the type
+
+def test_the_layer_is_an_mlx_multi_head_attention_by_type():
+    layer = mhacourse.MultiHeadAttention(DIMS, HEADS)
+    assert isinstance(layer, nn.MultiHeadAttention)
+    # Code that walks a model to find its attention layers by type finds the course's.
+    model = nn.TransformerEncoder(2, DIMS, HEADS)
+    for block in model.layers:
+        block.attention = mhacourse.MultiHeadAttention(DIMS, HEADS)
+    found = [m for _, m in model.named_modules() if isinstance(m, nn.MultiHeadAttention)]
+    assert len(found) == 2 and all(type(m) is mhacourse.MultiHeadAttention for m in found)
+
+
+def test_the_layer_has_exactly_mlxs_names_and_state():
+    theirs = nn.MultiHeadAttention(DIMS, HEADS)
+    ours = mhacourse.MultiHeadAttention(DIMS, HEADS)
+    assert set(dir(ours)) == set(dir(theirs))  # no method or attribute MLX's layer lacks
+    assert vars(ours) == vars(theirs)  # num_heads and Module's bookkeeping, nothing else
+    assert ours.keys() == theirs.keys()
+
+
+def test_everything_mlxs_class_computes_is_overridden(monkeypatch):
+    # The course builds every step itself: with MLX's methods broken, its layer still works.
+    def broken(*args, **kwargs):
+        raise AssertionError("mlx.nn.MultiHeadAttention's own code ran")
+
+    mlx_methods = {name for name, value in vars(nn.MultiHeadAttention).items()
+                   if callable(value) or isinstance(value, staticmethod)}
+    assert mlx_methods == {"__init__", "__call__", "create_additive_causal_mask"}
+    theirs = nn.MultiHeadAttention(DIMS, HEADS, bias=True)
+    q = normal((2, 5, DIMS), 14)
+    mask = nn.MultiHeadAttention.create_additive_causal_mask(5)
+    expected = theirs(q, q, q, mask=mask)
+    for name in mlx_methods:
+        monkeypatch.setattr(nn.MultiHeadAttention, name, broken)
+    ours = mhacourse.MultiHeadAttention(DIMS, HEADS, bias=True)
+    ours.update(theirs.parameters())
+    assert_identical(ours.create_additive_causal_mask(5), mask)
+    assert_identical(ours(q, q, q, mask=mask), expected)
+    assert ours(q, q, q, return_weights=True)[1].shape == (2, HEADS, 5, 5)

@@ -124,7 +124,6 @@ def test_defaults_are_mlx_defaults():
     theirs = nn.MultiHeadAttention(8, 2, key_input_dims=5)
     assert ours.value_proj.weight.shape == theirs.value_proj.weight.shape == (8, 5)
     assert "bias" not in ours.query_proj
-    assert ours.scale == pytest.approx((8 / 2) ** -0.5)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 33])

@@ -92,7 +92,7 @@ def test_returned_weights_reproduce_the_output_by_hand(mask_kind):
     if mask_kind == "causal":
         blocked = ~np.array(mhacourse.masks.causal(5, 7))
         assert np.all(np.array(weights)[:, :, blocked] == 0)
-    _, _, values = layer.project(q, k, v)  # (B, H, L_k, D_v/H)
+    _, _, values = multi_head.project(layer, q, k, v)  # (B, H, L_k, D_v/H)
     by_hand = layer.out_proj(merge_heads(weights @ values))
     assert_close(by_hand, out)
     assert_close(layer(q, k, v, mask=mask), out)  # the fused path agrees

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 matplotlib.use("Agg")
 
 from mhacourse import MultiHeadAttention  # noqa: E402
-from mhacourse.attention.multi_head import merge_heads  # noqa: E402
+from mhacourse.attention.multi_head import merge_heads, project  # noqa: E402
 from mhacourse.viz import (  # noqa: E402
     AttentionExplorer,
     WeightsSource,
@@ -40,6 +40,7 @@ from mhacourse.viz.explorer import HERE  # noqa: E402
 from tests.widget_comm import recording_comms  # noqa: E402
 
 TOKENS = "the cat sat on the mat and the dog".split()  # 9 tokens
+SCALE = (32 // 4) ** -0.5  # the setup layer attends with sqrt(1 / D_h), D_h = 32 // 4
 ATOL_16 = 2e-5  # 16-bit square-root codes: |decoded - w| <= 2 sqrt(w) / 65535 + rounding
 
 
@@ -83,7 +84,7 @@ def test_shown_weights_equal_the_layers_return_weights(setup):
     _, expected = layer(x, x, x, return_weights=True)
     np.testing.assert_allclose(explorer.state.weights, np.array(expected[0]), atol=1e-6)
     np.testing.assert_allclose(explorer.shown_weights(), np.array(expected[0]), atol=ATOL_16)
-    assert explorer.scale == pytest.approx(layer.scale)
+    assert explorer.scale == pytest.approx(SCALE)
     np.testing.assert_allclose(explorer.state.row_sums, 1.0, atol=1e-5)
 
 
@@ -100,7 +101,7 @@ def test_scale_recomputes_from_the_scores(setup):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
     revision = explorer._revision
-    for scale in (0.0, 0.9, 2.5 * layer.scale):
+    for scale in (0.0, 0.9, 2.5 * SCALE):
         explorer.scale = scale
         expected = numpy_weights(layer, x, scale)
         np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
@@ -119,13 +120,13 @@ def test_mask_recomputes_causal_and_padding(setup):
     assert explorer._keep == b""
     explorer.mask = "causal"
     causal = np.tril(np.ones((L, L), dtype=bool))
-    np.testing.assert_allclose(explorer.shown_weights(), numpy_weights(layer, x, layer.scale, causal), atol=ATOL_16)
+    np.testing.assert_allclose(explorer.shown_weights(), numpy_weights(layer, x, SCALE, causal), atol=ATOL_16)
     np.testing.assert_array_equal(np.frombuffer(explorer._keep, np.uint8).reshape(L, L), causal)
 
     explorer.mask = "padding"
     explorer.valid_keys = 4
     padding = np.broadcast_to(np.arange(L) < 4, (L, L))
-    expected = numpy_weights(layer, x, layer.scale, padding)
+    expected = numpy_weights(layer, x, SCALE, padding)
     np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
     np.testing.assert_allclose(explorer.shown_weights(), expected, atol=ATOL_16)
     assert np.all(explorer.shown_weights()[..., 4:] == 0)
@@ -147,8 +148,8 @@ def test_explorer_on_mlx_layer_shows_the_course_layers_weights(setup):
     layer, x = setup
     ours = AttentionExplorer(layer, x, tokens=TOKENS)
     theirs = AttentionExplorer(mlx_copy(layer), x, tokens=TOKENS)
-    assert theirs.scale == pytest.approx(layer.scale)
-    for change in ({}, {"scale": 2.5 * layer.scale}, {"mask": "causal"}, {"mask": "padding", "valid_keys": 4},
+    assert theirs.scale == pytest.approx(SCALE)
+    for change in ({}, {"scale": 2.5 * SCALE}, {"mask": "causal"}, {"mask": "padding", "valid_keys": 4},
                    {"scale": 0.3}):
         for explorer in (ours, theirs):
             for name, value in change.items():
@@ -156,7 +157,7 @@ def test_explorer_on_mlx_layer_shows_the_course_layers_weights(setup):
         np.testing.assert_allclose(theirs.state.weights, ours.state.weights, atol=1e-6, err_msg=str(change))
         np.testing.assert_allclose(theirs.shown_weights(), ours.shown_weights(), atol=ATOL_16, err_msg=str(change))
     # Back to the defaults: MLX's own kernel agrees (its weights rebuilt with the identity as values).
-    theirs.scale, theirs.mask = layer.scale, "none"
+    theirs.scale, theirs.mask = SCALE, "none"
     np.testing.assert_allclose(theirs.state.weights, np.array(reference_weights(theirs.source.layer, x)[0]),
                                atol=1e-5)
 
@@ -179,7 +180,7 @@ def test_explorer_reads_quantized_and_wrapped_projections(setup):
     mlx_layer.value_proj = Wrapped(mlx_layer.value_proj)
     mlx_layer.query_proj = Wrapped(mlx_layer.query_proj)
     explorer = AttentionExplorer(mlx_layer, x, tokens=TOKENS, mask="causal")
-    assert explorer.scale == pytest.approx(layer.scale)
+    assert explorer.scale == pytest.approx(SCALE)
     np.testing.assert_allclose(explorer.state.weights,
                                np.array(reference_weights(mlx_layer, x, mask="causal")[0]), atol=1e-5)
 
@@ -215,8 +216,8 @@ def test_precomputed_weights_rescale_like_the_scores(setup):
     np.testing.assert_allclose(explorer.shown_weights(0), np.array(w0[0]), atol=ATOL_16)
     # A factor of 2 on the scores is the layer at twice its scale.
     explorer.scale = 2.0
-    np.testing.assert_allclose(explorer.state.weights, numpy_weights(layer, x, 2 * layer.scale), atol=1e-5)
-    np.testing.assert_allclose(explorer.shown_weights(0), numpy_weights(layer, x, 2 * layer.scale), atol=ATOL_16)
+    np.testing.assert_allclose(explorer.state.weights, numpy_weights(layer, x, 2 * SCALE), atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(0), numpy_weights(layer, x, 2 * SCALE), atol=ATOL_16)
     explorer.layer = 1
     expected = softmax(2 * np.log(np.array(w1[0])))
     np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
@@ -283,10 +284,10 @@ def test_stepper_shows_each_step_with_its_shape(setup):
     explorer = AttentionExplorer.stepper(layer, x, head=1, mask="causal", tokens=TOKENS)
     names = [s["name"] for s in explorer.steps]
     assert names == ["scores", "scaled", "masked", "softmax", "weights @ V"]
-    q, k, v = (np.array(a[0, 1]) for a in layer.project(x, x, x))  # (L, D_h)
+    q, k, v = (np.array(a[0, 1]) for a in project(layer, x, x, x))  # (L, D_h)
     L = len(TOKENS)
     np.testing.assert_allclose(explorer.steps[0]["matrix"], q @ k.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(explorer.steps[1]["matrix"], layer.scale * q @ k.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(explorer.steps[1]["matrix"], SCALE * q @ k.T, rtol=1e-5, atol=1e-5)
     assert np.isneginf(explorer.steps[2]["matrix"][0, 1:]).all()
     _, w = layer(x, x, x, mask="causal", return_weights=True)
     np.testing.assert_allclose(explorer.steps[3]["matrix"], np.array(w[0, 1]), atol=1e-6)
@@ -298,14 +299,14 @@ def test_stepper_shows_each_step_with_its_shape(setup):
 
 def test_stepper_checks_a_learners_function(setup):
     layer, x = setup
-    q, k, v = layer.project(x, x, x)  # (1, H, L, D_h)
+    q, k, v = project(layer, x, x, x)  # (1, H, L, D_h)
 
     def forgot_the_scale(queries, keys, values, *, scale, mask=None):
         return mx.softmax(queries @ keys.swapaxes(-1, -2), axis=-1) @ values
 
-    good = AttentionExplorer.stepper(mx.fast.scaled_dot_product_attention, q, k, v, scale=layer.scale)
+    good = AttentionExplorer.stepper(mx.fast.scaled_dot_product_attention, q, k, v, scale=SCALE)
     assert max(good.function_errors.values()) < 1e-5
-    bad = AttentionExplorer.stepper(forgot_the_scale, q, k, v, scale=layer.scale)
+    bad = AttentionExplorer.stepper(forgot_the_scale, q, k, v, scale=SCALE)
     assert bad.function_errors["softmax"] > 1e-2
     with pytest.raises(ValueError, match="scale is required"):
         AttentionExplorer.stepper(forgot_the_scale, q, k, v)
@@ -333,7 +334,7 @@ def test_reference_weights_rebuild_mlx_layers_output(mask):
 
 def test_sdpa_weights_reads_any_attention_function(setup):
     layer, x = setup
-    q, k, _ = layer.project(x, x, x)
+    q, k, _ = project(layer, x, x, x)
     ours = sdpa_weights(mx.fast.scaled_dot_product_attention, q, k, scale=0.3, mask="causal")
     _, expected = layer(x, x, x, mask="causal", return_weights=True)
     assert not mx.allclose(ours, expected)  # a different scale ...
@@ -463,7 +464,7 @@ def test_demo_layer_heads_do_their_jobs():
     assert HEAD_ROLES[0] == "previous token" and np.all(argmax[0, 1:] == np.arange(L - 1))
     assert HEAD_ROLES[1] == "itself" and np.all(argmax[1] == np.arange(L))
     assert HEAD_ROLES[4] == "first token" and np.all(argmax[4] == 0)
-    assert math.isclose(layer.scale, 16 ** -0.5)
+    assert layer.query_proj.weight.shape[0] // layer.num_heads == 16  # D_h = 16: scale 16 ** -0.5
 
 
 # Pasted as they are into exercises 01 and 03 (after the learner's function): the learner's weights

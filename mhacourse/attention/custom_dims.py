@@ -60,7 +60,6 @@ class MultiHeadAttention(multi_head.MultiHeadAttention):
         bias = check_bias(bias)
 
         self.num_heads = num_heads
-        self.head_dims = dims // num_heads
         self.query_proj = nn.Linear(query_input_dims, dims, bias=bias)
         self.key_proj = nn.Linear(key_input_dims, dims, bias=bias)
         self.value_proj = nn.Linear(value_input_dims, value_dims, bias=bias)

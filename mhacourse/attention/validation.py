@@ -68,8 +68,13 @@ def check_features(name, x, expected, argument):
     """Raise ``ValueError`` unless ``x`` is ``(batch, length, expected)``.
 
     With ``expected=None`` (a size that only the projection knows) only the
-    rank is checked.
+    rank is checked. Anything but an ``mx.array`` (a list, a tuple, a NumPy
+    array) raises ``TypeError``, the type ``mlx.nn.MultiHeadAttention`` raises
+    for it.
     """
+    if not isinstance(x, mx.array):
+        kind = type(x).__name__ if type(x).__module__ == "builtins" else f"{type(x).__module__}.{type(x).__name__}"
+        raise TypeError(f"{name} must be an mlx.core.array, got a {kind}; convert it with mx.array({name}).")
     if x.ndim != 3:
         features = "features" if expected is None else expected
         raise ValueError(
