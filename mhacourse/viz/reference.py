@@ -134,13 +134,9 @@ def _keep_for(mask, n_queries, n_keys):
     """A mask as ``(L_q, L_k)`` booleans or additive values for one head, batch 0."""
     if mask is None:
         return None
-    if isinstance(mask, str):
-        if mask != "causal":
-            raise ValueError(f"mask must be None, 'causal' or an array; got {mask!r}.")
-        from mhacourse.masks import causal
+    from .masking import mask_to_numpy
 
-        return np.array(causal(n_queries, n_keys))
-    array = np.array(mask) if isinstance(mask, mx.array) else np.asarray(mask)
+    array = mask_to_numpy(mask, n_queries, n_keys, as_boolean=False)
     while array.ndim > 2:
         array = array[0]  # batch 0, head 0: (L_q or 1, L_k)
     return np.broadcast_to(array, (n_queries, n_keys))

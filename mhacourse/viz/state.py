@@ -24,8 +24,9 @@ import mlx.core as mx
 import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
+from .masking import keep_of, mask_to_numpy
 from .reference import _as_batch, project_heads, softmax_rows
-from .static import _stack_heads
+from .plots import _stack_heads
 
 __all__ = [
     "MASK_KINDS",
@@ -43,13 +44,7 @@ def mask_parts(mask, n_queries, n_keys):
     """A mask as NumPy ``(keep, additive)``, each ``None`` or broadcastable to ``(H, L_q, L_k)``."""
     if mask is None:
         return None, None
-    if isinstance(mask, str):
-        from mhacourse.masks import causal
-
-        return np.array(causal(n_queries, n_keys)), None
-    array = np.array(mask) if mask.dtype == mx.bool_ else np.array(mask.astype(mx.float32))
-    while array.ndim > 3:
-        array = array[0]  # drop the batch axis: (H or 1, L_q or 1, L_k)
+    array = mask_to_numpy(mask, n_queries, n_keys, first_example=True, as_boolean=False)
     return (array, None) if array.dtype == np.bool_ else (None, array)
 
 
@@ -94,23 +89,80 @@ class LayerSource:
         mx.eval(q, k)
         self.q, self.k = q, k
         self.layer = layer
+        self.inputs = (queries, keys, values)
         self.num_layers = 1
         self.num_heads = q.shape[1]
         self.n_queries, self.n_keys = q.shape[2], k.shape[2]
         # Both layers take the scale from the projected queries at call time.
         self.default_scale = math.sqrt(1 / q.shape[-1])
         self.given_mask = _mask_for_first_example(mask)
+        self.given_label = None
         self._scores = self._work = self._centred = None
+        self._forward_cache = (None, None)
+        self.forward_error = None
+        self.uses_forward = self._forward(None) is not None
+
+    def _forward(self, mask):
+        """The layer's own weights ``(H, Lq, Lk)`` from ``layer(q, k, v, mask=..., return_weights=True)``.
+
+        ``None`` when the layer has no ``return_weights`` (``mlx.nn.MultiHeadAttention``)
+        or its forward pass fails; :attr:`forward_error` then says why.
+        """
+        key = _mask_key(mask)
+        if self._forward_cache[0] == key and key is not None:
+            return self._forward_cache[1]
+        try:
+            result = self.layer(*self.inputs, mask=mask, return_weights=True)
+        except TypeError as error:
+            if "return_weights" in str(error):
+                self.forward_error = "the layer has no return_weights"
+            else:
+                self.forward_error = f"its forward pass raised TypeError: {error}"
+            return None
+        except Exception as error:  # a learner's layer may fail in any way: say so, show the projections
+            self.forward_error = f"its forward pass raised {type(error).__name__}: {error}"
+            return None
+        expected = (1, self.num_heads, self.n_queries, self.n_keys)
+        weights = result[1] if isinstance(result, tuple) and len(result) == 2 else None
+        if not isinstance(weights, mx.array) or tuple(weights.shape) != expected:
+            self.forward_error = (f"return_weights=True gave {getattr(weights, 'shape', type(result).__name__)}, "
+                                  f"not weights {expected}")
+            return None
+        self.forward_error = None
+        weights = np.array(weights[0].astype(mx.float32))  # (H, Lq, Lk)
+        self._forward_cache = (key, weights)
+        return weights
+
+    def from_forward(self, scale):
+        """Whether the weights at ``scale`` come from the layer's own forward pass."""
+        return self.uses_forward and math.isclose(scale, self.default_scale, rel_tol=1e-6)
+
+    def note(self, scale):
+        """Where the weights at ``scale`` come from, in words (the explorer's subtitle)."""
+        if self.from_forward(scale):
+            return "weights: the layer's own forward pass (return_weights=True)"
+        if self.uses_forward:
+            return (f"weights recomputed from query_proj and key_proj at scale {scale:.3g} "
+                    f"(the layer's forward pass uses {self.default_scale:.3g})")
+        return f"weights recomputed from query_proj and key_proj: {self.forward_error}"
 
     def weights(self, layer_index, scale, mask):
         """The weights ``(H, Lq, Lk)`` for a scale and a mask (``None``, ``"causal"`` or an array)."""
         from mhacourse import attention_weights
 
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return forward
         weights = attention_weights(self.q, self.k, scale=scale, mask=mask)  # (1, H, Lq, Lk)
         return np.array(weights[0])
 
     def codes(self, layer_index, scale, mask, bits=16):
         """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return sqrt_codes(forward, bits)
         if self._scores is None:
             scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
             self._scores = np.array(scores[0])  # (H, Lq, Lk)
@@ -130,9 +182,11 @@ class WeightsSource:
     """Precomputed weights, one ``(H, Lq, Lk)`` or ``(B, H, Lq, Lk)`` array per layer.
 
     The scale is a factor on the original scores: 1 shows the weights as given.
+    Without ``mask``, the mask is read from the weights' exact zeros when
+    ``detect`` (see :func:`detect_mask`).
     """
 
-    def __init__(self, weights, mask=None):
+    def __init__(self, weights, mask=None, detect=True):
         stacked = _stack_heads(weights)  # (layers, H, Lq, Lk)
         if not np.all(np.isfinite(stacked)) or stacked.min() < 0:
             raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
@@ -140,7 +194,16 @@ class WeightsSource:
         self.num_layers, self.num_heads, self.n_queries, self.n_keys = stacked.shape
         self.default_scale = 1.0
         self.given_mask = _mask_for_first_example(mask)
+        self.given_label = None
+        if mask is None and detect:
+            self.given_mask, self.given_label = detect_mask(stacked)
         self._logs = {}
+
+    def note(self, scale):
+        """Where the weights come from, in words (the explorer's subtitle)."""
+        if scale == 1.0:
+            return "precomputed weights, as given"
+        return f"precomputed weights, their scores (log w) × {scale:.3g}"
 
     def _log_weights(self, layer_index):
         """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked."""
@@ -170,18 +233,43 @@ class WeightsSource:
         return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
 
 
+def _mask_key(mask):
+    if mask is None or isinstance(mask, str):
+        return ("", mask)
+    return None  # arrays: not cached (cheap to tell apart only by value)
+
+
+def detect_mask(stacked):
+    """The mask precomputed weights ``(layers, H, Lq, Lk)`` were made with, read from their zeros.
+
+    A cell that is exactly 0 in every layer and head was blocked. The zeros
+    are recognised as a causal mask or as padded keys (whole columns); any
+    other pattern (or none) gives ``(None, None)``.
+
+    Returns:
+        tuple: ``(mask, label)``: ``"causal"`` or a boolean ``mx.array``
+        ``(1, 1, 1, Lk)``, and a sentence saying how it was found.
+    """
+    n_layers, _, n_q, n_k = stacked.shape
+    zero = np.ones((n_q, n_k), dtype=bool)
+    for layer in range(n_layers):  # one layer at a time: no (layers, H, Lq, Lk) temporary
+        zero &= np.all(stacked[layer] == 0, axis=0)
+        if not zero.any():
+            return None, None
+    from mhacourse.masks import causal
+
+    if np.array_equal(zero, ~np.array(causal(n_q, n_k))):
+        return "causal", "causal (detected: every weight above the diagonal is 0)"
+    columns = zero.all(axis=0)  # (Lk,)
+    if np.array_equal(zero, np.broadcast_to(columns, zero.shape)):
+        return (mx.array(~columns)[None, None, None],
+                f"padding (detected: {int(columns.sum())} keys get weight 0 from every query)")
+    return None, None
+
+
 def keep_matrix(mask, n_queries, n_keys):
     """Any mask as booleans ``(…, Lq, Lk)`` that broadcast over heads (True = attend)."""
-    if isinstance(mask, str):
-        from mhacourse.masks import causal
-
-        return np.array(causal(n_queries, n_keys))
-    if mask.dtype != mx.bool_:
-        mask = mask > -1e4  # additive: very negative means blocked
-    keep = np.array(mask)
-    while keep.ndim > 3:
-        keep = keep[0]  # drop the batch axis: (H or 1, Lq or 1, Lk)
-    return keep
+    return keep_of(mask, n_queries, n_keys)
 
 
 def keep_all_heads(mask, n_queries, n_keys):
