@@ -552,3 +552,88 @@ def test_exercise_snippets_say_one_line_instead_of_a_traceback(snippet, name, an
     assert namespace["comparison"] is None
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and re.search(message, out), out
+
+
+class SoftmaxOverQueries(MultiHeadAttention):
+    """A learner's bug: the softmax runs over the queries (axis -2) instead of the keys."""
+
+    def attend(self, queries, keys, values, mask, return_weights):
+        scores = (queries * self.scale_for(queries)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
+        weights = mx.softmax(scores, axis=-2)  # the bug
+        return weights @ values, weights
+
+    @staticmethod
+    def scale_for(queries):
+        return queries.shape[-1] ** -0.5
+
+
+def test_a_buggy_layers_explorer_shows_its_own_wrong_weights(setup):
+    layer, x = setup
+    buggy = SoftmaxOverQueries(32, 4)
+    buggy.update(layer.parameters())
+    assert np.abs(np.array(buggy(x, x, x) - layer(x, x, x))).max() > 1e-3  # the outputs differ
+    right, wrong = AttentionExplorer(layer, x), AttentionExplorer(buggy, x)
+    assert np.abs(wrong.shown_weights() - right.shown_weights()).max() > 0.05  # and so does the picture
+    _, own = buggy(x, x, x, return_weights=True)
+    np.testing.assert_allclose(wrong.shown_weights(), np.array(own[0]), atol=ATOL_16)
+    assert "forward pass" in wrong._note
+    # MLX's layer has no return_weights: recomputed from the projections, and the subtitle says so.
+    mlx_layer = nn.MultiHeadAttention(32, 4)
+    mlx_layer.update(layer.parameters())
+    assert "recomputed from query_proj and key_proj" in AttentionExplorer(mlx_layer, x)._note
+    right.scale = 0.5
+    assert "recomputed" in right._note
+
+
+def test_precomputed_causal_weights_show_their_mask(setup):
+    layer, x = setup
+    _, w = layer(x, x, x, mask="causal", return_weights=True)
+    explorer = AttentionExplorer(weights=[w, w], tokens=TOKENS)
+    assert explorer.mask == "given" and "causal (detected" in explorer._meta["mask_labels"]["given"]
+    L = len(TOKENS)
+    keep = np.frombuffer(explorer._keep, np.uint8).reshape(L, L)
+    np.testing.assert_array_equal(keep, np.tril(np.ones((L, L), np.uint8)))  # grey above the diagonal
+    np.testing.assert_allclose(explorer.shown_weights(1), np.array(w[0]), atol=ATOL_16)
+    _, plain = layer(x, x, x, return_weights=True)
+    assert AttentionExplorer(weights=plain).mask == "none"  # nothing to detect
+
+
+def test_every_request_is_answered_with_weights_or_an_error(setup):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x)
+    revision = explorer._revision
+    explorer._request += 1  # the browser asks again with nothing changed: it still gets an answer
+    assert explorer._revision == revision + 1 and explorer._error == ""
+    with explorer.hold_trait_notifications():  # a control and its request number arrive together
+        explorer.scale, explorer._request = 0.5, explorer._request + 1
+    assert explorer._revision == revision + 2  # one answer, not two
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    explorer.source.codes = broken
+    explorer.scale = 0.7
+    assert explorer._revision == revision + 3 and explorer._error == "RuntimeError: out of memory"
+
+
+def test_compare_and_stepper_are_widgets_of_their_own(setup):
+    from mhacourse.viz.explorer import Compare, ExplorerBase, Stepper
+
+    layer, x = setup
+    _, w = layer(x, x, x, return_weights=True)
+    assert isinstance(AttentionExplorer.compare(w, w), Compare)
+    stepper = AttentionExplorer.stepper(layer, x, head=1)
+    assert isinstance(stepper, Stepper) and isinstance(stepper, ExplorerBase)
+    assert [i["name"] for i in stepper._meta["inputs"]] == ["Q", "K", "V"] and len(stepper._extra["inputs"]) == 3
+
+
+def test_one_mask_rule_everywhere():
+    from mhacourse.viz.masking import keep_of, mask_to_numpy
+
+    additive = np.array([[0.0, -1e9], [0.0, 0.0]], np.float32)
+    assert mask_to_numpy(additive).dtype == np.bool_  # only 0 and blocked: a boolean mask
+    assert mask_to_numpy(additive, as_boolean=False).dtype == np.float32
+    bias = np.array([[0.0, -2.0], [0.0, 0.0]], np.float32)
+    assert mask_to_numpy(bias).dtype == np.float32  # a bias stays a number...
+    np.testing.assert_array_equal(keep_of(bias, 2, 2), np.ones((2, 2), bool))  # ...and blocks nothing
+    np.testing.assert_array_equal(keep_of("causal", 2, 3), [[True, True, False], [True, True, True]])
