@@ -535,7 +535,7 @@ class Explorer {
 
   // The room presenter mode may fill: the notebook's visible height, the output's width.
   available() {
-    const scroller = this.root.closest(".jp-WindowedPanel-outer, .jp-Notebook, .jp-OutputArea-output") || null;
+    const scroller = this.root.closest(".jp-WindowedPanel-outer") || this.root.closest(".jp-Notebook");
     const height = Math.min(window.innerHeight, scroller && scroller.clientHeight > 200 ? scroller.clientHeight : window.innerHeight);
     const width = (this.el.clientWidth || this.root.clientWidth || window.innerWidth - 40);
     const chrome = this.stage.getBoundingClientRect().top - this.root.getBoundingClientRect().top;
@@ -691,6 +691,7 @@ class Explorer {
     const font = geo.font;
     painter.text(`${names[1]} →`, box.x, Math.round(geo.axis / 2), { size: font, bold: true, colour: this.theme.fg });
     painter.text(`${names[0]} →`, Math.round(geo.axis / 2), box.y, { size: font, bold: true, rotate: Math.PI / 2, colour: this.theme.fg });
+    this.root.dataset.axes = names.join(",");
   }
 
   drawMatrices(painter, exporting = false) {
