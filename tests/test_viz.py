@@ -37,6 +37,7 @@ from mhacourse.viz.codes import (  # noqa: E402
 )
 from mhacourse.viz.demo import HEAD_ROLES, demo_layer  # noqa: E402
 from mhacourse.viz.explorer import HERE  # noqa: E402
+from mhacourse.viz.reference import project_heads  # noqa: E402
 from tests.widget_comm import recording_comms  # noqa: E402
 
 TOKENS = "the cat sat on the mat and the dog".split()  # 9 tokens
@@ -637,3 +638,22 @@ def test_one_mask_rule_everywhere():
     assert mask_to_numpy(bias).dtype == np.float32  # a bias stays a number...
     np.testing.assert_array_equal(keep_of(bias, 2, 2), np.ones((2, 2), bool))  # ...and blocks nothing
     np.testing.assert_array_equal(keep_of("causal", 2, 3), [[True, True, False], [True, True, True]])
+
+
+def test_projections_and_scale_never_come_from_the_layers_own_methods(setup):
+    layer, x = setup
+
+    class Odd(MultiHeadAttention):
+        scale = 123.0  # a learner may set any attribute
+
+        def project(self, queries, keys, values):  # a learner's own helper, with another meaning
+            raise AssertionError("project() of the layer must not be called")
+
+    odd = Odd(32, 4)
+    odd.update(layer.parameters())
+    q, k, v = project_heads(odd, x)
+    expected = layer.project(x, x, x)
+    for got, want in zip((q, k, v), expected):
+        np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-6)
+    stepper = AttentionExplorer.stepper(odd, x, head=1, tokens=TOKENS)
+    np.testing.assert_allclose(stepper.steps[1]["matrix"], stepper.steps[0]["matrix"] * math.sqrt(1 / 8), rtol=1e-6)

@@ -513,7 +513,8 @@ class Stepper(ExplorerBase):
         keys (array, optional): Default: ``queries``.
         values (array, optional): Default: ``keys``.
         head (int): The head to show. Default: ``0``.
-        scale (float, optional): For a function (required); a layer uses its own.
+        scale (float, optional): For a function (required); a layer uses
+            ``1 / sqrt(D_h)`` from its projected queries, as its forward pass does.
         mask (array or str, optional): As for the layer or function.
         tokens (list[str], optional): Labels of the queries.
         key_tokens (list[str], optional): Labels of the keys.
@@ -538,7 +539,8 @@ class Stepper(ExplorerBase):
         fn = None
         if hasattr(layer_or_fn, "num_heads"):
             q, k, v = project_heads(layer_or_fn, queries, keys, values)  # (B, H, L, D_h)
-            scale = float(getattr(layer_or_fn, "scale", math.sqrt(1 / q.shape[-1])))
+            # What both layers use at call time; a layer attribute named scale is never read.
+            scale = math.sqrt(1 / q.shape[-1])
         elif callable(layer_or_fn):
             if scale is None:
                 raise ValueError("scale is required with a function: stepper(fn, q, k, v, scale=...).")

@@ -37,9 +37,11 @@ def _as_batch(x, name):
 def project_heads(layer, queries, keys=None, values=None):
     """Project the inputs of an attention layer and split them into heads.
 
-    Works for ``mhacourse.MultiHeadAttention`` (through its ``project``) and
-    for ``mlx.nn.MultiHeadAttention`` (through its ``query_proj``,
-    ``key_proj`` and ``value_proj``, split as MLX's layer does).
+    Always computed from the layer's ``query_proj``, ``key_proj``,
+    ``value_proj`` and ``num_heads``, split as MLX's layer does, for
+    ``mhacourse.MultiHeadAttention``, ``mlx.nn.MultiHeadAttention`` and any
+    subclass: a method of the layer (such as a learner's own ``project``) is
+    never called, so a bug in it cannot hide in the projections shown.
 
     Args:
         layer: The attention layer.
@@ -54,8 +56,6 @@ def project_heads(layer, queries, keys=None, values=None):
     queries = _as_batch(queries, "queries")
     keys = queries if keys is None else _as_batch(keys, "keys")
     values = keys if values is None else _as_batch(values, "values")
-    if hasattr(layer, "project"):
-        return layer.project(queries, keys, values)
     for name in ("query_proj", "key_proj", "value_proj", "num_heads"):
         if not hasattr(layer, name):
             raise TypeError(f"layer must be an attention layer such as mlx.nn.MultiHeadAttention; "
