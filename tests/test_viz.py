@@ -189,16 +189,20 @@ def test_only_new_weights_travel_and_they_travel_as_binary(setup, comm):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
     (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]  # not its Layout's
-    # Everything the browser needs is in the first message: one buffer per layer, 16-bit codes.
-    assert opened.opened["data"]["buffer_paths"].count(["_weights", 0]) == 1
-    assert [len(b) for b in opened.opened["buffers"] if len(b) > 100] == [4 * 9 * 9 * 2]
-    # The browser moves the scale: the kernel answers with the new buffers, in one message.
+    # Everything the browser needs is in the first message: one buffer per layer, 16-bit codes,
+    # and the grid's thumbnails (8-bit: all 9 queries x 9 keys here).
+    paths = opened.opened["data"]["buffer_paths"]
+    assert paths.count(["_weights", 0]) == 1 and ["_thumbs"] in paths
+    sizes = {tuple(p): len(b) for p, b in zip(paths, opened.opened["buffers"])}
+    assert sizes[("_weights", 0)] == 4 * 9 * 9 * 2 and sizes[("_thumbs",)] == 4 * 9 * 9
+    # The browser moves the scale: the kernel answers with the shown layer only, in one message.
     explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5}, "buffer_paths": []}},
                          "buffers": []})
     with_buffers = [(data, buffers) for data, buffers in opened.messages if buffers]
     assert len(with_buffers) == 1
     data, buffers = with_buffers[0]
-    assert {"_weights", "_revision"} <= set(data["state"])
+    assert {"_weights", "_revision", "_generation"} <= set(data["state"]) and "_thumbs" not in data["state"]
+    assert [len(b) for b in buffers] == [4 * 9 * 9 * 2]
     np.testing.assert_allclose(decode(np.frombuffer(buffers[0], np.uint16)).reshape(4, 9, 9),
                                numpy_weights(layer, x, 0.5), atol=ATOL_16)
     # Steering the view from Python sends a few bytes of JSON, never weights.
@@ -657,3 +661,54 @@ def test_projections_and_scale_never_come_from_the_layers_own_methods(setup):
         np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-6)
     stepper = AttentionExplorer.stepper(odd, x, head=1, tokens=TOKENS)
     np.testing.assert_allclose(stepper.steps[1]["matrix"], stepper.steps[0]["matrix"] * math.sqrt(1 / 8), rtol=1e-6)
+
+
+def test_a_control_change_sends_only_the_layer_or_the_grid_shown(comm):
+    """Long inputs: the build sends one layer and the thumbnails; a change recomputes only what is shown."""
+    rng = np.random.default_rng(0)
+    layers, heads, n = 3, 2, 300
+    weights = [softmax(rng.standard_normal((heads, n, n)).astype(np.float32) * 3) for _ in range(layers)]
+    import mhacourse.viz.explorer as module
+
+    small = module.ALL_AT_BUILD
+    module.ALL_AT_BUILD = 0  # as for 12 layers x 12 heads x 1024 tokens, at a size quick to test
+    try:
+        explorer = AttentionExplorer(weights=weights)
+    finally:
+        module.ALL_AT_BUILD = small
+    (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]
+    sizes = {tuple(p): len(b) for p, b in zip(opened.opened["data"]["buffer_paths"], opened.opened["buffers"])}
+    assert sizes[("_weights", 0)] == heads * n * n * 2 and sizes[("_weights", 1)] == sizes[("_weights", 2)] == 0
+    meta = explorer._meta
+    assert (meta["thumb_rows"], meta["thumb_cols"], meta["thumb_key_block"]) == (64, 60, 5)
+    assert sizes[("_thumbs",)] == layers * heads * 64 * 60
+
+    def browser(state):
+        explorer._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}},
+                              "buffers": []})
+        data, buffers = opened.messages[-1]
+        return data["state"], dict(zip(map(tuple, data["buffer_paths"]), buffers))
+
+    # Showing layer 2, the browser moves the scale: layer 2 alone is recomputed and sent.
+    state, buffers = browser({"scale": 2.0, "_want": "layer:2", "_request": 1})
+    assert {k: len(v) for k, v in buffers.items()} == {("_weights", 0): 0, ("_weights", 1): 0,
+                                                       ("_weights", 2): heads * n * n * 2}
+    assert state["_generation"] == state["_weights_generation"] == 1
+    expected = softmax(2 * np.log(weights[2]))
+    np.testing.assert_allclose(decode(np.frombuffer(buffers[("_weights", 2)], np.uint16)).reshape(heads, n, n),
+                               expected, atol=ATOL_16)
+    # Then it opens layer 0 at the same settings: one layer again, same generation.
+    state, buffers = browser({"_want": "layer:0", "_request": 2})
+    assert len(buffers[("_weights", 0)]) == heads * n * n * 2 and "_generation" not in state
+    # In the grid, a mask change sends the thumbnails only: every 64th-ish query, keys max-pooled by 5.
+    state, buffers = browser({"mask": "causal", "_want": "grid", "_request": 3})
+    assert set(buffers) == {("_thumbs",), ("_keep",), ("_thumb_keep",)} and state["_thumbs_generation"] == 2
+    thumbs = decode(np.frombuffer(buffers[("_thumbs",)], np.uint8), 8).reshape(layers, heads, 64, 60)
+    rows = np.unique(np.linspace(0, n - 1, 64).round().astype(int))
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    for layer in range(layers):
+        kept = np.where(causal, np.array(weights[layer]) ** 2, 0)
+        full = (kept / kept.sum(-1, keepdims=True))[:, rows]  # (H, 64, n)
+        np.testing.assert_allclose(thumbs[layer], full.reshape(heads, 64, 60, 5).max(-1), atol=2 / 255)
+    keep = np.frombuffer(buffers[("_thumb_keep",)], np.uint8).reshape(64, 60)
+    np.testing.assert_array_equal(keep, causal[rows].reshape(64, 60, 5).any(-1))

@@ -48,6 +48,10 @@ VIEWS = ("heatmap", "lines", "grid")
 DIVERGING = "RdBu_r"
 MAX_COMPARE = 8 * 1024 * 1024  # weights per array: compare sends float32
 STATIC_PANELS, STATIC_TOKENS = 48, 128  # the static fallback shows at most these (pooled beyond)
+# Up to this many weights (all layers) every layer goes to the browser when the explorer is built,
+# so switching layers needs no kernel; beyond, only the layer shown (and the grid's thumbnails).
+ALL_AT_BUILD = 8 * 1024 * 1024
+THUMB = 64  # the grid's thumbnails: at most THUMB queries (evenly spaced) x THUMB key blocks (max-pooled)
 
 
 def _colour_map(name):
@@ -166,6 +170,15 @@ class ExplorerBase(anywidget.AnyWidget):
     _request = traitlets.Int(0).tag(sync=True)
     _error = traitlets.Unicode("").tag(sync=True)
     _note = traitlets.Unicode("").tag(sync=True)
+    # Only what is shown travels: ``_weights`` holds the layers sent with the last answer (the others
+    # are empty) and ``_thumbs`` the grid's thumbnails; each is tagged with the settings
+    # (``_generation``) it was computed at. The browser says what it needs in ``_want``.
+    _generation = traitlets.Int(0).tag(sync=True)
+    _weights_generation = traitlets.Int(0).tag(sync=True)
+    _thumbs = traitlets.Any(b"").tag(sync=True)
+    _thumb_keep = traitlets.Any(b"").tag(sync=True)
+    _thumbs_generation = traitlets.Int(-1).tag(sync=True)
+    _want = traitlets.Unicode("").tag(sync=True)
 
     def _start(self, source, tokens, key_tokens, *, large, view, scale_label="scale", controls=True,
                extra=None, meta=None, encode=False):
@@ -185,13 +198,18 @@ class ExplorerBase(anywidget.AnyWidget):
         mask_options = ["none", "causal", "padding"] + (["given"] if given is not None else [])
         mask = "given" if given is not None else "none"
         valid_keys = max(1, source.n_keys - source.n_keys // 4)
-        buffers, keep = self._encode(scale, mask, valid_keys) if encode else ([], b"")
+        buffers, keep, thumbs = [], b"", {}
+        if encode:
+            total = source.num_layers * source.num_heads * source.n_queries * source.n_keys
+            layers = range(source.num_layers) if total <= ALL_AT_BUILD else [0]
+            buffers, keep = self._encode(scale, mask, valid_keys, layers)
+            thumbs = self._thumbnails(scale, mask, valid_keys)
         note = source.note(scale) if encode and hasattr(source, "note") else ""
         given_label = getattr(source, "given_label", None) or "given (the mask= argument)"
         super().__init__(
             scale=scale, mask=mask, valid_keys=valid_keys, view=view, layer=0, head=0,
             query=source.n_queries - 1, large=bool(large), _extra=extra or {},
-            _weights=buffers, _keep=keep, _note=note,
+            _weights=buffers, _keep=keep, _note=note, **thumbs,
             _meta={
                 "kind": self.kind, "num_layers": source.num_layers, "num_heads": source.num_heads,
                 "n_queries": source.n_queries, "n_keys": source.n_keys,
@@ -201,6 +219,7 @@ class ExplorerBase(anywidget.AnyWidget):
                 "mask_labels": {"given": given_label} if given is not None else {},
                 "colormap": _colour_map(CMAP), "diverging": _colour_map(DIVERGING),
                 "colormap_name": CMAP, "diverging_name": "RdBu",
+                **self._thumb_meta(),
                 **(meta or {}),
             },
         )
@@ -240,13 +259,51 @@ class ExplorerBase(anywidget.AnyWidget):
 
     # -- weights as codes ---------------------------------------------------------------------
 
-    def _encode(self, scale, mask_kind, valid_keys):
-        """The codes of every layer and the keep bitmap, for a scale and a mask."""
+    def _encode(self, scale, mask_kind, valid_keys, layers):
+        """The codes of ``layers`` (the others empty) and the keep bitmap, for a scale and a mask."""
         s = self.source
         mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
         # memoryviews: the codes go to the comm without a copy
-        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") for i in range(s.num_layers)]
+        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") if i in layers else b""
+                   for i in range(s.num_layers)]
         return buffers, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
+
+    def _thumb_rows(self):
+        """The queries the thumbnails show: all up to ``THUMB``, else ``THUMB`` evenly spaced."""
+        n_q = self.source.n_queries
+        return np.arange(n_q) if n_q <= THUMB else np.unique(np.linspace(0, n_q - 1, THUMB).round().astype(int))
+
+    def _thumb_meta(self):
+        s = self.source
+        step = math.ceil(s.n_keys / THUMB)
+        return {"thumb_rows": int(len(self._thumb_rows())), "thumb_cols": int(math.ceil(s.n_keys / step)),
+                "thumb_key_block": step}
+
+    def _thumbnails(self, scale, mask_kind, valid_keys):
+        """The grid's thumbnails as traits: 8-bit codes ``(layers, H, rows, key blocks)`` and their keep.
+
+        Each thumbnail row is a query's weights, exact, max-pooled over blocks
+        of ``thumb_key_block`` keys (a sharp weight stays visible); beyond
+        ``THUMB`` queries, ``THUMB`` evenly spaced queries are shown.
+        """
+        s = self.source
+        mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
+        rows = self._thumb_rows()
+        step = math.ceil(s.n_keys / THUMB)
+        pad = -s.n_keys % step
+        out = np.empty((s.num_layers, s.num_heads, len(rows), (s.n_keys + pad) // step), np.uint8)
+        for layer in range(s.num_layers):
+            codes = s.row_codes(layer, rows, scale, mask, 8)  # (H, rows, Lk)
+            if step > 1:
+                codes = np.pad(codes, [(0, 0), (0, 0), (0, pad)]).reshape(*codes.shape[:2], -1, step).max(-1)
+            out[layer] = codes
+        keep = b""
+        if mask is not None:
+            kept = keep_all_heads(mask, s.n_queries, s.n_keys)[rows]  # (rows, Lk)
+            kept = np.pad(kept, [(0, 0), (0, pad)]).reshape(len(rows), -1, step).any(-1)
+            keep = kept.astype(np.uint8).tobytes()
+        return {"_thumbs": memoryview(out).cast("B"), "_thumb_keep": keep,
+                "_thumbs_generation": self._generation if self._meta else 0}
 
     def _keep_bytes(self, mask, key):
         """``(Lq, Lk)`` uint8, 1 where every head may attend; empty without a mask."""
@@ -275,7 +332,10 @@ class ExplorerBase(anywidget.AnyWidget):
 
         layer = self.layer if layer is None else layer
         s = self.source
-        codes = np.frombuffer(self._weights[layer], dtype=np.uint16 if self._bits == 16 else np.uint8)
+        sent = self._weights[layer] if self._weights_generation == self._generation else b""
+        if not len(sent):  # not sent at these settings: what the browser would get when it asks
+            sent = self._encode(self.scale, self.mask, self.valid_keys, [layer])[0][layer]
+        codes = np.frombuffer(sent, dtype=np.uint16 if self._bits == 16 else np.uint8)
         return decode(codes, self._bits).reshape(s.num_heads, s.n_queries, s.n_keys)
 
     # -- export and display without a widget front-end -------------------------------------------
@@ -381,33 +441,61 @@ class AttentionExplorer(ExplorerBase):
                     scale_label="scale" if layer is not None else "scale ×")
         self._sent = self._settings()
         self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys", "_request"])
+        self.observe(self._on_steer, names=["layer", "view"])
 
     # -- the kernel's only job: new weights ----------------------------------------------------
 
     def _settings(self):
         return (self.scale, self.mask, self.valid_keys, self._request)
 
+    def _on_steer(self, change):
+        # Python moved the browser to a layer or view whose weights are not there: the browser asks.
+        self._want = ""
+
     def _on_new_weights(self, change):
         # The browser sends a control and a new request number together: answer once.
         if self._settings() != self._sent:
             self.send_weights()
 
-    def send_weights(self):
-        """Recompute the codes of every layer for the current scale and mask, and send them.
+    def _wanted(self):
+        """What the browser shows: ``("grid", None)`` or ``("layer", index)``."""
+        kind, _, index = (self._want or "").partition(":")
+        if kind == "grid":
+            return "grid", None
+        if kind == "layer" and index.isdigit() and int(index) < self.source.num_layers:
+            return "layer", int(index)
+        return ("grid", None) if self.view == "grid" else ("layer", self.layer)
 
-        An error is sent to the browser (shown under the controls) instead of
-        leaving it waiting.
+    def send_weights(self):
+        """Recompute and send only what the browser shows: one layer's codes, or the grid's thumbnails.
+
+        A change of scale or mask starts a new generation: the browser drops
+        what it holds from older settings and asks for each layer again when
+        it shows it. An error is sent to the browser (shown under the
+        controls) instead of leaving it waiting.
         """
+        settings = (self.scale, self.mask, self.valid_keys)
+        fresh = settings != self._sent[:3]
         self._sent = self._settings()
+        generation = self._generation + 1 if fresh else self._generation
+        kind, layer = self._wanted()
         try:
-            buffers, keep = self._encode(self.scale, self.mask, self.valid_keys)
+            if kind == "grid":
+                update = self._thumbnails(*settings)
+                update["_thumbs_generation"] = generation
+                _, keep = self._encode(*settings, [])
+            else:
+                buffers, keep = self._encode(*settings, [layer])
+                update = {"_weights": buffers, "_weights_generation": generation}
         except Exception as error:  # shown in the browser; the kernel keeps running
             with self.hold_sync():
                 self._error = f"{type(error).__name__}: {error}"
                 self._revision += 1
             return
         with self.hold_sync():
-            self._weights = buffers
+            self._generation = generation
+            for name, value in update.items():
+                setattr(self, name, value)
             self._keep = keep
             self._note = self.source.note(self.scale)
             self._error = ""

@@ -26,7 +26,7 @@ import numpy as np
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
 from .masking import keep_of, mask_to_numpy
 from .reference import _as_batch, project_heads, softmax_rows
-from .plots import _stack_heads
+from .plots import to_numpy
 
 __all__ = [
     "MASK_KINDS",
@@ -157,16 +157,20 @@ class LayerSource:
         weights = attention_weights(self.q, self.k, scale=scale, mask=mask)  # (1, H, Lq, Lk)
         return np.array(weights[0])
 
+    def _ensure_scores(self):
+        """``q · kᵀ`` of every head, ``(H, Lq, Lk)`` float32, computed once."""
+        if self._scores is None:
+            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
+            self._scores = np.array(scores[0])  # (H, Lq, Lk)
+            self._work = np.empty_like(self._scores)
+
     def codes(self, layer_index, scale, mask, bits=16):
         """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
         if self.from_forward(scale):
             forward = self._forward(mask)
             if forward is not None:
                 return sqrt_codes(forward, bits)
-        if self._scores is None:
-            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
-            self._scores = np.array(scores[0])  # (H, Lq, Lk)
-            self._work = np.empty_like(self._scores)
+        self._ensure_scores()
         keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
         if additive is not None or scale <= 0:
             return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
@@ -177,26 +181,94 @@ class LayerSource:
             self._centred = (key, centred_scores(self._scores, keep, out=buffer))
         return softmax_sqrt_codes(self._centred[1], scale, bits=bits, work=self._work, centred=True)
 
+    def row_codes(self, layer_index, rows, scale, mask, bits=8):
+        """:meth:`LayerSource.codes` at the query ``rows`` only, ``(H, len(rows), Lk)``."""
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return sqrt_codes(forward[:, rows], bits)
+        self._ensure_scores()
+        keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
+        keep, additive = _rows_of(keep, rows, self.n_queries), _rows_of(additive, rows, self.n_queries)
+        return softmax_sqrt_codes(self._scores[:, rows], scale, keep, additive, bits)
+
+
+def _rows_of(array, rows, n_queries):
+    """A mask part (``None`` or broadcastable to ``(…, Lq, Lk)``) restricted to the query ``rows``."""
+    if array is None or array.ndim < 2 or array.shape[-2] != n_queries or n_queries == 1:
+        return array
+    return array[..., rows, :]
+
+
+class Layers:
+    """The given weights, one layer at a time: ``layers[i]`` is float32 ``(H, Lq, Lk)`` (batch 0).
+
+    Nothing is stacked or copied up front: a layer is converted when it is
+    asked for and not kept, so long inputs are never held twice.
+    """
+
+    def __init__(self, weights):
+        given = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+        if not given:
+            raise ValueError("weights is an empty list; give one (H, Lq, Lk) array per layer.")
+        self.given = given
+        first = None
+        for index, layer in enumerate(given):
+            shape = tuple(getattr(layer, "shape", None) or np.shape(layer))
+            shape = shape[1:] if len(shape) == 4 else shape
+            where = f"weights[{index}]" if len(given) > 1 else "weights"
+            if len(shape) != 3:
+                raise ValueError(f"{where} must be (heads, n_queries, n_keys) or (batch, heads, n_queries, "
+                                 f"n_keys); got shape {tuple(np.shape(layer))}.")
+            if first is not None and shape != first:
+                raise ValueError(f"every layer must have the same shape; weights[{index}] is {shape}, "
+                                 f"weights[0] is {first}.")
+            first = shape
+        self.shape = (len(given), *first)
+
+    def __len__(self):
+        return len(self.given)
+
+    def __getitem__(self, index):
+        layer = self.given[index]
+        if getattr(layer, "ndim", np.ndim(layer)) == 4:
+            layer = layer[0]  # batch 0: (H, Lq, Lk)
+        return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
+
+    def rows(self, index, rows):
+        """Layer ``index`` at the query ``rows`` only, ``(H, len(rows), Lk)``: sliced before converting."""
+        layer = self.given[index]
+        if getattr(layer, "ndim", np.ndim(layer)) == 4:
+            layer = layer[0]
+        if isinstance(layer, mx.array):
+            layer = mx.take(layer, mx.array(np.asarray(rows, dtype=np.int32)), axis=-2)
+        else:
+            layer = np.asarray(layer)[:, rows]
+        return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
+
 
 class WeightsSource:
     """Precomputed weights, one ``(H, Lq, Lk)`` or ``(B, H, Lq, Lk)`` array per layer.
 
     The scale is a factor on the original scores: 1 shows the weights as given.
     Without ``mask``, the mask is read from the weights' exact zeros when
-    ``detect`` (see :func:`detect_mask`).
+    ``detect`` (see :func:`detect_mask`). The weights stay as given (see
+    :class:`Layers`); at most one layer's scores are kept in memory.
     """
 
     def __init__(self, weights, mask=None, detect=True):
-        stacked = _stack_heads(weights)  # (layers, H, Lq, Lk)
-        if not np.all(np.isfinite(stacked)) or stacked.min() < 0:
-            raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
-        self.original = stacked
-        self.num_layers, self.num_heads, self.n_queries, self.n_keys = stacked.shape
+        layers = Layers(weights)
+        for index in range(len(layers)):  # one layer at a time: no (layers, H, Lq, Lk) temporary
+            layer = layers[index]
+            if not np.all(np.isfinite(layer)) or layer.min() < 0:
+                raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
+        self.original = layers
+        self.num_layers, self.num_heads, self.n_queries, self.n_keys = layers.shape
         self.default_scale = 1.0
         self.given_mask = _mask_for_first_example(mask)
         self.given_label = None
         if mask is None and detect:
-            self.given_mask, self.given_label = detect_mask(stacked)
+            self.given_mask, self.given_label = detect_mask(layers)
         self._logs = {}
 
     def note(self, scale):
@@ -205,13 +277,19 @@ class WeightsSource:
             return "precomputed weights, as given"
         return f"precomputed weights, their scores (log w) × {scale:.3g}"
 
+    @staticmethod
+    def _logs_of(weights):
+        keep = weights > 0
+        with np.errstate(divide="ignore"):
+            return np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep
+
     def _log_weights(self, layer_index):
-        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked."""
+        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked.
+
+        Only the last layer asked for is kept.
+        """
         if layer_index not in self._logs:
-            weights = self.original[layer_index]
-            keep = weights > 0
-            with np.errstate(divide="ignore"):
-                self._logs[layer_index] = (np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep)
+            self._logs = {layer_index: self._logs_of(self.original[layer_index])}
         return self._logs[layer_index]
 
     def weights(self, layer_index, scale, mask):
@@ -223,6 +301,13 @@ class WeightsSource:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         return softmax_rows(np.where(keep, scores, -np.inf))  # (H, Lq, Lk)
 
+    def _ensure_scores(self):
+        """``q · kᵀ`` of every head, ``(H, Lq, Lk)`` float32, computed once."""
+        if self._scores is None:
+            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
+            self._scores = np.array(scores[0])  # (H, Lq, Lk)
+            self._work = np.empty_like(self._scores)
+
     def codes(self, layer_index, scale, mask, bits=16):
         """:meth:`weights` as square-root codes; the weights as given when nothing changes them."""
         if scale == 1.0 and mask is None:
@@ -230,6 +315,16 @@ class WeightsSource:
         log_weights, keep = self._log_weights(layer_index)
         if mask is not None:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
+        return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
+
+    def row_codes(self, layer_index, rows, scale, mask, bits=8):
+        """:meth:`codes` at the query ``rows`` only, ``(H, len(rows), Lk)`` (the grid's thumbnails)."""
+        weights = self.original.rows(layer_index, rows)
+        if scale == 1.0 and mask is None:
+            return sqrt_codes(weights, bits)
+        log_weights, keep = self._logs_of(weights)
+        if mask is not None:
+            keep = keep & _rows_of(keep_matrix(mask, self.n_queries, self.n_keys), rows, self.n_queries)
         return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
 
 
