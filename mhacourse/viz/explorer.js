@@ -458,11 +458,46 @@ class Explorer {
   }
 
   // -- data from the kernel
+  // Only what is shown travels: each answer holds some layers (the others are empty) or the grid's
+  // thumbnails, tagged with the settings generation they were computed at. Older layers stay
+  // drawable (while the new ones are asked for) but are not "fresh".
   loadData() {
-    const m = this.meta;
+    const m = this.meta, model = this.model;
     const Type = m.bits === 16 ? Uint16Array : Uint8Array;
-    this.codes = (this.model.get("_weights") || []).map((v) => typed(v, Type));
+    const generation = model.get("_generation") || 0;
+    if (!this.codes) this.codes = new Array(m.num_layers || 0).fill(null);
+    if (generation !== this.generation) {
+      this.generation = generation;
+      this.fresh = new Set();
+      this.thumbsFresh = false;
+    }
+    let bytes = 0;
+    if ((model.get("_weights_generation") || 0) === generation) {
+      (model.get("_weights") || []).forEach((v, l) => {
+        if (v && v.byteLength) {
+          this.codes[l] = typed(v, Type);
+          this.fresh.add(l);
+          bytes += v.byteLength;
+        }
+      });
+    }
+    const thumbs = model.get("_thumbs");
+    if (thumbs && thumbs.byteLength && model.get("_thumbs_generation") === generation) {
+      if (!this.thumbsFresh) bytes += thumbs.byteLength;
+      this.thumbs = bytesOf(thumbs);
+      const tk = model.get("_thumb_keep");
+      this.thumbKeep = tk && tk.byteLength ? bytesOf(tk) : null;
+      this.thumbsFresh = true;
+    }
+    this.perf.lastBytes = bytes;
+    if (this.wantLayer !== null && this.wantLayer !== undefined && this.codes[this.wantLayer]) {
+      this.layer = this.wantLayer;
+      this.wantLayer = null;
+      this.syncButtons();
+    }
     const keep = this.model.get("_keep");
+    if (keep !== this.keepBuffer && keep && keep.byteLength) this.perf.lastBytes += keep.byteLength;
+    this.keepBuffer = keep;
     this.keep = keep && keep.byteLength ? bytesOf(keep) : null;
     const extra = this.model.get("_extra") || {};
     this.extra = {};
@@ -472,6 +507,19 @@ class Explorer {
     this.revision = this.model.get("_revision");
   }
 
+  // What the view on screen needs from the kernel and does not have at the current settings.
+  need() {
+    if (this.kind !== "explorer" || this.meta.offline) return null;
+    if (this.view === "grid") return this.thumbsFresh ? null : "grid";
+    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
+    return this.fresh.has(layer) ? null : `layer:${layer}`;
+  }
+
+  ensureData() {
+    const need = this.need();
+    if (need && !this.inFlight && !this.pending) this.request({});
+  }
+
   on(name, callback) {
     this.model.on(name, callback);
     this.cleanups.push(() => this.model.off(name, callback));
@@ -479,19 +527,28 @@ class Explorer {
 
   listen() {
     this.on("change:_revision", () => {
+      const start = performance.now();
       this.loadData();
       this.inFlight = false;
       clearTimeout(this.deadline);
       const error = this.model.get("_error");
       this.showBusy(error ? `error: ${error}` : "", Boolean(error));
       this.redraw();
+      this.perf.lastAnswerMs = this.sentAt ? performance.now() - this.sentAt : null;
+      this.perf.lastLoadDrawMs = performance.now() - start;
       this.sendPending();
+      if (!error) this.ensureData();
     });
     for (const name of ["view", "layer", "head", "query"]) {
       this.on(`change:${name}`, () => {
+        if (name === "layer" || name === "head") {
+          this.setHead(this.model.get("layer"), this.model.get("head"));
+          return;
+        }
         this[name] = this.model.get(name);
         this.syncButtons();
         this.redraw();
+        this.ensureData();
       });
     }
     this.on("change:large", () => {
@@ -948,12 +1005,14 @@ class Explorer {
     painter.size(width, height);
     painter.background(this.theme.bg);
     for (let h = 0; h < H; h++) painter.text(`H${h}`, left + h * (thumb + 6) + thumb / 2, top - 4, { size: font, align: "center", baseline: "bottom" });
-    const full = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
+    // Thumbnails: 8-bit codes (layers, H, thumb_rows, thumb_cols), keys max-pooled, queries sampled.
+    const tm = { n_queries: m.thumb_rows, n_keys: m.thumb_cols, bits: 8 };
+    const full = { r0: 0, c0: 0, rows: m.thumb_rows, cols: m.thumb_cols };
     for (let l = 0; l < L; l++) {
       painter.text(`L${l}`, left - 6, top + l * (thumb + 6) + thumb / 2, { size: font, align: "right" });
       for (let h = 0; h < H; h++) {
         const box = { x: left + h * (thumb + 6), y: top + l * (thumb + 6), w: thumb, h: thumb };
-        paintMatrix(painter, weightsPanel(m, this.codes[l], this.keep, h, this.lut), box, full);
+        if (this.thumbs) paintMatrix(painter, weightsPanel(tm, this.thumbs, this.thumbKeep, l * H + h, this.lut), box, full);
         if (l === this.layer && h === this.head) painter.frame(box.x - 2, box.y - 2, thumb + 4, thumb + 4, "#ff4040", 3);
       }
     }
@@ -1013,7 +1072,9 @@ class Explorer {
       return;
     }
     if (this.view === "grid") {
-      this.numbers.textContent = `${m.num_layers} layer(s) × ${m.num_heads} heads: click a thumbnail to open it.`;
+      const sampled = m.thumb_rows < m.n_queries || m.thumb_key_block > 1
+        ? ` Thumbnails: ${m.thumb_rows} of ${m.n_queries} queries, each key block of ${m.thumb_key_block} at its largest weight.` : "";
+      this.numbers.textContent = `${m.num_layers} layer(s) × ${m.num_heads} heads: click a thumbnail to open it.${sampled}`;
       this.bars.replaceChildren();
       return;
     }
@@ -1282,6 +1343,9 @@ class Explorer {
     const change = this.pending;
     this.pending = null;
     for (const [k, v] of Object.entries(change)) this.model.set(k, v);
+    // What to send back: the layer on screen (or asked for), or the grid's thumbnails.
+    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
+    this.model.set("_want", this.view === "grid" ? "grid" : `layer:${layer}`);
     this.model.set("_request", (this.model.get("_request") || 0) + 1);
     this.inFlight = true;
     this.sentAt = performance.now();
@@ -1311,14 +1375,25 @@ class Explorer {
     this.view = view;
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
+  // A layer never received yet is asked for; the picture switches when it arrives.
   setHead(layer, head) {
-    this.layer = layer;
     this.head = head;
     this.rowCache = null;
+    if (this.kind === "explorer" && this.codes && !this.codes[layer] && !this.meta.offline) {
+      this.wantLayer = layer;
+      this.showBusy(`loading layer ${layer}…`);
+      this.syncButtons();
+      this.ensureData();
+      return;
+    }
+    this.wantLayer = null;
+    this.layer = layer;
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
   setStep(step) {

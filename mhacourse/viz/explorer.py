@@ -342,7 +342,12 @@ class ExplorerBase(anywidget.AnyWidget):
 
     def _standalone_state(self):
         """The synced state as JSON with base64 buffers (what ``save_html`` inlines)."""
-        state, paths, buffers = _split_buffers(self.get_state())
+        state = self.get_state()
+        if self.kind == "explorer":  # no kernel to ask: every layer, at the current settings
+            state["_weights"] = self._encode(self.scale, self.mask, self.valid_keys, range(self.source.num_layers))[0]
+            state.update(self._thumbnails(self.scale, self.mask, self.valid_keys))
+            state["_weights_generation"] = state["_thumbs_generation"] = state["_generation"]
+        state, paths, buffers = _split_buffers(state)
         state["_meta"] = {**state["_meta"], "offline": True}
         return {"state": state, "buffer_paths": paths,
                 "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers]}
