@@ -195,8 +195,10 @@ def test_only_new_weights_travel_and_they_travel_as_binary(setup, comm):
     assert paths.count(["_weights", 0]) == 1 and ["_thumbs"] in paths
     sizes = {tuple(p): len(b) for p, b in zip(paths, opened.opened["buffers"])}
     assert sizes[("_weights", 0)] == 4 * 9 * 9 * 2 and sizes[("_thumbs",)] == 4 * 9 * 9
-    # The browser moves the scale: the kernel answers with the shown layer only, in one message.
-    explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5}, "buffer_paths": []}},
+    # The browser moves the scale (with a new request number, as it always does): the kernel
+    # answers with the shown layer only, in one message.
+    explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5, "_request": 1},
+                                               "buffer_paths": []}},
                          "buffers": []})
     with_buffers = [(data, buffers) for data, buffers in opened.messages if buffers]
     assert len(with_buffers) == 1

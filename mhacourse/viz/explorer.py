@@ -481,17 +481,22 @@ class AttentionExplorer(ExplorerBase):
         """
         settings = (self.scale, self.mask, self.valid_keys)
         fresh = settings != self._sent[:3]
+        # A change made in Python (a later cell), not asked for by the browser: the layer shown and
+        # the thumbnails both go, so that switching views afterwards needs no kernel.
+        from_python = self._request == self._sent[3]
         self._sent = self._settings()
         generation = self._generation + 1 if fresh else self._generation
         kind, layer = self._wanted()
         try:
-            if kind == "grid":
+            update = {}
+            if kind == "grid" or from_python:
                 update = self._thumbnails(*settings)
                 update["_thumbs_generation"] = generation
+            if kind == "grid" and not from_python:
                 _, keep = self._encode(*settings, [])
             else:
                 buffers, keep = self._encode(*settings, [layer])
-                update = {"_weights": buffers, "_weights_generation": generation}
+                update.update({"_weights": buffers, "_weights_generation": generation})
         except Exception as error:  # shown in the browser; the kernel keeps running
             with self.hold_sync():
                 self._error = f"{type(error).__name__}: {error}"
