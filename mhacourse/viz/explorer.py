@@ -2,14 +2,17 @@
 
 The explorer is an anywidget (an ipywidgets ``DOMWidget``) whose JavaScript,
 ``explorer.js`` next to this file, ships inside the package: nothing is
-loaded from the internet. The kernel sends the weights of every layer and
-head once, as one binary buffer per layer of square-root codes (see
-:mod:`mhacourse.viz.codes`); the browser draws them on a canvas.
+loaded from the internet. The kernel sends weights as binary buffers of
+square-root codes (see :mod:`mhacourse.viz.codes`), one per layer, and the
+grid's thumbnails; the browser draws them on a canvas. Up to
+``ALL_AT_BUILD`` weights every layer goes when the explorer is built; beyond,
+only the layer shown, and the browser asks for another when it opens it.
 
 Hovering or clicking a token, switching head, layer or view, zooming and
 exporting happen in the browser alone and send nothing to the kernel. Only
 the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
-to the kernel, which answers with new buffers. ``view``, ``layer``,
+to the kernel, which recomputes and answers with what is shown only: the
+layer on screen, or the grid's thumbnails. ``view``, ``layer``,
 ``head``, ``query`` and ``large`` can be set from Python to steer the
 browser; the browser does not report its own changes back.
 
