@@ -30,10 +30,11 @@ venv: $(STAMP)
 lab: $(STAMP)
 	$(WITH_BLAS) $(VENV)/bin/mhacourse lab --ip $(IP) --port $(PORT) --dir . --open notebooks
 
-## demo: the lecture demo of the attention explorer in JupyterLab (prints the URL; no browser is launched)
+## demo: the lecture demo of the attention explorer in JupyterLab, in its own emptied workspace "demo"
+##   (prints the URL; no browser is launched)
 .PHONY: demo
 demo: $(STAMP)
-	$(WITH_BLAS) $(VENV)/bin/mhacourse lab --ip $(IP) --port $(PORT) --dir . --open notebooks/demo_attention_explorer.ipynb
+	$(WITH_BLAS) $(VENV)/bin/mhacourse lab --ip $(IP) --port $(PORT) --dir . --open notebooks/demo_attention_explorer.ipynb --workspace demo
 
 ## test: the whole test suite (unit tests, and every notebook under nbval)
 test: $(STAMP)

@@ -3,8 +3,9 @@
 Runs a notebook in JupyterLab in Debian's Chromium (tests/browser_harness.py)
 and reports, without asserting anything:
 
-- the size of the data sent: one 8-bit code per weight above 32M weights
-  (151 MB here), 16-bit codes below;
+- the size of the data sent when the explorer is built: above 8M weights one
+  layer (8-bit codes above 32M weights in all, 16-bit below) and the grid's
+  thumbnails; kernel memory (resident, and its peak) after building;
 - time to first draw: the kernel building the explorer, the browser from
   ``render()`` to the first picture, and the whole way from the cell starting
   to the first picture;
@@ -13,9 +14,11 @@ and reports, without asserting anything:
   (goal: within one frame, 16 ms);
 - a full redraw after switching head (block maxima of 1024 x 1024 into the
   canvas) and the layer x head grid of 144 thumbnails;
-- a scale change on a 12 heads x 512 tokens layer: the browser's round trip
-  (input event to the new picture drawn); the kernel's share alone is
-  ``benchmarks/bench_widget.py --heads 12 --tokens 512``.
+- control change -> new picture on the same explorer (goal: 150 ms at 512
+  tokens, 300 ms at 1024): scale and mask changes in the heatmap (the kernel
+  recomputes and sends the shown layer only) and a scale change in the grid
+  (the thumbnails only), from the input event to the picture drawn, with the
+  bytes each answer carried; browser JS heap after all that.
 
     python benchmarks/bench_explorer_browser.py [--layers 12] [--heads 12] [--tokens 1024] [--json out.json]
 
@@ -54,23 +57,21 @@ mx.eval(stack)
 tokens_text = [f"t{{i}}" for i in range(tokens)]
 """
 
-SHOW = """start = time.time()
+SHOW = """import resource
+def rss_mb():
+    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() / 1e6
+before = rss_mb()
+start = time.time()
 big = AttentionExplorer(weights=stack, tokens=tokens_text)
-print(f"BENCH start={{start:.3f}} construct_ms={{1e3 * (time.time() - start):.1f}} bytes={{sum(len(b) for b in big._weights)}} bits={{big._meta['bits']}}")
+sent = sum(len(b) for b in big._weights) + len(big._thumbs)
+print(f"BENCH start={{start:.3f}} construct_ms={{1e3 * (time.time() - start):.1f}} bytes={{sent}} bits={{big._meta['bits']}} "
+      f"rss_before_mb={{before:.0f}} rss_after_mb={{rss_mb():.0f}} peak_mb={{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f}}")
 big
 """
 
-LAYER = """layer = MultiHeadAttention(64 * {heads}, {heads})
-x = mx.random.normal((1, {scale_tokens}, 64 * {heads}))
-scaled = AttentionExplorer(layer, x)
-scaled
-"""
-
-
 def _notebook(path, layers, heads, tokens, scale_tokens):
     cells = [nbformat.v4.new_code_cell(SETUP.format(layers=layers, heads=heads, tokens=tokens)),
-             nbformat.v4.new_code_cell(SHOW.format()),
-             nbformat.v4.new_code_cell(LAYER.format(heads=heads, scale_tokens=scale_tokens))]
+             nbformat.v4.new_code_cell(SHOW.format())]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, path)
@@ -102,7 +103,25 @@ def _hover(page, k, rows, box=0):
     return _stats(work), _stats(frame)
 
 
-def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
+def _control(page, k, select, value, trips, sizes, timeouts):
+    """Change a kernel control of explorer ``k``; input event -> new picture drawn (ms) and bytes received."""
+    revision = page.evaluate(f"(k) => ({EXPLORER})(k).revision", k)
+    start = page.evaluate("""([k, select, value]) => {
+        const el = document.querySelectorAll('.mha-explorer')[k].querySelector(select);
+        el.value = value; const t = performance.now();
+        el.dispatchEvent(new Event(el.tagName === 'SELECT' ? 'change' : 'input', {bubbles: true})); return t; }""",
+                          [k, select, value])
+    try:
+        page.wait_for_function(f"([k, r]) => ({EXPLORER})(k).revision !== r", arg=[k, revision],
+                               timeout=60_000, polling="raf")
+    except Exception:  # reported as a missing answer, not a crash of the whole benchmark
+        timeouts.append(value)
+        return
+    trips.append(page.evaluate("performance.now()") - start)
+    sizes.append(page.evaluate(f"(k) => ({EXPLORER})(k).perf.lastBytes", k))
+
+
+def run(layers=12, heads=12, tokens=1024, scale_tokens=None, repeats=40):
     reason = missing_browser()
     if reason:
         raise SystemExit(reason)
@@ -114,7 +133,7 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
         _notebook(work / "bench.ipynb", layers, heads, tokens, scale_tokens)
         with lab_server(work, home) as url, chromium(tmp / "profile") as context:
             page = open_and_run(context, url, "bench.ipynb", timeout=120_000)
-            page.wait_for_function("document.querySelectorAll('.mha-explorer[data-draws]').length === 2",
+            page.wait_for_function("document.querySelectorAll('.mha-explorer[data-draws]').length === 1",
                                    timeout=600_000, polling=200)
             line = page.locator(".jp-OutputArea-output", has_text="BENCH").first.inner_text()
             fields = dict(part.split("=") for part in line.split()[1:])
@@ -124,6 +143,8 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
             result = {
                 "layers": layers, "heads": heads, "tokens": tokens,
                 "bytes_sent": int(fields["bytes"]), "bits": int(fields["bits"]),
+                "kernel_rss_before_mb": float(fields["rss_before_mb"]), "kernel_rss_after_mb": float(fields["rss_after_mb"]),
+                "kernel_peak_rss_mb": float(fields["peak_mb"]),
                 "kernel_construct_ms": float(fields["construct_ms"]),
                 "browser_first_draw_ms": perf["firstDrawMs"],
                 "cell_start_to_first_draw_ms": first_draw_epoch - 1e3 * float(fields["start"]),
@@ -140,7 +161,7 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
             page.evaluate(f"(k) => ({EXPLORER})(k).fit()", 0)
             draws = []
             for head in range(min(heads, 8)):
-                draws.append(page.evaluate(f"([k, h]) => {{ const e = ({EXPLORER})(k); e.setHead(h % 2, h); "
+                draws.append(page.evaluate(f"([k, h]) => {{ const e = ({EXPLORER})(k); e.setHead(0, h); "
                                            "return e.perf.lastDrawMs; }", [0, head]))
             result["switch_head_redraw_ms"] = _stats(draws)
             result["grid_view_draw_ms"] = page.evaluate(
@@ -148,25 +169,28 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=512, repeats=40):
             result["lines_view_draw_ms"] = page.evaluate(
                 f"(k) => {{ const e = ({EXPLORER})(k); e.setView('lines'); return e.perf.lastDrawMs; }}", 0)
 
-            # A scale change on the 12-head layer: input event -> kernel -> new picture.
-            scale = page.locator(".mha-explorer").nth(1).locator("input.mha-scale")
-            scale.scroll_into_view_if_needed()
-            trips = []
-            for k in range(8):
-                revision = page.evaluate(f"(k) => ({EXPLORER})(k).revision", 1)
-                # Slider positions 10%, 20%, ... of its range: each differs from the last.
-                start = page.evaluate("""([el, k]) => { el.value = Number(el.max) * (0.1 + 0.1 * k);
-                    const t = performance.now(); el.dispatchEvent(new Event('input', {bubbles: true})); return t; }""",
-                                      [scale.element_handle(), k])
-                try:
-                    page.wait_for_function(f"([k, r]) => ({EXPLORER})(k).revision !== r", arg=[1, revision],
-                                           timeout=60_000, polling="raf")
-                except Exception:  # reported as a missing trip, not a crash of the whole benchmark
-                    result["scale_timeouts"] = result.get("scale_timeouts", 0) + 1
-                    continue
-                trips.append(page.evaluate("performance.now()") - start)
-            result["scale_round_trip_ms"] = _stats(trips)
-            result["scale_tokens"] = scale_tokens
+            page.evaluate(f"(k) => ({EXPLORER})(k).setView('heatmap')", 0)
+            page.locator(".mha-explorer").first.locator("input.mha-scale").scroll_into_view_if_needed()
+            for name, select, values in (
+                    ("scale_change", "input.mha-scale", [0.4 + 0.25 * k for k in range(8)]),
+                    ("mask_change", "select.mha-mask", ["causal", "none"] * 3)):
+                trips, sizes, timeouts = [], [], []
+                for value in values:
+                    _control(page, 0, select, value, trips, sizes, timeouts)
+                result[name] = {"ms": _stats(trips), "bytes": _stats(sizes), "unanswered": len(timeouts)}
+            page.evaluate(f"(k) => ({EXPLORER})(k).setView('grid')", 0)
+            page.wait_for_function(f"(k) => !({EXPLORER})(k).need()", arg=0, timeout=60_000)
+            trips, sizes, timeouts = [], [], []
+            for value in [0.5 + 0.25 * k for k in range(4)]:
+                _control(page, 0, "input.mha-scale", value, trips, sizes, timeouts)
+            result["grid_scale_change"] = {"ms": _stats(trips), "bytes": _stats(sizes), "unanswered": len(timeouts)}
+            # Opening another layer after a change: it is asked for and drawn when it arrives.
+            page.evaluate(f"(k) => ({EXPLORER})(k).setView('heatmap')", 0)
+            start = page.evaluate(f"(k) => {{ const t = performance.now(); ({EXPLORER})(k).setHead(1, 0); return t; }}", 0)
+            page.wait_for_function(f"(k) => ({EXPLORER})(k).layer === 1 && !({EXPLORER})(k).need()", arg=0, timeout=60_000)
+            result["open_other_layer_ms"] = page.evaluate("performance.now()") - start
+            result["browser_js_heap_mb"] = page.evaluate(
+                "performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null")
     return result
 
 
@@ -175,11 +199,10 @@ def main(argv=None):
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--tokens", type=int, default=1024)
-    parser.add_argument("--scale-tokens", type=int, default=512)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    r = run(args.layers, args.heads, args.tokens, args.scale_tokens)
+    r = run(args.layers, args.heads, args.tokens)
     print(f"AttentionExplorer in Chromium (JupyterLab): {r['layers']} layers x {r['heads']} heads x "
           f"{r['tokens']} tokens")
     print(f"data sent once: {r['bytes_sent'] / 1e6:.1f} MB ({r['bits']}-bit square-root codes, "
@@ -195,10 +218,15 @@ def main(argv=None):
     print(f"switch head (full redraw): median {d['median']:.1f} ms, max {d['max']:.1f} ms")
     print(f"grid view ({r['layers'] * r['heads']} thumbnails): {r['grid_view_draw_ms']:.0f} ms; "
           f"lines view: {r['lines_view_draw_ms']:.1f} ms")
-    t = r["scale_round_trip_ms"]
-    print(f"scale change, {r['heads']} heads x {r['scale_tokens']} tokens, input to new picture: "
-          f"median {t['median']:.0f} ms (p90 {t['p90']:.0f}, {t['n']} of 8 answered within 60 s); "
-          "kernel share: bench_widget.py")
+    print(f"kernel memory: {r['kernel_rss_before_mb']:.0f} MB before building (the weights in MLX), "
+          f"{r['kernel_rss_after_mb']:.0f} MB after, peak {r['kernel_peak_rss_mb']:.0f} MB; browser JS heap "
+          f"{r['browser_js_heap_mb'] or float('nan'):.0f} MB")
+    goal = 150 if r["tokens"] <= 512 else 300
+    for name in ("scale_change", "mask_change", "grid_scale_change"):
+        t, b = r[name]["ms"], r[name]["bytes"]
+        print(f"{name:<18} input to new picture: median {t['median']:.0f} ms (p90 {t['p90']:.0f}, max {t['max']:.0f}; "
+              f"goal {goal} ms), {b['median'] / 1e6:.2f} MB per answer, {r[name]['unanswered']} unanswered")
+    print(f"open another layer after a change: {r['open_other_layer_ms']:.0f} ms")
     print(f"(total {time.perf_counter() - started:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))

@@ -13,6 +13,7 @@ and PyPI ``playwright`` (never ``playwright install``). Where the environment
 variable ``CI`` is set, a missing browser fails the test; elsewhere it skips.
 """
 
+import re
 import shutil
 from pathlib import Path
 
@@ -246,3 +247,101 @@ def test_save_html_opens_offline_and_shows_the_matrix(lab, tmp_path):
         assert [url for url in requests if not url.startswith(("file:", "blob:", "data:"))] == []
     finally:
         page.close()
+
+
+# -- issue 23: readable from the back of a lecture hall --------------------------------------
+
+FITS = """(k) => {
+    const e = (JS_EXPLORER)(k), root = e.root;
+    const scroller = root.closest('.jp-WindowedPanel-outer') || root.closest('.jp-Notebook');
+    scroller.scrollTop += root.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+    const r = root.getBoundingClientRect(), s = scroller.getBoundingClientRect();
+    const stage = e.stage.getBoundingClientRect(), side = e.side.getBoundingClientRect();
+    const bg = e.base.getContext('2d').getImageData(1, 1, 1, 1).data;
+    return {height: r.height, room: Math.min(s.bottom, innerHeight) - r.top, width: r.right, screen: innerWidth,
+            sideBeside: Math.abs(side.top - stage.top) < 4, bars: side.bottom - r.top,
+            fg: e.theme.fg, bg: `rgb(${bg[0]},${bg[1]},${bg[2]})`,
+            axes: root.dataset.axes, bar: root.dataset.colourBar};
+}""".replace("(JS_EXPLORER)", f"({JS_EXPLORER})")
+
+CONTRAST = """([a, b]) => {
+    const rgb = (t) => { const c = document.createElement('canvas').getContext('2d'); c.fillStyle = t;
+        c.fillRect(0, 0, 1, 1); return Array.from(c.getImageData(0, 0, 1, 1).data.slice(0, 3)); };
+    const lum = (t) => rgb(t).map((v) => v / 255).map((v) => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const [x, y] = [lum(a), lum(b)];
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+}"""
+
+
+def set_theme(page, name):
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{name}$")).click()
+    page.wait_for_function("(n) => document.body.dataset.jpThemeName === n", arg=name, timeout=20_000)
+    page.wait_for_timeout(300)
+
+
+@pytest.mark.parametrize("theme", ["JupyterLab Dark", "JupyterLab Light"])  # dark first, then back
+def test_presenter_mode_fits_and_reads_in_both_themes(lab, theme):
+    page, _, _ = lab
+    set_theme(page, theme)
+    main = explorer(page, 0)
+    main.locator("button[data-view=heatmap]").click()
+    for width, height in ((1366, 768), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(400)  # the ResizeObserver redraws presenter mode
+        fit = page.evaluate(FITS, 0)
+        assert fit["axes"] == "queries,keys" and "weight (square root)" in fit["bar"], fit
+        assert fit["height"] <= fit["room"] + 1 and fit["width"] <= fit["screen"], fit  # no scrolling
+        assert fit["sideBeside"] and fit["bars"] <= fit["room"] + 1, fit  # bars beside the matrix, inside
+        assert page.evaluate(CONTRAST, [fit["fg"], fit["bg"]]) >= 4.5, fit  # token labels on the canvas
+        main.screenshot(path=str(ARTIFACTS / f"11_presenter_{width}x{height}_{theme.split()[-1].lower()}.png"))
+    page.set_viewport_size({"width": 1600, "height": 1200})
+
+
+def test_lines_view_at_256_tokens_reaches_the_strongest_keys(lab):
+    page, _, _ = lab
+    long = explorer(page, 1)
+    long.scroll_into_view_if_needed()
+    long.locator("button[data-view=lines]").click()
+    page.evaluate(f"(k) => {{ const e = ({JS_EXPLORER})(k); e.query = 200; e.redraw(); }}", 1)
+    result = page.evaluate(f"""(k) => {{
+        const e = ({JS_EXPLORER})(k), g = e.linesGeo, p = e.currentPanels[0];
+        const order = Array.from({{length: e.meta.n_keys}}, (_, j) => j).sort((a, b) => p.value(200, b) - p.value(200, a));
+        const data = e.overlay.getContext('2d').getImageData(0, 0, e.overlay.width, e.overlay.height).data;
+        const red = (x, y) => {{  // a red pixel where the line ends (within the line's slope)
+            for (let dy = -5; dy <= 5; dy++) {{ const i = 4 * (Math.round(y + dy) * e.overlay.width + Math.round(x));
+                if (data[i + 3] > 0 && data[i] > data[i + 2]) return true; }}
+            return false; }};
+        const top = order.slice(0, 3);
+        return {{shown: g.keys, top,
+                 reached: top.map((j) => red(g.xR - 1, g.top + (g.keys.indexOf(j) + 0.5) * g.height / g.nk)),
+                 labels: e.root.dataset.linesKeys}};
+    }}""", 1)
+    assert all(j in result["shown"] for j in result["top"]), result
+    assert all(result["reached"]), result  # a red line ends at each of the three strongest keys
+    long.screenshot(path=str(ARTIFACTS / "12_lines_256_tokens.png"))
+    long.locator("button[data-view=heatmap]").click()
+
+
+def test_exported_png_carries_the_title(lab):
+    page, _, _ = lab
+    main = explorer(page, 0)
+    main.scroll_into_view_if_needed()
+    band = page.evaluate(f"""(k) => {{
+        const e = ({JS_EXPLORER})(k), c = e.pngCanvas();
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height - e.base.height).data;
+        let ink = 0;
+        for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[0]) + Math.abs(d[i + 1] - d[1]) + Math.abs(d[i + 2] - d[2]) > 200) ink++;
+        return {{extra: c.height - e.base.height, ink, title: e.titleText()}};
+    }}""", 0)
+    assert band["extra"] > 20 and band["ink"] > 200, band  # a band of text above the picture
+    with page.expect_download() as png:
+        main.locator("button.mha-png").click()
+    path = ARTIFACTS / "13_export_with_title.png"
+    png.value.save_as(path)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.height == page.evaluate(f"(k) => ({JS_EXPLORER})(k).base.height", 0) + band["extra"]

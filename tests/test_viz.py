@@ -37,6 +37,7 @@ from mhacourse.viz.codes import (  # noqa: E402
 )
 from mhacourse.viz.demo import HEAD_ROLES, demo_layer  # noqa: E402
 from mhacourse.viz.explorer import HERE  # noqa: E402
+from mhacourse.viz.reference import project_heads  # noqa: E402
 from tests.widget_comm import recording_comms  # noqa: E402
 
 TOKENS = "the cat sat on the mat and the dog".split()  # 9 tokens
@@ -189,16 +190,22 @@ def test_only_new_weights_travel_and_they_travel_as_binary(setup, comm):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
     (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]  # not its Layout's
-    # Everything the browser needs is in the first message: one buffer per layer, 16-bit codes.
-    assert opened.opened["data"]["buffer_paths"].count(["_weights", 0]) == 1
-    assert [len(b) for b in opened.opened["buffers"] if len(b) > 100] == [4 * 9 * 9 * 2]
-    # The browser moves the scale: the kernel answers with the new buffers, in one message.
-    explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5}, "buffer_paths": []}},
+    # Everything the browser needs is in the first message: one buffer per layer, 16-bit codes,
+    # and the grid's thumbnails (8-bit: all 9 queries x 9 keys here).
+    paths = opened.opened["data"]["buffer_paths"]
+    assert paths.count(["_weights", 0]) == 1 and ["_thumbs"] in paths
+    sizes = {tuple(p): len(b) for p, b in zip(paths, opened.opened["buffers"])}
+    assert sizes[("_weights", 0)] == 4 * 9 * 9 * 2 and sizes[("_thumbs",)] == 4 * 9 * 9
+    # The browser moves the scale (with a new request number, as it always does): the kernel
+    # answers with the shown layer only, in one message.
+    explorer._handle_msg({"content": {"data": {"method": "update", "state": {"scale": 0.5, "_request": 1},
+                                               "buffer_paths": []}},
                          "buffers": []})
     with_buffers = [(data, buffers) for data, buffers in opened.messages if buffers]
     assert len(with_buffers) == 1
     data, buffers = with_buffers[0]
-    assert {"_weights", "_revision"} <= set(data["state"])
+    assert {"_weights", "_revision", "_generation"} <= set(data["state"]) and "_thumbs" not in data["state"]
+    assert [len(b) for b in buffers] == [4 * 9 * 9 * 2]
     np.testing.assert_allclose(decode(np.frombuffer(buffers[0], np.uint16)).reshape(4, 9, 9),
                                numpy_weights(layer, x, 0.5), atol=ATOL_16)
     # Steering the view from Python sends a few bytes of JSON, never weights.
@@ -553,3 +560,158 @@ def test_exercise_snippets_say_one_line_instead_of_a_traceback(snippet, name, an
     assert namespace["comparison"] is None
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and re.search(message, out), out
+
+
+class SoftmaxOverQueries(MultiHeadAttention):
+    """A learner's bug: the softmax runs over the queries (axis -2) instead of the keys."""
+
+    def attend(self, queries, keys, values, mask, return_weights):
+        scores = (queries * self.scale_for(queries)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
+        weights = mx.softmax(scores, axis=-2)  # the bug
+        return weights @ values, weights
+
+    @staticmethod
+    def scale_for(queries):
+        return queries.shape[-1] ** -0.5
+
+
+def test_a_buggy_layers_explorer_shows_its_own_wrong_weights(setup):
+    layer, x = setup
+    buggy = SoftmaxOverQueries(32, 4)
+    buggy.update(layer.parameters())
+    assert np.abs(np.array(buggy(x, x, x) - layer(x, x, x))).max() > 1e-3  # the outputs differ
+    right, wrong = AttentionExplorer(layer, x), AttentionExplorer(buggy, x)
+    assert np.abs(wrong.shown_weights() - right.shown_weights()).max() > 0.05  # and so does the picture
+    _, own = buggy(x, x, x, return_weights=True)
+    np.testing.assert_allclose(wrong.shown_weights(), np.array(own[0]), atol=ATOL_16)
+    assert "forward pass" in wrong._note
+    # MLX's layer has no return_weights: recomputed from the projections, and the subtitle says so.
+    mlx_layer = nn.MultiHeadAttention(32, 4)
+    mlx_layer.update(layer.parameters())
+    assert "recomputed from query_proj and key_proj" in AttentionExplorer(mlx_layer, x)._note
+    right.scale = 0.5
+    assert "recomputed" in right._note
+
+
+def test_precomputed_causal_weights_show_their_mask(setup):
+    layer, x = setup
+    _, w = layer(x, x, x, mask="causal", return_weights=True)
+    explorer = AttentionExplorer(weights=[w, w], tokens=TOKENS)
+    assert explorer.mask == "given" and "causal (detected" in explorer._meta["mask_labels"]["given"]
+    L = len(TOKENS)
+    keep = np.frombuffer(explorer._keep, np.uint8).reshape(L, L)
+    np.testing.assert_array_equal(keep, np.tril(np.ones((L, L), np.uint8)))  # grey above the diagonal
+    np.testing.assert_allclose(explorer.shown_weights(1), np.array(w[0]), atol=ATOL_16)
+    _, plain = layer(x, x, x, return_weights=True)
+    assert AttentionExplorer(weights=plain).mask == "none"  # nothing to detect
+
+
+def test_every_request_is_answered_with_weights_or_an_error(setup):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x)
+    revision = explorer._revision
+    explorer._request += 1  # the browser asks again with nothing changed: it still gets an answer
+    assert explorer._revision == revision + 1 and explorer._error == ""
+    with explorer.hold_trait_notifications():  # a control and its request number arrive together
+        explorer.scale, explorer._request = 0.5, explorer._request + 1
+    assert explorer._revision == revision + 2  # one answer, not two
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    explorer.source.codes = broken
+    explorer.scale = 0.7
+    assert explorer._revision == revision + 3 and explorer._error == "RuntimeError: out of memory"
+
+
+def test_compare_and_stepper_are_widgets_of_their_own(setup):
+    from mhacourse.viz.explorer import Compare, ExplorerBase, Stepper
+
+    layer, x = setup
+    _, w = layer(x, x, x, return_weights=True)
+    assert isinstance(AttentionExplorer.compare(w, w), Compare)
+    stepper = AttentionExplorer.stepper(layer, x, head=1)
+    assert isinstance(stepper, Stepper) and isinstance(stepper, ExplorerBase)
+    assert [i["name"] for i in stepper._meta["inputs"]] == ["Q", "K", "V"] and len(stepper._extra["inputs"]) == 3
+
+
+def test_one_mask_rule_everywhere():
+    from mhacourse.viz.masking import keep_of, mask_to_numpy
+
+    additive = np.array([[0.0, -1e9], [0.0, 0.0]], np.float32)
+    assert mask_to_numpy(additive).dtype == np.bool_  # only 0 and blocked: a boolean mask
+    assert mask_to_numpy(additive, as_boolean=False).dtype == np.float32
+    bias = np.array([[0.0, -2.0], [0.0, 0.0]], np.float32)
+    assert mask_to_numpy(bias).dtype == np.float32  # a bias stays a number...
+    np.testing.assert_array_equal(keep_of(bias, 2, 2), np.ones((2, 2), bool))  # ...and blocks nothing
+    np.testing.assert_array_equal(keep_of("causal", 2, 3), [[True, True, False], [True, True, True]])
+
+
+def test_projections_and_scale_never_come_from_the_layers_own_methods(setup):
+    layer, x = setup
+
+    class Odd(MultiHeadAttention):
+        scale = 123.0  # a learner may set any attribute
+
+        def project(self, queries, keys, values):  # a learner's own helper, with another meaning
+            raise AssertionError("project() of the layer must not be called")
+
+    odd = Odd(32, 4)
+    odd.update(layer.parameters())
+    q, k, v = project_heads(odd, x)
+    expected = layer.project(x, x, x)
+    for got, want in zip((q, k, v), expected):
+        np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-6)
+    stepper = AttentionExplorer.stepper(odd, x, head=1, tokens=TOKENS)
+    np.testing.assert_allclose(stepper.steps[1]["matrix"], stepper.steps[0]["matrix"] * math.sqrt(1 / 8), rtol=1e-6)
+
+
+def test_a_control_change_sends_only_the_layer_or_the_grid_shown(comm):
+    """Long inputs: the build sends one layer and the thumbnails; a change recomputes only what is shown."""
+    rng = np.random.default_rng(0)
+    layers, heads, n = 3, 2, 300
+    weights = [softmax(rng.standard_normal((heads, n, n)).astype(np.float32) * 3) for _ in range(layers)]
+    import mhacourse.viz.explorer as module
+
+    small = module.ALL_AT_BUILD
+    module.ALL_AT_BUILD = 0  # as for 12 layers x 12 heads x 1024 tokens, at a size quick to test
+    try:
+        explorer = AttentionExplorer(weights=weights)
+    finally:
+        module.ALL_AT_BUILD = small
+    (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]
+    sizes = {tuple(p): len(b) for p, b in zip(opened.opened["data"]["buffer_paths"], opened.opened["buffers"])}
+    assert sizes[("_weights", 0)] == heads * n * n * 2 and sizes[("_weights", 1)] == sizes[("_weights", 2)] == 0
+    meta = explorer._meta
+    assert (meta["thumb_rows"], meta["thumb_cols"], meta["thumb_key_block"]) == (64, 60, 5)
+    assert sizes[("_thumbs",)] == layers * heads * 64 * 60
+
+    def browser(state):
+        explorer._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}},
+                              "buffers": []})
+        data, buffers = opened.messages[-1]
+        return data["state"], dict(zip(map(tuple, data["buffer_paths"]), buffers))
+
+    # Showing layer 2, the browser moves the scale: layer 2 alone is recomputed and sent.
+    state, buffers = browser({"scale": 2.0, "_want": "layer:2", "_request": 1})
+    assert {k: len(v) for k, v in buffers.items()} == {("_weights", 0): 0, ("_weights", 1): 0,
+                                                       ("_weights", 2): heads * n * n * 2}
+    assert state["_generation"] == state["_weights_generation"] == 1
+    expected = softmax(2 * np.log(weights[2]))
+    np.testing.assert_allclose(decode(np.frombuffer(buffers[("_weights", 2)], np.uint16)).reshape(heads, n, n),
+                               expected, atol=ATOL_16)
+    # Then it opens layer 0 at the same settings: one layer again, same generation.
+    state, buffers = browser({"_want": "layer:0", "_request": 2})
+    assert len(buffers[("_weights", 0)]) == heads * n * n * 2 and "_generation" not in state
+    # In the grid, a mask change sends the thumbnails only: every 64th-ish query, keys max-pooled by 5.
+    state, buffers = browser({"mask": "causal", "_want": "grid", "_request": 3})
+    assert set(buffers) == {("_thumbs",), ("_keep",), ("_thumb_keep",)} and state["_thumbs_generation"] == 2
+    thumbs = decode(np.frombuffer(buffers[("_thumbs",)], np.uint8), 8).reshape(layers, heads, 64, 60)
+    rows = np.unique(np.linspace(0, n - 1, 64).round().astype(int))
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    for layer in range(layers):
+        kept = np.where(causal, np.array(weights[layer]) ** 2, 0)
+        full = (kept / kept.sum(-1, keepdims=True))[:, rows]  # (H, 64, n)
+        np.testing.assert_allclose(thumbs[layer], full.reshape(heads, 64, 60, 5).max(-1), atol=2 / 255)
+    keep = np.frombuffer(buffers[("_thumb_keep",)], np.uint8).reshape(64, 60)
+    np.testing.assert_array_equal(keep, causal[rows].reshape(64, 60, 5).any(-1))

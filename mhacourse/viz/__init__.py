@@ -1,4 +1,4 @@
-"""Pictures of attention: static matplotlib views and the ``AttentionExplorer`` widget.
+"""Pictures of attention: matplotlib plots (:mod:`.plots`) and the ``AttentionExplorer`` widget.
 
 >>> from mhacourse.viz import plot_attention, plot_heads, plot_mask, AttentionExplorer
 """
@@ -6,7 +6,7 @@
 from .diagrams import plot_matrices, plot_packed_in_proj, plot_reshape_mistake, plot_shape_flow, plot_split_merge_heads, plot_worked_example  # noqa: F401, E501
 from .reference import attention_steps, reference_weights, sdpa_weights
 from .state import ExplorerState, LayerSource, WeightsSource, build_mask, explorer_state
-from .static import figure_to_png, plot_attention, plot_heads, plot_mask
+from .plots import figure_to_png, plot_attention, plot_heads, plot_mask
 
 __all__ = [
     "plot_attention",

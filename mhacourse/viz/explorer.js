@@ -5,10 +5,16 @@
 // round(sqrt(w) * top) with top = 65535 (16 bits) or 255 (8 bits), one buffer per layer,
 // laid out (head, query, key). Everything here (hover, heads, layers, views, zoom, export)
 // runs in the browser; only scale, mask and valid_keys are sent to the kernel.
+//
+// Colours: the weights use viridis on a square-root ramp (colour bar "weight, √ scale"), signed
+// values RdBu; both are safe for red-green colour blindness. Masked cells are grey. Text and
+// background follow JupyterLab's theme (CSS variables --jp-ui-font-color0, --jp-layout-color0).
 
 const GREY = 0xffd0d0d0; // masked cells (ABGR, as a Uint32 over RGBA bytes)
 const NAN_COLOUR = 0xffff00ff;
 const MAX_BARS = 48;
+const DEADLINE_MS = 10000; // a kernel request unanswered this long shows an error and a retry button
+const BAR_TICKS = [0, 0.01, 0.05, 0.2, 0.5, 1];
 const VECTOR_CELLS = 4096; // SVG export draws cells as rectangles up to this many, else one image
 
 // ---------------------------------------------------------------- data
@@ -82,14 +88,18 @@ function weightsPanel(meta, codes, keep, head, lut) {
 }
 
 // Float32 values: weights on the square-root ramp, or signed values on a diverging map.
-function floatPanel(values, rows, cols, offset, lut, signed) {
+function absMax(values, offset = 0, size = values.length) {
   let range = 0;
-  if (signed) {
-    for (let k = offset; k < offset + rows * cols; k++) {
-      const v = Math.abs(values[k]);
-      if (Number.isFinite(v) && v < 1e30 && v > range) range = v;
-    }
+  for (let k = offset; k < offset + size; k++) {
+    const v = Math.abs(values[k]);
+    if (Number.isFinite(v) && v < 1e30 && v > range) range = v;
   }
+  return range;
+}
+
+// signed: a diverging map over ±range (the panel's own largest |value| unless a shared range is given).
+function floatPanel(values, rows, cols, offset, lut, signed, shared = null) {
+  const range = signed ? (shared !== null ? shared : absMax(values, offset, rows * cols)) : 1;
   const scale = range > 0 ? range : 1;
   const colourOf = (v) => {
     if (Number.isNaN(v)) return NAN_COLOUR;
@@ -124,6 +134,10 @@ class CanvasPainter {
   constructor(canvas) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
+  }
+  measure(s, size) {
+    this.ctx.font = `${size}px sans-serif`;
+    return this.ctx.measureText(String(s)).width;
   }
   size(width, height) {
     if (this.canvas.width !== width) this.canvas.width = width;
@@ -166,8 +180,9 @@ class CanvasPainter {
     this.ctx.stroke();
     this.ctx.globalAlpha = 1;
   }
-  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = "#222", bold = false }) {
+  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = null, bold = false }) {
     const ctx = this.ctx;
+    colour = colour || this.fg || "#111";
     ctx.save();
     ctx.font = `${bold ? "bold " : ""}${size}px sans-serif`;
     ctx.fillStyle = colour;
@@ -189,6 +204,9 @@ class SvgPainter {
   size(width, height) {
     this.width = width;
     this.height = height;
+  }
+  measure(s, size) {
+    return String(s).length * size * 0.6;
   }
   background(colour) {
     this.parts.push(`<rect width="${this.width}" height="${this.height}" fill="${colour}"/>`);
@@ -214,14 +232,21 @@ class SvgPainter {
   line(x1, y1, x2, y2, colour, alpha, width) {
     this.parts.push(`<line x1="${x1}" y1="${y1.toFixed(1)}" x2="${x2}" y2="${y2.toFixed(1)}" stroke="${colour}" stroke-opacity="${alpha.toFixed(3)}" stroke-width="${width.toFixed(2)}"/>`);
   }
-  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = "#222", bold = false }) {
+  text(s, x, y, { size, align = "left", baseline = "middle", rotate = 0, colour = null, bold = false }) {
+    colour = colour || this.fg || "#111";
     const anchor = { left: "start", right: "end", center: "middle" }[align];
     const shift = baseline === "middle" ? "0.35em" : baseline === "top" ? "0.8em" : "0";
     const turn = rotate ? ` transform="rotate(${(rotate * 180) / Math.PI} ${x} ${y})"` : "";
     this.parts.push(`<text x="${x}" y="${y}" dy="${shift}" font-family="sans-serif" font-size="${size}" text-anchor="${anchor}" fill="${colour}"${bold ? ' font-weight="bold"' : ""}${turn}>${escapeXml(s)}</text>`);
   }
-  toString() {
-    return `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" viewBox="0 0 ${this.width} ${this.height}">\n${this.parts.join("\n")}\n</svg>\n`;
+  // A title band above the drawing (exports carry the title).
+  toString(title = "", subtitle = "", font = 14, theme = null) {
+    const band = title ? Math.round(font * (subtitle ? 3.2 : 1.9)) : 0;
+    const h = this.height + band;
+    const bg = theme ? theme.bg : "white", fg = theme ? theme.fg : "#111";
+    const head = title ? `<rect width="${this.width}" height="${band}" fill="${bg}"/>\n<text x="8" y="${Math.round(font * 1.3)}" font-family="sans-serif" font-size="${Math.round(font * 1.2)}" font-weight="bold" fill="${fg}">${escapeXml(title)}</text>\n` +
+      (subtitle ? `<text x="8" y="${Math.round(font * 2.7)}" font-family="sans-serif" font-size="${font}" fill="${fg}">${escapeXml(subtitle)}</text>\n` : "") : "";
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${h}" viewBox="0 0 ${this.width} ${h}">\n${head}<g transform="translate(0 ${band})">\n${this.parts.join("\n")}\n</g>\n</svg>\n`;
   }
 }
 
@@ -275,15 +300,44 @@ function labelStep(cell, font) {
   return Math.max(1, Math.ceil((font * 1.15) / Math.max(cell, 1e-6)));
 }
 
+// Token labels shrink a little with the cells, never below 85% of the font (then they thin out).
+function labelSize(font, cell) {
+  return Math.round(Math.min(font, Math.max(font * 0.85, cell * 0.9)));
+}
+
+// WCAG contrast ratio of two CSS colours (for the tests, and to pick text on cells).
+function luminance(rgb) {
+  const [r, g, b] = rgb.map((c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+function parseColour(text) {
+  const probe = document.createElement("canvas").getContext("2d");
+  probe.fillStyle = "#000";
+  probe.fillStyle = text;
+  probe.fillRect(0, 0, 1, 1);
+  const d = probe.getImageData(0, 0, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}
+
+function contrast(a, b) {
+  const [la, lb] = [luminance(parseColour(a)), luminance(parseColour(b))];
+  return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+}
+
 function drawLabels(painter, labels, box, win, font, side) {
   const vertical = side === "left";
   const count = vertical ? win.rows : win.cols;
   const start = vertical ? win.r0 : win.c0;
   const cell = (vertical ? box.h : box.w) / count;
-  const step = labelStep(cell, font);
-  const size = Math.min(font, Math.max(8, cell * 0.9));
+  const size = labelSize(font, cell);
+  const step = labelStep(cell, size);
+  const numbered = step > 1; // thinned: say which position each label is
   for (let k = Math.ceil(start / step) * step - start; k < count; k += step) {
-    const text = `${labels[start + k]}`.slice(0, 14);
+    const text = numbered ? `${start + k} ${labels[start + k]}`.slice(0, 16) : `${labels[start + k]}`.slice(0, 14);
     if (vertical) {
       painter.text(text, box.x - 4, box.y + (k + 0.5) * cell, { size, align: "right" });
     } else {
@@ -323,6 +377,7 @@ function button(text, title, onClick) {
 class Explorer {
   constructor(model, el) {
     this.model = model;
+    this.el = el;
     this.meta = model.get("_meta");
     const m = this.meta;
     this.kind = m.kind;
@@ -334,21 +389,23 @@ class Explorer {
     this.query = model.get("query");
     this.key = -1;
     this.pinned = false;
-    this.step = 3; // stepper: start at the softmax
+    this.step = 3; // stepper: start at the softmax; -1 is Q, K, V
     this.win = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
     this.inFlight = false;
     this.pending = null;
     this.perf = { draws: 0, firstDrawMs: null, lastRepaintMs: null, lastFrameMs: null };
     this.t0 = performance.now();
+    this.cleanups = [];
 
     this.root = element("div", "mha-explorer");
     this.root.tabIndex = 0;
     el.appendChild(this.root);
     this.root.classList.toggle("mha-large", model.get("large"));
     this.title = element("div", "mha-title");
+    this.subtitle = element("div", "mha-subtitle");
     this.toolbar = element("div", "mha-toolbar");
     this.kernelBar = element("div", "mha-toolbar");
-    const body = element("div", "mha-body");
+    this.body = element("div", "mha-body");
     this.stage = element("div", "mha-stage");
     this.base = element("canvas", "mha-base");
     this.overlay = element("canvas", "mha-overlay");
@@ -358,12 +415,22 @@ class Explorer {
     this.numbers = element("div", "mha-numbers");
     this.bars = element("div", "mha-bars");
     this.side.append(this.numbers, this.bars);
-    body.append(this.stage, this.side);
-    this.root.append(this.title, this.toolbar, this.kernelBar, body);
+    this.body.append(this.stage, this.side);
+    this.root.append(this.title, this.subtitle, this.toolbar, this.kernelBar, this.body);
     this.basePainter = new CanvasPainter(this.base);
     this.overlayPainter = new CanvasPainter(this.overlay);
 
+    if (this.kind === "stepper") {
+      // scores, scaled and masked on one colour scale: scaling visibly shrinks the scores.
+      this.stepRange = 0;
+      for (let k = 0; k < 3; k++) {
+        const s = m.steps[k];
+        this.stepRange = Math.max(this.stepRange, absMax(this.stepValues(k), 0, s.rows * s.cols));
+      }
+      this.stepRange = this.stepRange || 1;
+    }
     this.loadData();
+    this.readTheme();
     this.buildToolbar();
     this.bindEvents();
     this.listen();
@@ -372,12 +439,65 @@ class Explorer {
     if (typeof performance.mark === "function") performance.mark("mha-first-draw");
   }
 
+  stepValues(k) {
+    return typed(this.model.get("_extra").steps[k], Float32Array);
+  }
+
+  // -- theme: JupyterLab's CSS variables (light, dark, high contrast), else light defaults
+  readTheme() {
+    const style = getComputedStyle(this.root);
+    const v = (name, fallback) => (style.getPropertyValue(name) || "").trim() || fallback;
+    this.theme = {
+      fg: v("--jp-ui-font-color0", "#111111"),
+      bg: v("--jp-layout-color0", "#ffffff"),
+      muted: v("--jp-ui-font-color2", "#555555"),
+      frame: v("--jp-border-color1", "#888888"),
+    };
+    for (const p of [this.basePainter, this.overlayPainter]) p.fg = this.theme.fg;
+    this.root.dataset.contrast = contrast(this.theme.fg, this.theme.bg).toFixed(2);
+  }
+
   // -- data from the kernel
+  // Only what is shown travels: each answer holds some layers (the others are empty) or the grid's
+  // thumbnails, tagged with the settings generation they were computed at. Older layers stay
+  // drawable (while the new ones are asked for) but are not "fresh".
   loadData() {
-    const m = this.meta;
+    const m = this.meta, model = this.model;
     const Type = m.bits === 16 ? Uint16Array : Uint8Array;
-    this.codes = (this.model.get("_weights") || []).map((v) => typed(v, Type));
+    const generation = model.get("_generation") || 0;
+    if (!this.codes) this.codes = new Array(m.num_layers || 0).fill(null);
+    if (generation !== this.generation) {
+      this.generation = generation;
+      this.fresh = new Set();
+      this.thumbsFresh = false;
+    }
+    let bytes = 0;
+    if ((model.get("_weights_generation") || 0) === generation) {
+      (model.get("_weights") || []).forEach((v, l) => {
+        if (v && v.byteLength) {
+          this.codes[l] = typed(v, Type);
+          this.fresh.add(l);
+          bytes += v.byteLength;
+        }
+      });
+    }
+    const thumbs = model.get("_thumbs");
+    if (thumbs && thumbs.byteLength && model.get("_thumbs_generation") === generation) {
+      if (!this.thumbsFresh) bytes += thumbs.byteLength;
+      this.thumbs = bytesOf(thumbs);
+      const tk = model.get("_thumb_keep");
+      this.thumbKeep = tk && tk.byteLength ? bytesOf(tk) : null;
+      this.thumbsFresh = true;
+    }
+    this.perf.lastBytes = bytes;
+    if (this.wantLayer !== null && this.wantLayer !== undefined && this.codes[this.wantLayer]) {
+      this.layer = this.wantLayer;
+      this.wantLayer = null;
+      this.syncButtons();
+    }
     const keep = this.model.get("_keep");
+    if (keep !== this.keepBuffer && keep && keep.byteLength) this.perf.lastBytes += keep.byteLength;
+    this.keepBuffer = keep;
     this.keep = keep && keep.byteLength ? bytesOf(keep) : null;
     const extra = this.model.get("_extra") || {};
     this.extra = {};
@@ -387,27 +507,78 @@ class Explorer {
     this.revision = this.model.get("_revision");
   }
 
+  // What the view on screen needs from the kernel and does not have at the current settings.
+  need() {
+    if (this.kind !== "explorer" || this.meta.offline) return null;
+    if (this.view === "grid") return this.thumbsFresh ? null : "grid";
+    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
+    return this.fresh.has(layer) ? null : `layer:${layer}`;
+  }
+
+  ensureData() {
+    const need = this.need();
+    if (need && !this.inFlight && !this.pending) this.request({});
+  }
+
+  on(name, callback) {
+    this.model.on(name, callback);
+    this.cleanups.push(() => this.model.off(name, callback));
+  }
+
   listen() {
-    const model = this.model;
-    model.on("change:_revision", () => {
+    this.on("change:_revision", () => {
+      const start = performance.now();
       this.loadData();
       this.inFlight = false;
-      this.busy.textContent = "";
+      clearTimeout(this.deadline);
+      const error = this.model.get("_error");
+      this.showBusy(error ? `error: ${error}` : "", Boolean(error));
       this.redraw();
+      this.perf.lastAnswerMs = this.sentAt ? performance.now() - this.sentAt : null;
+      this.perf.lastLoadDrawMs = performance.now() - start;
       this.sendPending();
+      if (!error) this.ensureData();
     });
     for (const name of ["view", "layer", "head", "query"]) {
-      model.on(`change:${name}`, () => {
-        this[name] = model.get(name);
+      this.on(`change:${name}`, () => {
+        if (name === "layer" || name === "head") {
+          this.setHead(this.model.get("layer"), this.model.get("head"));
+          return;
+        }
+        this[name] = this.model.get(name);
         this.syncButtons();
         this.redraw();
+        this.ensureData();
       });
     }
-    model.on("change:large", () => {
-      this.root.classList.toggle("mha-large", model.get("large"));
+    this.on("change:large", () => {
+      this.root.classList.toggle("mha-large", this.model.get("large"));
       this.redraw();
     });
-    for (const name of ["scale", "mask", "valid_keys"]) model.on(`change:${name}`, () => this.syncKernelControls());
+    for (const name of ["scale", "mask", "valid_keys", "_note"]) this.on(`change:${name}`, () => this.syncKernelControls());
+    // A new theme, or a new size of the window or the notebook: draw again.
+    if (typeof MutationObserver === "function") {
+      const watch = new MutationObserver(() => { this.readTheme(); this.redraw(); });
+      watch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light", "class"] });
+      this.cleanups.push(() => watch.disconnect());
+    }
+    if (typeof ResizeObserver === "function") {
+      let last = "";
+      const resize = new ResizeObserver(() => {
+        const size = `${this.available().width}x${this.available().height}`;
+        if (size !== last && this.root.classList.contains("mha-large")) {
+          last = size;
+          this.redraw();
+        } else last = size;
+      });
+      resize.observe(this.el);
+      this.cleanups.push(() => resize.disconnect());
+    }
+    this.cleanups.push(() => clearTimeout(this.deadline));
+  }
+
+  destroy() {
+    for (const undo of this.cleanups.splice(0)) undo();
   }
 
   // -- what is on screen
@@ -415,11 +586,26 @@ class Explorer {
     return this.root.classList.contains("mha-large") ? 19 : 12;
   }
 
+  large() {
+    return this.root.classList.contains("mha-large");
+  }
+
+  // The room presenter mode may fill: the notebook's visible height, the output's width.
+  available() {
+    const scroller = this.root.closest(".jp-WindowedPanel-outer") || this.root.closest(".jp-Notebook");
+    const height = Math.min(window.innerHeight, scroller && scroller.clientHeight > 200 ? scroller.clientHeight : window.innerHeight);
+    const width = (this.el.clientWidth || this.root.clientWidth || window.innerWidth - 40);
+    const chrome = this.stage.getBoundingClientRect().top - this.root.getBoundingClientRect().top;
+    return { width, height, chrome: chrome > 0 ? chrome : 140 };
+  }
+
   panel(which = "weights") {
     const m = this.meta;
     if (this.kind === "stepper") {
       const s = m.steps[this.step];
-      return floatPanel(this.extra.steps[this.step], s.rows, s.cols, 0, s.name === "softmax" ? this.lut : this.diverging, s.name !== "softmax");
+      const softmax = s.name === "softmax";
+      return floatPanel(this.extra.steps[this.step], s.rows, s.cols, 0, softmax ? this.lut : this.diverging, !softmax,
+        this.step < 3 ? this.stepRange : null);
     }
     if (this.kind === "compare") {
       const size = m.n_queries * m.n_keys;
@@ -443,6 +629,11 @@ class Explorer {
     return [m.query_labels, m.key_labels];
   }
 
+  axisNames() {
+    if (this.kind === "stepper" && this.meta.steps[this.step].name === "weights @ V") return ["queries", "value dimensions"];
+    return ["queries", "keys"];
+  }
+
   window() {
     const p = this.currentPanels[0];
     const win = this.win;
@@ -450,24 +641,61 @@ class Explorer {
     return win;
   }
 
-  // Layout of the stage: one or three matrices, labels left and on top.
+  // The colour bars a view needs: the weight ramp, or a signed range.
+  colourBars() {
+    if (this.kind === "stepper") {
+      const p = this.currentPanels[0];
+      if (!p.signed) return [{ kind: "sqrt", name: "weight" }];
+      const s = this.meta.steps[this.step];
+      return [{ kind: "linear", name: s.name, range: p.range, shared: this.step < 3 }];
+    }
+    if (this.kind === "compare") return [{ kind: "sqrt", name: "weight" }, { kind: "linear", name: "yours − ref.", range: this.currentPanels[2].range }];
+    return [{ kind: "sqrt", name: "weight" }];
+  }
+
+  // Layout of the stage: one or three matrices, axis titles and labels left and on top, colour bars right.
   layout() {
     const font = this.font();
-    const large = font > 12;
-    const labelW = Math.round(font * 7);
-    const labelH = Math.round(font * 6.5);
-    const count = this.currentPanels.length;
-    const side = count === 1 ? (large ? 640 : 480) : large ? 300 : 240;
+    const large = this.large();
     const win = this.window();
+    const [rowLabels, colLabels] = this.labels();
+    const painter = this.basePainter;
+    const longest = (labels, r0, n) => {
+      let w = 0;
+      const step = Math.max(1, Math.floor(n / 400)); // a sample is enough for long inputs
+      for (let k = r0; k < r0 + n; k += step) w = Math.max(w, painter.measure(n > 40 ? `${k} ${labels[k]}`.slice(0, 16) : `${labels[k]}`.slice(0, 14), font));
+      return w;
+    };
+    const axis = Math.round(font * 1.7); // room for "queries" / "keys"
+    const labelW = Math.ceil(Math.min(font * 9, longest(rowLabels, win.r0, win.rows)) + 8);
+    const labelH = Math.ceil(Math.min(font * 9, longest(colLabels, win.c0, win.cols)) + 8);
+    const count = this.currentPanels.length;
+    const names = count > 1 ? Math.round(font * 1.6) : 0;
+    const sums = this.kind === "compare" ? Math.round(font * 3.6) : 0; // a row-sum column after yours and reference
+    const bars = this.colourBars().length * Math.round(font * 6.2);
+    const left = axis + labelW, top = axis + names + labelH;
+    let side;
+    if (large) {
+      const room = this.available();
+      const sideW = this.view === "heatmap" ? Math.round(font * 19) : 0;
+      const byHeight = room.height - room.chrome - top - 24;
+      const gap = Math.round(font * 1.5);
+      const byWidth = (room.width - left - bars - sideW - 40 - (count - 1) * (gap + sums) - sums) / count;
+      side = Math.max(160, Math.min(1100, Math.floor(Math.min(byHeight, byWidth))));
+    } else {
+      side = count === 1 ? 480 : 240;
+    }
+    if (this.kind === "stepper") side = Math.max(side, Math.min(large ? side : 760, win.cols * font * 2.8));
     const cell = Math.min(side / win.cols, side / win.rows);
     const w = Math.max(1, Math.round(cell * win.cols));
     const h = Math.max(1, Math.round(cell * win.rows));
-    const gap = count === 1 ? 0 : Math.round(font * 2);
+    const gap = count === 1 ? 0 : Math.round(font * 1.5) + sums;
     const boxes = [];
-    for (let k = 0; k < count; k++) boxes.push({ x: labelW + k * (w + gap), y: labelH + font * 1.6 * (count > 1), w, h });
-    const width = labelW + count * w + (count - 1) * gap + 20;
-    const height = boxes[0].y + h + 10 + (this.kind === "stepper" ? 0 : 0);
-    return { boxes, width, height, font, win };
+    for (let k = 0; k < count; k++) boxes.push({ x: left + k * (w + gap), y: top, w, h });
+    const barX = left + count * w + (count - 1) * gap + (sums && count > 1 ? sums : 0) + Math.round(font * 1.2);
+    const width = barX + bars + 10;
+    const height = Math.max(top + h + 10, top + Math.round(font * 12));
+    return { boxes, width, height, font, win, axis, top, left, barX, sums };
   }
 
   // -- drawing
@@ -479,14 +707,24 @@ class Explorer {
     this.root.dataset.kind = this.kind;
     this.root.dataset.revision = this.revision;
     this.title.textContent = this.titleText();
-    this.currentPanels = this.kind === "compare"
-      ? [this.panel("yours"), this.panel("reference"), this.panel("difference")]
-      : [this.panel()];
-    if (this.view === "grid") this.drawGrid(this.basePainter);
-    else if (this.view === "lines") this.drawLines(this.basePainter);
-    else this.drawMatrices(this.basePainter);
+    this.subtitle.textContent = this.subtitleText();
+    if (this.kind === "stepper" && this.step < 0) {
+      this.currentPanels = [];
+      this.drawInputs(this.basePainter);
+    } else {
+      this.currentPanels = this.kind === "compare"
+        ? [this.panel("yours"), this.panel("reference"), this.panel("difference")]
+        : [this.panel()];
+      if (this.view === "grid") this.drawGrid(this.basePainter);
+      else if (this.view === "lines") this.drawLines(this.basePainter);
+      else this.drawMatrices(this.basePainter);
+    }
     this.overlay.width = this.base.width;
     this.overlay.height = this.base.height;
+    if (this.large()) {
+      const h = this.base.height;
+      this.bars.style.maxHeight = `${Math.max(120, h - this.numbers.offsetHeight - 8)}px`;
+    } else this.bars.style.maxHeight = "";
     this.repaint();
     this.perf.draws += 1;
     this.perf.lastDrawMs = performance.now() - start;
@@ -497,45 +735,157 @@ class Explorer {
   repaint() {
     this.root.dataset.query = this.query;
     this.overlayPainter.size(this.overlay.width, this.overlay.height);
+    if (this.kind === "stepper" && this.step < 0) {
+      this.updateSide();
+      return;
+    }
     if (this.view === "lines") this.drawLines(this.overlayPainter, true);
     else if (this.view !== "grid") this.drawMarks(this.overlayPainter);
     this.updateSide();
   }
 
+  drawAxisTitles(painter, geo, box, names) {
+    const font = geo.font;
+    painter.text(`${names[1]} →`, box.x, Math.round(geo.axis / 2), { size: font, bold: true, colour: this.theme.fg });
+    painter.text(`${names[0]} →`, Math.round(geo.axis / 2), box.y, { size: font, bold: true, rotate: Math.PI / 2, colour: this.theme.fg });
+    this.root.dataset.axes = names.join(",");
+  }
+
   drawMatrices(painter, exporting = false) {
-    const m = this.meta;
     const geo = this.layout();
     this.geo = geo;
     const [rowLabels, colLabels] = this.labels();
     painter.size(geo.width, geo.height);
-    if (exporting) painter.background("white");
+    painter.background(this.theme.bg);
     const names = this.kind === "compare" ? ["yours", "reference (MLX)", "yours − reference"] : [];
     geo.boxes.forEach((box, k) => {
       paintMatrix(painter, this.currentPanels[k], box, geo.win);
-      painter.frame(box.x, box.y, box.w, box.h, "#888", 1);
+      painter.frame(box.x, box.y, box.w, box.h, this.theme.frame, 1);
       drawLabels(painter, colLabels, box, geo.win, geo.font, "top");
       if (k === 0) drawLabels(painter, rowLabels, box, geo.win, geo.font, "left");
-      if (names[k]) painter.text(names[k], box.x, 2, { size: geo.font, baseline: "top", bold: true });
+      if (names[k]) painter.text(names[k], box.x, geo.axis + Math.round(geo.font * 0.8), { size: geo.font, bold: true });
     });
+    this.drawAxisTitles(painter, geo, geo.boxes[0], this.axisNames());
+    if (this.kind === "compare") this.drawRowSums(painter, geo);
     if (this.kind === "stepper") this.drawStepNumbers(painter, geo);
-    this.root.dataset.labelStep = labelStep(geo.boxes[0].h / geo.win.rows, geo.font);
+    this.drawColourBars(painter, geo.barX, geo.top, Math.max(geo.boxes[0].h, geo.font * 10), geo.font);
+    const size = labelSize(geo.font, geo.boxes[0].h / geo.win.rows);
+    this.root.dataset.labelStep = labelStep(geo.boxes[0].h / geo.win.rows, size);
     this.root.dataset.window = `${geo.win.r0},${geo.win.c0},${geo.win.rows},${geo.win.cols}`;
-    return m;
+  }
+
+  // Colour bars with their scale named, and the masked swatch.
+  drawColourBars(painter, x0, y, height, font) {
+    const bw = Math.round(font * 1.1);
+    const h = Math.max(60, Math.round(height - font * 4.5));
+    const bars = this.colourBars();
+    bars.forEach((bar, n) => {
+      const x = x0 + n * Math.round(font * 6.2);
+      painter.text(bar.name, x, y, { size: font, bold: true, baseline: "top" });
+      const sub = bar.kind === "sqrt" ? "√ scale" : bar.shared ? "shared, linear" : "linear";
+      painter.text(sub, x, y + font * 1.2, { size: Math.round(font * 0.85), baseline: "top", colour: this.theme.muted });
+      const top = y + Math.round(font * 2.6);
+      const lut = bar.kind === "sqrt" ? this.lut : this.diverging;
+      painter.pixels(x, top, bw, h, (out, w, hh) => {
+        for (let py = 0; py < hh; py++) {
+          const t = 1 - py / Math.max(1, hh - 1);
+          const c = lut[Math.round(t * 255)];
+          for (let px = 0; px < w; px++) out[py * w + px] = c;
+        }
+      });
+      painter.frame(x, top, bw, h, this.theme.frame, 1);
+      const ticks = bar.kind === "sqrt" ? BAR_TICKS.map((v) => [Math.sqrt(v), String(v)])
+        : [-1, -0.5, 0, 0.5, 1].map((t) => [(t + 1) / 2, fmt(t * bar.range, bar.range >= 10 ? 0 : bar.range >= 1 ? 1 : 2)]);
+      for (const [t, text] of ticks) {
+        const ty = top + (1 - t) * h;
+        painter.rect(x + bw, ty - 0.5, 4, 1, this.theme.fg);
+        painter.text(text, x + bw + 6, ty, { size: Math.round(font * 0.85) });
+      }
+      if (n === 0 && (this.kind === "explorer" || (this.kind === "stepper" && this.step === 2))) {
+        const sy = top + h + Math.round(font * 0.6);
+        painter.rect(x, sy, bw, font, GREY);
+        painter.frame(x, sy, bw, font, this.theme.frame, 1);
+        painter.text("masked", x + bw + 6, sy + font / 2, { size: Math.round(font * 0.85) });
+      }
+    });
+    this.root.dataset.colourBar = bars.map((b) => `${b.name} (${b.kind === "sqrt" ? "square root" : "linear"})`).join("; ");
+  }
+
+  // Compare: each row's sum beside yours and the reference; a softmax over the wrong axis shows here.
+  drawRowSums(painter, geo) {
+    const m = this.meta, win = geo.win;
+    const ch = geo.boxes[0].h / win.rows;
+    const size = Math.round(Math.min(geo.font * 0.85, ch * 0.85));
+    for (const k of [0, 1]) {
+      const box = geo.boxes[k], p = this.currentPanels[k];
+      const x = box.x + box.w + 4;
+      painter.text("Σ row", x, box.y - 4, { size: Math.round(geo.font * 0.85), baseline: "bottom", bold: true });
+      const step = Math.max(1, Math.ceil((size * 1.1) / Math.max(ch, 1e-6)));
+      for (let i = win.r0; i < win.r0 + win.rows; i++) {
+        let sum = 0;
+        for (let j = 0; j < m.n_keys; j++) sum += p.value(i, j);
+        const off = !(Math.abs(sum - 1) <= 1e-3);
+        const y = box.y + (i - win.r0 + 0.5) * ch;
+        if (off) painter.rect(x, y - ch / 2, geo.sums - 8, Math.max(1, ch), "rgba(255,43,214,0.35)");
+        if ((i - win.r0) % step === 0 && size >= 7) painter.text(fmt(sum, 2), x + 2, y, { size });
+      }
+    }
   }
 
   drawStepNumbers(painter, geo) {
     const box = geo.boxes[0], panel = this.currentPanels[0];
     const cw = box.w / panel.cols, ch = box.h / panel.rows;
-    if (cw < geo.font * 2.6 || ch < geo.font * 1.2) return;
+    const size = Math.floor(Math.min(geo.font * 0.85, cw / 3.3, ch * 0.7));
+    this.root.dataset.stepNumbers = size >= 8 ? "shown" : "hidden";
+    if (size < 8) return;
+    const digits = cw / size >= 4.2 ? 2 : 1;
     for (let i = 0; i < panel.rows; i++) {
       for (let j = 0; j < panel.cols; j++) {
         const v = panel.value(i, j);
         const cell = panel.colour(i, i + 1, j, j + 1);
         const light = 0.299 * (cell & 255) + 0.587 * ((cell >> 8) & 255) + 0.114 * ((cell >> 16) & 255) > 140;
-        const colour = light ? "#111" : "#f4f4f4";
-        painter.text(fmt(v, 2), box.x + (j + 0.5) * cw, box.y + (i + 0.5) * ch, { size: Math.round(geo.font * 0.85), align: "center", colour });
+        painter.text(fmt(v, digits), box.x + (j + 0.5) * cw, box.y + (i + 0.5) * ch, { size, align: "center", colour: light ? "#111" : "#f4f4f4" });
       }
     }
+  }
+
+  // Stepper, step "Q K V": the head's queries, keys and values, one colour scale.
+  drawInputs(painter) {
+    const m = this.meta, font = this.font();
+    const data = this.extra.inputs;
+    let range = 0;
+    m.inputs.forEach((s, k) => { range = Math.max(range, absMax(data[k], 0, s.rows * s.cols)); });
+    range = range || 1;
+    const panels = m.inputs.map((s, k) => floatPanel(data[k], s.rows, s.cols, 0, this.diverging, true, range));
+    const axis = Math.round(font * 1.7);
+    const labelW = Math.ceil(Math.min(font * 9, Math.max(...m.query_labels.concat(m.key_labels).map((t) => painter.measure(`${t}`.slice(0, 14), font)))) + 8);
+    const rowsMax = Math.max(...m.inputs.map((s) => s.rows));
+    const colsSum = m.inputs.reduce((a, s) => a + s.cols, 0);
+    const cell = Math.max(4, Math.min(this.large() ? 26 : 18, 900 / colsSum, 420 / rowsMax));
+    const top = axis + Math.round(font * 1.8);
+    let x = axis + labelW;
+    const boxes = m.inputs.map((s) => {
+      const b = { x, y: top, w: Math.round(cell * s.cols), h: Math.round(cell * s.rows) };
+      x += b.w + labelW + font;
+      return b;
+    });
+    this.currentPanels = panels;
+    this.geo = null;
+    const barX = x;
+    painter.size(barX + Math.round(font * 6.2) + 10, top + Math.max(...boxes.map((b) => b.h), font * 12) + 10);
+    painter.background(this.theme.bg);
+    m.inputs.forEach((s, k) => {
+      const box = boxes[k];
+      paintMatrix(painter, panels[k], box, { r0: 0, c0: 0, rows: s.rows, cols: s.cols });
+      painter.frame(box.x, box.y, box.w, box.h, this.theme.frame, 1);
+      painter.text(`${s.name} (${k === 0 ? "L_q" : "L_k"}, ${k === 2 ? "D_v" : "D_h"}) = (${s.rows}, ${s.cols})`, box.x, axis, { size: font, bold: true });
+      drawLabels(painter, k === 0 ? m.query_labels : m.key_labels, box, { r0: 0, c0: 0, rows: s.rows, cols: s.cols }, font, "left");
+    });
+    painter.text("dimensions →", boxes[0].x, top - 4, { size: Math.round(font * 0.85), baseline: "bottom", colour: this.theme.muted });
+    const saved = this.colourBars;
+    this.colourBars = () => [{ kind: "linear", name: "Q, K, V", range, shared: true }];
+    this.drawColourBars(painter, barX, top, Math.max(...boxes.map((b) => b.h), font * 10), font);
+    this.colourBars = saved;
   }
 
   cellRect(box, win, i, j) {
@@ -568,48 +918,69 @@ class Explorer {
     }
   }
 
+  // Keys the lines view shows: all that fit; with more keys, the selected query's strongest ones.
+  linesKeys(panel, fit) {
+    const m = this.meta;
+    const keys = [];
+    if (m.n_keys <= fit) {
+      for (let j = 0; j < m.n_keys; j++) keys.push(j);
+      return keys;
+    }
+    const order = Array.from({ length: m.n_keys }, (_, j) => j);
+    order.sort((a, b) => panel.value(this.query, b) - panel.value(this.query, a));
+    return order.slice(0, fit).sort((a, b) => a - b);
+  }
+
   drawLines(painter, overlayOnly = false) {
     const m = this.meta;
     const font = this.font();
-    const rowPx = font + 6;
-    const height = (font > 12 ? 640 : 480);
+    const rowPx = Math.round(font * 1.5);
+    let height = this.large() ? Math.max(240, this.available().height - this.available().chrome - font * 3) : 480;
     const fit = Math.max(2, Math.floor(height / rowPx));
-    const nq = Math.min(fit, this.win.rows), nk = Math.min(fit, this.win.cols);
-    // The query window follows the selected query.
-    let r0 = this.win.r0;
+    const nq = Math.min(fit, m.n_queries);
+    // The query window follows the selected query; the key column shows its strongest keys.
+    let r0 = this.linesGeo ? this.linesGeo.r0 : 0;
     if (this.query < r0 || this.query >= r0 + nq) r0 = Math.max(0, Math.min(m.n_queries - nq, this.query - (nq >> 1)));
-    const c0 = this.win.c0;
+    r0 = Math.max(0, Math.min(r0, m.n_queries - nq));
+    if (overlayOnly && this.linesGeo) r0 = this.linesGeo.r0;
+    const panel = this.currentPanels[0];
+    const keys = overlayOnly && this.linesGeo ? this.linesGeo.keys : this.linesKeys(panel, fit);
+    const nk = keys.length;
+    height = Math.max(nq, nk) * rowPx;
+    const numbered = m.n_queries > fit || m.n_keys > fit;
+    const name = (labels, i) => (numbered ? `${i} ${labels[i]}` : `${labels[i]}`).slice(0, 16);
     const labelW = Math.round(font * 8);
     const xL = labelW + 6, xR = xL + Math.round(font * 22);
-    const width = xR + labelW + 10;
-    const top = font + 10;
+    const width = xR + Math.max(labelW, Math.round(font * 15)) + 10;
+    const top = Math.round(font * 1.8);
     const yq = (i) => top + (i - r0 + 0.5) * (height / nq);
-    const yk = (j) => top + (j - c0 + 0.5) * (height / nk);
-    this.linesGeo = { r0, c0, nq, nk, xL, xR, top, height, labelW };
-    const panel = this.currentPanels[0];
+    const slot = new Map(keys.map((j, n) => [j, n]));
+    const yk = (j) => top + (slot.get(j) + 0.5) * (height / nk);
+    if (!overlayOnly) this.linesGeo = { r0, nq, nk, xL, xR, top, height, labelW, keys, fit, query: this.query };
     if (!overlayOnly) {
       painter.size(width, top + height + 8);
-      if (painter instanceof SvgPainter) painter.background("white");
+      painter.background(this.theme.bg);
       painter.text("queries", xL - 6, 2, { size: font, align: "right", baseline: "top", bold: true });
-      painter.text("keys", xR + 6, 2, { size: font, baseline: "top", bold: true });
-      for (let i = r0; i < r0 + nq; i++) painter.text(`${m.query_labels[i]}`.slice(0, 14), xL - 6, yq(i), { size: font, align: "right" });
-      for (let j = c0; j < c0 + nk; j++) painter.text(`${m.key_labels[j]}`.slice(0, 14), xR + 6, yk(j), { size: font });
+      painter.text(nk < m.n_keys ? `keys (${nk} strongest of ${m.n_keys})` : "keys", xR + 6, 2, { size: font, baseline: "top", bold: true });
+      for (let i = r0; i < r0 + nq; i++) painter.text(name(m.query_labels, i), xL - 6, yq(i), { size: font, align: "right" });
+      for (const j of keys) painter.text(name(m.key_labels, j), xR + 6, yk(j), { size: font });
       for (let i = r0; i < r0 + nq; i++) {
         if (i === this.query) continue;
-        for (let j = c0; j < c0 + nk; j++) {
+        for (const j of keys) {
           const w = panel.value(i, j);
           if (w > 0.01) painter.line(xL, yq(i), xR, yk(j), "#3b6fb6", Math.min(1, w) * 0.35, 1);
         }
       }
       this.root.dataset.lines = "drawn";
+      this.root.dataset.linesKeys = keys.join(",");
       if (!(painter instanceof SvgPainter)) return;
     }
     // The selected query: its lines on top, opacity = weight.
     if (this.query >= r0 && this.query < r0 + nq) {
-      painter.rect(0, yq(this.query) - rowPx / 2, xL - 2, rowPx, "rgba(255,64,64,0.18)");
-      for (let j = c0; j < c0 + nk; j++) {
+      painter.rect(0, yq(this.query) - rowPx / 2, xL - 2, rowPx, "rgba(255,64,64,0.25)");
+      for (const j of keys) {
         const w = panel.value(this.query, j);
-        if (w > 0.002) painter.line(xL, yq(this.query), xR, yk(j), "#e03030", Math.min(1, w), 1 + 3 * w);
+        if (w > 0.002) painter.line(xL, yq(this.query), xR, yk(j), "#e03030", Math.max(0.25, Math.min(1, w)), 1 + 3 * w);
       }
     }
   }
@@ -618,23 +989,35 @@ class Explorer {
     const m = this.meta;
     const font = this.font();
     const H = m.num_heads, L = m.num_layers;
-    const avail = font > 12 ? 900 : 720;
-    const thumb = Math.max(24, Math.min(120, Math.floor((avail - 60) / H) - 6));
     const left = Math.round(font * 4), top = font + 8;
-    const width = left + H * (thumb + 6) + 10, height = top + L * (thumb + 6) + 10;
+    let thumb;
+    if (this.large()) {
+      const room = this.available();
+      const byW = Math.floor((room.width - left - 40 - Math.round(font * 6.2)) / H) - 6;
+      const byH = Math.floor((room.height - room.chrome - top - 24) / L) - 6;
+      thumb = Math.max(16, Math.min(160, byW, byH));
+    } else {
+      thumb = Math.max(24, Math.min(120, Math.floor((720 - 60) / H) - 6));
+    }
+    const width = left + H * (thumb + 6) + Math.round(font * 1.2) + Math.round(font * 6.2) + 10;
+    const height = Math.max(top + L * (thumb + 6) + 10, top + font * 12);
     this.gridGeo = { left, top, thumb };
     painter.size(width, height);
-    if (exporting) painter.background("white");
+    painter.background(this.theme.bg);
     for (let h = 0; h < H; h++) painter.text(`H${h}`, left + h * (thumb + 6) + thumb / 2, top - 4, { size: font, align: "center", baseline: "bottom" });
-    const full = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
+    // Thumbnails: 8-bit codes (layers, H, thumb_rows, thumb_cols), keys max-pooled, queries sampled.
+    const tm = { n_queries: m.thumb_rows, n_keys: m.thumb_cols, bits: 8 };
+    const full = { r0: 0, c0: 0, rows: m.thumb_rows, cols: m.thumb_cols };
     for (let l = 0; l < L; l++) {
       painter.text(`L${l}`, left - 6, top + l * (thumb + 6) + thumb / 2, { size: font, align: "right" });
       for (let h = 0; h < H; h++) {
         const box = { x: left + h * (thumb + 6), y: top + l * (thumb + 6), w: thumb, h: thumb };
-        paintMatrix(painter, weightsPanel(m, this.codes[l], this.keep, h, this.lut), box, full);
+        if (this.thumbs) paintMatrix(painter, weightsPanel(tm, this.thumbs, this.thumbKeep, l * H + h, this.lut), box, full);
         if (l === this.layer && h === this.head) painter.frame(box.x - 2, box.y - 2, thumb + 4, thumb + 4, "#ff4040", 3);
       }
     }
+    const barX = left + H * (thumb + 6) + Math.round(font * 1.2);
+    this.drawColourBars(painter, barX, top, Math.max(L * (thumb + 6), font * 10), font);
   }
 
   // -- the side panel: numbers and the selected row as bars
@@ -642,19 +1025,26 @@ class Explorer {
     const key = `${this.layer}/${this.head}/${this.step}/${this.revision}`;
     if (this.rowCache && this.rowCache.key === key) return this.rowCache;
     const p = this.currentPanels[0];
-    let lo = Infinity, hi = -Infinity, max = -Infinity, at = [0, 0];
+    let lo = Infinity, hi = -Infinity;
     for (let i = 0; i < p.rows; i++) {
       let sum = 0;
-      for (let j = 0; j < p.cols; j++) {
-        const v = p.value(i, j);
-        sum += v;
-        if (v > max) { max = v; at = [i, j]; }
-      }
+      for (let j = 0; j < p.cols; j++) sum += p.value(i, j);
       lo = Math.min(lo, sum);
       hi = Math.max(hi, sum);
     }
-    this.rowCache = { key, lo, hi, max, at };
+    this.rowCache = { key, lo, hi };
     return this.rowCache;
+  }
+
+  sumRange(p) {
+    let lo = Infinity, hi = -Infinity;
+    for (let i = 0; i < p.rows; i++) {
+      let sum = 0;
+      for (let j = 0; j < p.cols; j++) sum += p.value(i, j);
+      if (!(sum >= lo)) lo = Number.isNaN(sum) ? NaN : Math.min(lo, sum);
+      if (!(sum <= hi)) hi = Number.isNaN(sum) ? NaN : Math.max(hi, sum);
+    }
+    return [lo, hi];
   }
 
   headLargest() {
@@ -674,9 +1064,17 @@ class Explorer {
   updateSide() {
     const m = this.meta;
     const q = this.query;
-    const label = (labels, i) => `${i} “${labels[i]}”`;
+    const label = (labels, i) => `${i} “${escapeXml(labels[i])}”`;
+    if (this.kind === "stepper" && this.step < 0) {
+      this.numbers.innerHTML = [`<b>the inputs of head ${m.head_shown}</b>`, "Q and K make the scores (q · kᵀ); V is what the weights mix.",
+        ...m.inputs.map((s, k) => `${s.name}: (${k === 0 ? "L_q" : "L_k"}, ${k === 2 ? "D_v" : "D_h"}) = (${s.rows}, ${s.cols})`)].join("<br>");
+      this.bars.replaceChildren();
+      return;
+    }
     if (this.view === "grid") {
-      this.numbers.textContent = `${m.num_layers} layer(s) × ${m.num_heads} heads: click a thumbnail to open it.`;
+      const sampled = m.thumb_rows < m.n_queries || m.thumb_key_block > 1
+        ? ` Thumbnails: ${m.thumb_rows} of ${m.n_queries} queries, each key block of ${m.thumb_key_block} at its largest weight.` : "";
+      this.numbers.textContent = `${m.num_layers} layer(s) × ${m.num_heads} heads: click a thumbnail to open it.${sampled}`;
       this.bars.replaceChildren();
       return;
     }
@@ -699,11 +1097,18 @@ class Explorer {
       const head = this.headLargest();
       lines.push(`largest |yours − reference|: <b class="mha-max">${v === null ? "NaN/∞" : fmt(v, 6)}</b> at layer ${l}, head ${h}, query ${label(m.query_labels, i)} → key ${label(m.key_labels, j)}`);
       lines.push(`this head: ${fmt(head.value, 6)} at query ${label(m.query_labels, head.i)} → key ${label(m.key_labels, head.j)} (circled)`);
+      const [ylo, yhi] = this.sumRange(this.currentPanels[0]), [rlo, rhi] = this.sumRange(this.currentPanels[1]);
+      const bad = !(Math.abs(ylo - 1) <= 1e-3 && Math.abs(yhi - 1) <= 1e-3);
+      lines.push(`row sums: yours <b class="${bad ? "mha-bad" : ""}">${fmt(ylo, 4)} to ${fmt(yhi, 4)}</b>, reference ${fmt(rlo, 4)} to ${fmt(rhi, 4)}${bad ? " ✗ (each row of weights must sum to 1)" : " ✓"}`);
     } else {
       const stats = this.rowStats();
       const rough = m.bits === 8 ? " (from 8-bit codes: each weight ±0.004)" : "";
       lines.push(`row sums: min <b>${fmt(stats.lo, 4)}</b>, max <b>${fmt(stats.hi, 4)}</b>${rough}`);
-      lines.push(`max weight <b class="mha-max">${fmt(stats.max, 4)}</b>: ${label(rowLabels, stats.at[0])} → ${label(colLabels, stats.at[1])}`);
+      if (q < p.rows) {
+        let best = 0;
+        for (let j = 1; j < p.cols; j++) if (p.value(q, j) > p.value(q, best)) best = j;
+        lines.push(`query ${label(rowLabels, q)} looks most at ${label(colLabels, best)}: <b class="mha-max">${fmt(p.value(q, best), 4)}</b>`);
+      }
     }
     if (this.key >= 0 && this.key < p.cols && q < p.rows) {
       lines.push(`hover: ${label(rowLabels, q)} → ${label(colLabels, this.key)}: <b>${fmt(p.value(q, this.key), 4)}</b>`);
@@ -718,11 +1123,12 @@ class Explorer {
     const win = this.window();
     let keys = [];
     for (let j = win.c0; j < win.c0 + win.cols && j < p.cols; j++) keys.push(j);
-    let note = "";
+    const byWeight = this.kind !== "stepper" || !p.signed;
+    let note = byWeight ? ", largest first" : "";
+    if (byWeight) keys.sort((a, b) => p.value(q, b) - p.value(q, a) || a - b);
     if (keys.length > MAX_BARS) {
-      keys.sort((a, b) => p.value(q, b) - p.value(q, a));
-      keys = keys.slice(0, MAX_BARS).sort((a, b) => a - b);
       note = ` (the ${MAX_BARS} largest of keys ${win.c0}–${win.c0 + win.cols - 1})`;
+      keys = keys.slice(0, MAX_BARS);
     }
     const yours = this.kind === "compare" ? this.currentPanels[0] : null; // p is then the reference
     const header = element("div", "", "");
@@ -735,20 +1141,29 @@ class Explorer {
       for (const j of keys) { const v = Math.abs(p.value(q, j)); if (Number.isFinite(v) && v < 1e30) range = Math.max(range, v); }
       range = range || 1;
     }
+    const full = 160;
     for (const j of keys) {
       const row = element("div", "mha-bar-row" + (j === this.key ? " mha-hot" : ""));
       row.append(element("span", "", `${j}: ${colLabels[j]}`));
       const v = p.value(q, j);
-      const cell = element("div");
+      const cell = element("div", "mha-bar-cell");
       if (p.masked(q, j)) {
         cell.append(element("span", "mha-masked", "masked"));
+      } else if (p.signed) {
+        // Signed values grow from a zero line in the middle: negative to the left.
+        const size = Math.max(0, Math.min(1, Math.abs(v) / range)) * (full / 2);
+        const bar = element("div", v > 0 ? "mha-bar mha-warm" : "mha-bar"); // RdBu: + red, − blue
+        bar.style.width = `${size}px`;
+        bar.style.marginLeft = `${v > 0 ? full / 2 : full / 2 - size}px`;
+        cell.classList.add("mha-signed");
+        cell.append(bar);
       } else {
-        const bar = element("div", p.signed && v > 0 ? "mha-bar mha-warm" : "mha-bar"); // RdBu: + red, − blue
-        bar.style.width = `${Math.max(0, Math.min(1, Math.abs(v) / range)) * 160}px`;
+        const bar = element("div", "mha-bar");
+        bar.style.width = `${Math.max(0, Math.min(1, v)) * full}px`;
         cell.append(bar);
         if (yours) {
           const mine = element("div", "mha-bar mha-ref");
-          mine.style.width = `${Math.max(0, Math.min(1, yours.value(q, j))) * 160}px`;
+          mine.style.width = `${Math.max(0, Math.min(1, yours.value(q, j))) * full}px`;
           cell.append(mine);
         }
       }
@@ -758,18 +1173,30 @@ class Explorer {
     this.bars.replaceChildren(...rows);
   }
 
+  maskText() {
+    const mask = this.model.get("mask");
+    const labels = this.meta.mask_labels || {};
+    if (mask === "padding") return `padding (${this.model.get("valid_keys")} valid keys)`;
+    return labels[mask] || mask;
+  }
+
   titleText() {
     const m = this.meta;
     const parts = [];
-    if (this.kind === "stepper") return `stepper · head ${m.head_shown} · ${m.steps[this.step].name}`;
+    if (this.kind === "stepper") return `stepper · head ${m.head_shown} · ${this.step < 0 ? "Q, K, V" : m.steps[this.step].name}`;
     if (m.num_layers > 1 || this.kind === "compare") parts.push(`layer ${this.layer}`);
     parts.push(this.view === "grid" ? "all layers and heads" : `head ${this.head}`);
     if (this.kind === "compare") return `compare · ${parts.join(" · ")}`;
-    const mask = this.model.get("mask");
-    parts.push(`mask: ${mask}${mask === "padding" ? ` (${this.model.get("valid_keys")} valid keys)` : ""}`);
+    parts.push(`mask: ${this.maskText()}`);
     parts.push(`scale ${this.model.get("scale").toFixed(3)}`);
     parts.push(this.view);
     return parts.join(" · ");
+  }
+
+  subtitleText() {
+    if (this.kind === "compare") return "each row of weights sums to 1: the Σ column shows yours and the reference's";
+    if (this.kind === "stepper") return this.step >= 0 && this.step < 3 ? "scores, scaled and masked share one colour scale" : "";
+    return this.model.get("_note") || "";
   }
 
   // -- controls
@@ -794,13 +1221,17 @@ class Explorer {
     }
     if (this.kind === "stepper") {
       const g = group("step");
+      const inputs = button("0 Q K V", "the head's queries, keys and values", () => this.setStep(-1));
+      inputs.dataset.step = -1;
+      this.buttons.step.push(inputs);
+      g.append(inputs);
       m.steps.forEach((s, k) => {
         const b = button(`${k + 1} ${s.name}`, s.formula, () => this.setStep(k));
         b.dataset.step = k;
         this.buttons.step.push(b);
         g.append(b);
       });
-      g.append(button("◀", "previous step", () => this.setStep(Math.max(0, this.step - 1))),
+      g.append(button("◀", "previous step", () => this.setStep(Math.max(-1, this.step - 1))),
         button("▶", "next step", () => this.setStep(Math.min(m.steps.length - 1, this.step + 1))));
     }
     if (m.num_layers > 1) {
@@ -833,11 +1264,11 @@ class Explorer {
         button("fit", "the whole matrix", () => this.fit()));
     }
     const e = group("export");
-    const png = button("PNG", "download the view as a PNG", () => this.exportPng());
+    const png = button("PNG", "download the view as a PNG (with its title and colour bar)", () => this.exportPng());
     png.classList.add("mha-png");
-    const svg = button("SVG", "download the view as an SVG", () => this.exportSvg());
+    const svg = button("SVG", "download the view as an SVG (with its title and colour bar)", () => this.exportSvg());
     svg.classList.add("mha-svg");
-    e.append(png, svg, button("A±", "larger or smaller fonts (presenter mode)", () => {
+    e.append(png, svg, button("A±", "presenter mode: large fonts, sized to the window", () => {
       this.root.classList.toggle("mha-large");
       this.redraw();
     }));
@@ -857,7 +1288,8 @@ class Explorer {
     const maskGroup = element("span", "mha-group");
     maskGroup.append(element("span", "", "mask"));
     this.maskSelect = element("select", "mha-mask");
-    for (const option of m.mask_options) this.maskSelect.append(new Option(option, option));
+    const labels = m.mask_labels || {};
+    for (const option of m.mask_options) this.maskSelect.append(new Option(labels[option] ? labels[option].split(" (")[0] + " (given)" : option, option));
     this.maskSelect.addEventListener("change", () => this.request({ mask: this.maskSelect.value }));
     maskGroup.append(this.maskSelect);
     this.validGroup = element("span", "mha-group");
@@ -880,6 +1312,8 @@ class Explorer {
   }
 
   syncKernelControls() {
+    this.title.textContent = this.titleText();
+    this.subtitle.textContent = this.subtitleText();
     if (!this.scaleRange) return;
     const model = this.model;
     this.maskSelect.value = model.get("mask");
@@ -888,10 +1322,16 @@ class Explorer {
     this.validGroup.style.display = model.get("mask") === "padding" ? "" : "none";
     if (!this.pending && !this.inFlight) this.scaleRange.value = model.get("scale");
     this.scaleReadout.textContent = Number(this.scaleRange.value).toFixed(3);
-    this.title.textContent = this.titleText();
   }
 
-  // Kernel-bound changes: one message in flight at a time; the latest wins.
+  showBusy(text, error = false) {
+    this.busy.replaceChildren(text);
+    this.busy.classList.toggle("mha-error", error);
+    this.root.dataset.busy = text ? (error ? "error" : "computing") : "";
+  }
+
+  // Kernel-bound changes: one message in flight at a time; the latest wins; each carries a new
+  // request number, so the kernel always answers (new weights, or an error) and nothing waits forever.
   request(change) {
     this.pending = { ...(this.pending || {}), ...change };
     if (change.scale !== undefined) this.scaleReadout.textContent = change.scale.toFixed(3);
@@ -899,18 +1339,28 @@ class Explorer {
   }
 
   sendPending() {
-    // A kernel that never answered (an error in Python, a restart) must not block later changes.
-    if (this.inFlight && performance.now() - this.sentAt > 5000) this.inFlight = false;
     if (this.inFlight || !this.pending) return;
     const change = this.pending;
     this.pending = null;
-    const differs = Object.entries(change).some(([k, v]) => this.model.get(k) !== v);
-    if (!differs) return;
     for (const [k, v] of Object.entries(change)) this.model.set(k, v);
+    // What to send back: the layer on screen (or asked for), or the grid's thumbnails.
+    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
+    this.model.set("_want", this.view === "grid" ? "grid" : `layer:${layer}`);
+    this.model.set("_request", (this.model.get("_request") || 0) + 1);
     this.inFlight = true;
     this.sentAt = performance.now();
-    this.busy.textContent = "computing…";
+    this.showBusy("computing…");
     this.model.save_changes();
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => {
+      if (!this.inFlight) return;
+      this.inFlight = false;
+      this.showBusy(`no answer from the kernel after ${DEADLINE_MS / 1000} s (busy, restarted or stopped?) `, true);
+      const retry = button("retry", "send the controls again", () => this.request({ scale: Number(this.scaleRange.value) }));
+      retry.classList.add("mha-retry");
+      this.busy.append(retry);
+      this.sendPending();
+    }, DEADLINE_MS);
   }
 
   syncButtons() {
@@ -925,14 +1375,25 @@ class Explorer {
     this.view = view;
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
+  // A layer never received yet is asked for; the picture switches when it arrives.
   setHead(layer, head) {
-    this.layer = layer;
     this.head = head;
     this.rowCache = null;
+    if (this.kind === "explorer" && this.codes && !this.codes[layer] && !this.meta.offline) {
+      this.wantLayer = layer;
+      this.showBusy(`loading layer ${layer}…`);
+      this.syncButtons();
+      this.ensureData();
+      return;
+    }
+    this.wantLayer = null;
+    this.layer = layer;
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
   setStep(step) {
@@ -979,6 +1440,7 @@ class Explorer {
       if (h >= 0 && h < this.meta.num_heads && l >= 0 && l < this.meta.num_layers) return { layer: l, head: h };
       return null;
     }
+    if (this.kind === "stepper" && this.step < 0) return null;
     if (this.view === "lines") {
       const g = this.linesGeo;
       if (!g || x > g.xL + 4) return null;
@@ -1023,7 +1485,10 @@ class Explorer {
       const moved = (!this.pinned && hit.i !== this.query) || hit.j !== this.key;
       if (!this.pinned) this.query = hit.i;
       this.key = hit.j;
-      if (moved) this.repaint();
+      // Lines over more keys than fit: the key column follows the hovered query's strongest keys.
+      const refit = this.view === "lines" && this.linesGeo && this.linesGeo.nk < this.meta.n_keys && this.linesGeo.query !== this.query;
+      if (refit) this.redraw();
+      else if (moved) this.repaint();
       this.showTip(hit);
       this.perf.lastRepaintMs = performance.now() - start;
       const stamp = event.timeStamp, hover = (this.perf.hovers = (this.perf.hovers || 0) + 1);
@@ -1058,7 +1523,8 @@ class Explorer {
       this.pinned = !this.pinned || hit.i !== this.query;
       this.query = hit.i;
       this.root.dataset.pinned = this.pinned;
-      this.repaint();
+      if (this.view === "lines" && this.linesGeo && this.linesGeo.query !== this.query) this.redraw();
+      else this.repaint();
     });
     overlay.addEventListener("wheel", (event) => {
       if (this.view !== "heatmap" || this.kind === "stepper") return;
@@ -1068,7 +1534,7 @@ class Explorer {
       this.zoom(event.deltaY > 0 ? 1.5 : 1 / 1.5, [hit.i, hit.j]);
     }, { passive: false });
     this.root.addEventListener("keydown", (event) => {
-      const rows = this.currentPanels ? this.currentPanels[0].rows : this.meta.n_queries;
+      const rows = this.currentPanels && this.currentPanels.length ? this.currentPanels[0].rows : this.meta.n_queries;
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
         this.query = Math.max(0, Math.min(rows - 1, this.query + (event.key === "ArrowDown" ? 1 : -1)));
         this.pinned = true;
@@ -1103,35 +1569,69 @@ class Explorer {
     return `attention-${view}-layer${this.layer}-head${this.head}.${extension}`;
   }
 
-  exportPng() {
-    const canvas = document.createElement("canvas");
-    canvas.width = this.base.width;
-    canvas.height = this.base.height;
-    const ctx = canvas.getContext("2d");
-    ctx.fillStyle = "white";
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    ctx.drawImage(this.base, 0, 0);
-    ctx.drawImage(this.overlay, 0, 0);
-    canvas.toBlob((blob) => download(this.fileName("png"), blob), "image/png");
+  // The title band of an export: the title and the subtitle, in the theme's colours.
+  exportTitle() {
+    return [this.titleText(), this.subtitleText()];
   }
 
-  exportSvg() {
+  // A PNG of what is on screen, with the title above it (the colour bar and labels are on the canvas).
+  pngCanvas() {
+    const font = this.font();
+    const [title, subtitle] = this.exportTitle();
+    const band = Math.round(font * (subtitle ? 3.2 : 1.9));
+    const canvas = document.createElement("canvas");
+    canvas.width = this.base.width;
+    canvas.height = this.base.height + band;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = this.theme.bg;
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = this.theme.fg;
+    ctx.textBaseline = "alphabetic";
+    ctx.font = `bold ${Math.round(font * 1.2)}px sans-serif`;
+    ctx.fillText(title, 8, Math.round(font * 1.3));
+    if (subtitle) {
+      ctx.font = `${font}px sans-serif`;
+      ctx.fillText(subtitle, 8, Math.round(font * 2.7));
+    }
+    ctx.drawImage(this.base, 0, band);
+    ctx.drawImage(this.overlay, 0, band);
+    return canvas;
+  }
+
+  exportPng() {
+    this.pngCanvas().toBlob((blob) => download(this.fileName("png"), blob), "image/png");
+  }
+
+  svgText() {
     const painter = new SvgPainter();
-    if (this.view === "grid") this.drawGrid(painter, true);
+    painter.fg = this.theme.fg;
+    const saved = this.currentPanels;
+    if (this.kind === "stepper" && this.step < 0) this.drawInputs(painter);
+    else if (this.view === "grid") this.drawGrid(painter, true);
     else if (this.view === "lines") this.drawLines(painter);
     else {
       this.drawMatrices(painter, true);
       this.drawMarks(painter);
     }
-    download(this.fileName("svg"), new Blob([painter.toString()], { type: "image/svg+xml" }));
+    this.currentPanels = saved;
+    const [title, subtitle] = this.exportTitle();
+    return painter.toString(title, subtitle, this.font(), this.theme);
+  }
+
+  exportSvg() {
+    download(this.fileName("svg"), new Blob([this.svgText()], { type: "image/svg+xml" }));
   }
 }
 
+// anywidget calls render once per view and the returned function when the view goes away.
 function render({ model, el }) {
   const explorer = new Explorer(model, el);
   el.mhaExplorer = explorer; // for tests and benchmarks: el.mhaExplorer.perf
+  return () => {
+    explorer.destroy();
+    delete el.mhaExplorer;
+  };
 }
-
 // save_html(): the same module inlined in a page, with a stand-in for the widget model.
 function renderStandalone(data, el) {
   const state = data.state;

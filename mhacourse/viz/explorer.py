@@ -2,20 +2,28 @@
 
 The explorer is an anywidget (an ipywidgets ``DOMWidget``) whose JavaScript,
 ``explorer.js`` next to this file, ships inside the package: nothing is
-loaded from the internet. The kernel sends the weights of every layer and
-head once, as one binary buffer per layer of square-root codes (see
-:mod:`mhacourse.viz.codes`); the browser draws them on a canvas.
+loaded from the internet. The kernel sends weights as binary buffers of
+square-root codes (see :mod:`mhacourse.viz.codes`), one per layer, and the
+grid's thumbnails; the browser draws them on a canvas. Up to
+``ALL_AT_BUILD`` weights every layer goes when the explorer is built; beyond,
+only the layer shown, and the browser asks for another when it opens it.
 
 Hovering or clicking a token, switching head, layer or view, zooming and
 exporting happen in the browser alone and send nothing to the kernel. Only
 the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
-to the kernel, which answers with new buffers. ``view``, ``layer``,
+to the kernel, which recomputes and answers with what is shown only: the
+layer on screen, or the grid's thumbnails. ``view``, ``layer``,
 ``head``, ``query`` and ``large`` can be set from Python to steer the
 browser; the browser does not report its own changes back.
 
 Where no widget front-end runs (nbval, nbconvert, GitHub) the explorer shows
 as a static PNG grid; :meth:`AttentionExplorer.save_html` writes a
 standalone HTML file that works offline.
+
+Three widgets share one base, :class:`ExplorerBase` (traits, validation,
+export, the static picture): :class:`AttentionExplorer`, :class:`Compare`
+(``AttentionExplorer.compare``) and :class:`Stepper`
+(``AttentionExplorer.stepper``).
 """
 
 import base64
@@ -31,14 +39,22 @@ import traitlets
 
 from .codes import bits_for
 from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_all_heads
-from .static import CMAP, _labels, _stack_heads, figure_to_png, plot_attention
+from .plots import CMAP, _labels, _stack_heads, figure_to_png, plot_attention
 
-__all__ = ["AttentionExplorer"]
+__all__ = ["AttentionExplorer", "Compare", "Stepper", "ExplorerBase"]
 
 HERE = Path(__file__).parent
 VIEWS = ("heatmap", "lines", "grid")
+# Colour maps, both safe for red-green colour blindness: viridis runs dark blue -> yellow with
+# lightness rising monotonically (no red-green axis; readable in greyscale); RdBu (ColorBrewer,
+# marked colour-blind safe) puts blue against red, which deuteranopes and protanopes tell apart.
+DIVERGING = "RdBu_r"
 MAX_COMPARE = 8 * 1024 * 1024  # weights per array: compare sends float32
 STATIC_PANELS, STATIC_TOKENS = 48, 128  # the static fallback shows at most these (pooled beyond)
+# Up to this many weights (all layers) every layer goes to the browser when the explorer is built,
+# so switching layers needs no kernel; beyond, only the layer shown (and the grid's thumbnails).
+ALL_AT_BUILD = 8 * 1024 * 1024
+THUMB = 64  # the grid's thumbnails: at most THUMB queries (evenly spaced) x THUMB key blocks (max-pooled)
 
 
 def _colour_map(name):
@@ -60,7 +76,7 @@ def mosaic_figure(stacked, row_names, title):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .static import _colorbar, register_png_formatter, weight_norm
+    from .plots import _colorbar, register_png_formatter, weight_norm
 
     n_rows, n_heads, n_q, n_k = stacked.shape
     if max(n_q, n_k) > STATIC_TOKENS:
@@ -104,36 +120,38 @@ def _pool(weights, size):
     return blocks.max(axis=(-3, -1))
 
 
-class AttentionExplorer(anywidget.AnyWidget):
-    """Explore attention weights in the browser: heatmap, lines, layer × head grid.
+def _split_buffers(state):
+    """``state`` with every binary value replaced by ``None``, the paths to them and the buffers.
 
-    Give either a layer and its inputs, or precomputed weights.
+    What ipywidgets does before sending a state, written out here so that
+    ``save_html`` needs no private ipywidgets function.
+    """
+    paths, buffers = [], []
 
-    Args:
-        layer (MultiHeadAttention, optional): ``mhacourse.MultiHeadAttention``
-            or ``mlx.nn.MultiHeadAttention`` (or a layer with ``query_proj``,
-            ``key_proj``, ``value_proj`` and ``num_heads``); the kernel
-            recomputes its weights from the scores when the mask or the scale
-            changes.
-        queries (array, optional): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
-        keys (array, optional): Default: ``queries``.
-        values (array, optional): Default: ``keys``.
-        tokens (list[str], optional): Labels of the queries.
-        key_tokens (list[str], optional): Labels of the keys. Default:
-            ``tokens`` when the lengths match.
-        mask (array or str, optional): The mask to start with (shown as
-            "given" in the mask selector).
-        weights (array or list, optional): Instead of a layer: ``(H, Lq, Lk)``,
-            ``(B, H, Lq, Lk)`` or a list of those, one per layer. The scale is
-            then a factor on their scores.
-        large (bool, optional): Larger fonts and canvas, for a projector.
-            Default: ``False``.
-        view (str, optional): ``"heatmap"``, ``"lines"`` or ``"grid"``.
-            Default: ``"heatmap"``.
+    def walk(value, path):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            paths.append(path)
+            buffers.append(value)
+            return None
+        if isinstance(value, dict):
+            return {k: walk(v, path + [k]) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, path + [i]) for i, v in enumerate(value)]
+        return value
+
+    return walk(state, []), paths, buffers
+
+
+class ExplorerBase(anywidget.AnyWidget):
+    """What the explorer, compare and stepper widgets share: traits, checks, export, the static picture.
+
+    Not made directly: use :class:`AttentionExplorer`, :class:`Compare` or
+    :class:`Stepper`.
     """
 
     _esm = HERE / "explorer.js"
     _css = HERE / "explorer.css"
+    kind = "explorer"
 
     # Controls that need new weights: the browser sends them, the kernel answers.
     scale = traitlets.Float(1.0).tag(sync=True)
@@ -151,20 +169,22 @@ class AttentionExplorer(anywidget.AnyWidget):
     _keep = traitlets.Any(b"").tag(sync=True)
     _extra = traitlets.Dict().tag(sync=True)
     _revision = traitlets.Int(0).tag(sync=True)
+    # Every browser request carries a new number, so the kernel answers even when nothing changed.
+    _request = traitlets.Int(0).tag(sync=True)
+    _error = traitlets.Unicode("").tag(sync=True)
+    _note = traitlets.Unicode("").tag(sync=True)
+    # Only what is shown travels: ``_weights`` holds the layers sent with the last answer (the others
+    # are empty) and ``_thumbs`` the grid's thumbnails; each is tagged with the settings
+    # (``_generation``) it was computed at. The browser says what it needs in ``_want``.
+    _generation = traitlets.Int(0).tag(sync=True)
+    _weights_generation = traitlets.Int(0).tag(sync=True)
+    _thumbs = traitlets.Any(b"").tag(sync=True)
+    _thumb_keep = traitlets.Any(b"").tag(sync=True)
+    _thumbs_generation = traitlets.Int(-1).tag(sync=True)
+    _want = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, layer=None, queries=None, keys=None, values=None, *, tokens=None,
-                 key_tokens=None, mask=None, weights=None, large=False, view="heatmap"):
-        if (layer is None) == (weights is None):
-            raise ValueError("give either layer (with queries) or weights, not both and not neither.")
-        if layer is not None:
-            source = LayerSource(layer, queries, keys, values, mask=mask)
-        else:
-            source = WeightsSource(weights, mask=mask)
-        self._start(source, tokens, key_tokens, large=large, view=view, kind="explorer",
-                    scale_label="scale" if layer is not None else "scale ×")
-
-    def _start(self, source, tokens, key_tokens, *, large, view, kind, scale_label="scale",
-               controls=True, extra=None, meta=None):
+    def _start(self, source, tokens, key_tokens, *, large, view, scale_label="scale", controls=True,
+               extra=None, meta=None, encode=False):
         """Everything the constructors share: labels, metadata, the first weights."""
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
@@ -175,26 +195,37 @@ class AttentionExplorer(anywidget.AnyWidget):
         self.key_labels = _labels(key_tokens, source.n_keys, "key_tokens")
         self._bits = bits_for(source.num_layers * source.num_heads * source.n_queries * source.n_keys)
         self._keeps = {}
+        self._sent = None
         scale = source.default_scale
-        mask_options = ["none", "causal", "padding"] + (["given"] if source.given_mask is not None else [])
-        mask = "given" if source.given_mask is not None else "none"
+        given = getattr(source, "given_mask", None)
+        mask_options = ["none", "causal", "padding"] + (["given"] if given is not None else [])
+        mask = "given" if given is not None else "none"
         valid_keys = max(1, source.n_keys - source.n_keys // 4)
-        buffers, keep = self._encode(scale, mask, valid_keys) if kind == "explorer" else ([], b"")
+        buffers, keep, thumbs = [], b"", {}
+        if encode:
+            total = source.num_layers * source.num_heads * source.n_queries * source.n_keys
+            layers = range(source.num_layers) if total <= ALL_AT_BUILD else [0]
+            buffers, keep = self._encode(scale, mask, valid_keys, layers)
+            thumbs = self._thumbnails(scale, mask, valid_keys)
+        note = source.note(scale) if encode and hasattr(source, "note") else ""
+        given_label = getattr(source, "given_label", None) or "given (the mask= argument)"
         super().__init__(
             scale=scale, mask=mask, valid_keys=valid_keys, view=view, layer=0, head=0,
             query=source.n_queries - 1, large=bool(large), _extra=extra or {},
-            _weights=buffers, _keep=keep,
+            _weights=buffers, _keep=keep, _note=note, **thumbs,
             _meta={
-                "kind": kind, "num_layers": source.num_layers, "num_heads": source.num_heads,
+                "kind": self.kind, "num_layers": source.num_layers, "num_heads": source.num_heads,
                 "n_queries": source.n_queries, "n_keys": source.n_keys,
                 "query_labels": self.query_labels, "key_labels": self.key_labels,
                 "bits": self._bits, "default_scale": scale, "scale_max": round(4 * scale, 4),
                 "scale_label": scale_label, "mask_options": mask_options, "controls": controls,
-                "colormap": _colour_map(CMAP), "diverging": _colour_map("RdBu_r"),
+                "mask_labels": {"given": given_label} if given is not None else {},
+                "colormap": _colour_map(CMAP), "diverging": _colour_map(DIVERGING),
+                "colormap_name": CMAP, "diverging_name": "RdBu",
+                **self._thumb_meta(),
                 **(meta or {}),
             },
         )
-        self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys"])
 
     # -- validation ---------------------------------------------------------------------
 
@@ -229,19 +260,53 @@ class AttentionExplorer(anywidget.AnyWidget):
             raise traitlets.TraitError(f"{name} must be in [{low}, {high}], got {value}.")
         return value
 
-    # -- the kernel's only job: new weights ----------------------------------------------------
+    # -- weights as codes ---------------------------------------------------------------------
 
-    def _on_new_weights(self, change):
-        if self._meta.get("kind") == "explorer":
-            self.send_weights()
-
-    def _encode(self, scale, mask_kind, valid_keys):
-        """The codes of every layer and the keep bitmap, for a scale and a mask."""
+    def _encode(self, scale, mask_kind, valid_keys, layers):
+        """The codes of ``layers`` (the others empty) and the keep bitmap, for a scale and a mask."""
         s = self.source
         mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
         # memoryviews: the codes go to the comm without a copy
-        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") for i in range(s.num_layers)]
+        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") if i in layers else b""
+                   for i in range(s.num_layers)]
         return buffers, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
+
+    def _thumb_rows(self):
+        """The queries the thumbnails show: all up to ``THUMB``, else ``THUMB`` evenly spaced."""
+        n_q = self.source.n_queries
+        return np.arange(n_q) if n_q <= THUMB else np.unique(np.linspace(0, n_q - 1, THUMB).round().astype(int))
+
+    def _thumb_meta(self):
+        s = self.source
+        step = math.ceil(s.n_keys / THUMB)
+        return {"thumb_rows": int(len(self._thumb_rows())), "thumb_cols": int(math.ceil(s.n_keys / step)),
+                "thumb_key_block": step}
+
+    def _thumbnails(self, scale, mask_kind, valid_keys):
+        """The grid's thumbnails as traits: 8-bit codes ``(layers, H, rows, key blocks)`` and their keep.
+
+        Each thumbnail row is a query's weights, exact, max-pooled over blocks
+        of ``thumb_key_block`` keys (a sharp weight stays visible); beyond
+        ``THUMB`` queries, ``THUMB`` evenly spaced queries are shown.
+        """
+        s = self.source
+        mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
+        rows = self._thumb_rows()
+        step = math.ceil(s.n_keys / THUMB)
+        pad = -s.n_keys % step
+        out = np.empty((s.num_layers, s.num_heads, len(rows), (s.n_keys + pad) // step), np.uint8)
+        for layer in range(s.num_layers):
+            codes = s.row_codes(layer, rows, scale, mask, 8)  # (H, rows, Lk)
+            if step > 1:
+                codes = np.pad(codes, [(0, 0), (0, 0), (0, pad)]).reshape(*codes.shape[:2], -1, step).max(-1)
+            out[layer] = codes
+        keep = b""
+        if mask is not None:
+            kept = keep_all_heads(mask, s.n_queries, s.n_keys)[rows]  # (rows, Lk)
+            kept = np.pad(kept, [(0, 0), (0, pad)]).reshape(len(rows), -1, step).any(-1)
+            keep = kept.astype(np.uint8).tobytes()
+        return {"_thumbs": memoryview(out).cast("B"), "_thumb_keep": keep,
+                "_thumbs_generation": self._generation if self._meta else 0}
 
     def _keep_bytes(self, mask, key):
         """``(Lq, Lk)`` uint8, 1 where every head may attend; empty without a mask."""
@@ -251,14 +316,6 @@ class AttentionExplorer(anywidget.AnyWidget):
             keep = keep_all_heads(mask, self.source.n_queries, self.source.n_keys)  # (Lq, Lk)
             self._keeps = {key: keep.astype(np.uint8).tobytes()}
         return self._keeps[key]
-
-    def send_weights(self):
-        """Recompute the codes of every layer for the current scale and mask, and send them."""
-        buffers, keep = self._encode(self.scale, self.mask, self.valid_keys)
-        with self.hold_sync():
-            self._weights = buffers
-            self._keep = keep
-            self._revision += 1
 
     # -- the numbers, without a browser -----------------------------------------------------
 
@@ -278,135 +335,22 @@ class AttentionExplorer(anywidget.AnyWidget):
 
         layer = self.layer if layer is None else layer
         s = self.source
-        codes = np.frombuffer(self._weights[layer], dtype=np.uint16 if self._bits == 16 else np.uint8)
+        sent = self._weights[layer] if self._weights_generation == self._generation else b""
+        if not len(sent):  # not sent at these settings: what the browser would get when it asks
+            sent = self._encode(self.scale, self.mask, self.valid_keys, [layer])[0][layer]
+        codes = np.frombuffer(sent, dtype=np.uint16 if self._bits == 16 else np.uint8)
         return decode(codes, self._bits).reshape(s.num_heads, s.n_queries, s.n_keys)
-
-    # -- more explorers -----------------------------------------------------------------------
-
-    @classmethod
-    def compare(cls, yours, reference, *, tokens=None, key_tokens=None, large=False):
-        """Your weights next to the reference's, and their difference, largest error marked.
-
-        Args:
-            yours (array or list): ``(H, Lq, Lk)``, ``(B, H, Lq, Lk)`` (batch 0)
-                or a list of those, one per layer; any values (NaN, negative).
-            reference (array or list): The same shape, e.g. from
-                :func:`mhacourse.viz.reference_weights`.
-            tokens (list[str], optional): Labels of the queries.
-            key_tokens (list[str], optional): Labels of the keys.
-            large (bool, optional): Larger fonts, for a projector.
-
-        Returns:
-            AttentionExplorer: The comparison; ``explorer.largest_error`` holds
-            ``(|difference|, layer, head, query, key)``.
-        """
-        mine = _stack_heads(yours)  # (layers, H, Lq, Lk)
-        theirs = _stack_heads(reference)  # (layers, H, Lq, Lk)
-        if mine.shape != theirs.shape:
-            raise ValueError(f"yours and reference must have the same shape (layers, heads, n_queries, "
-                             f"n_keys); got {mine.shape} and {theirs.shape}.")
-        if mine.size > MAX_COMPARE:
-            raise ValueError(f"compare shows at most {MAX_COMPARE} weights per array; got {mine.size}. "
-                             "Pass fewer layers or heads.")
-        if not np.all(np.isfinite(theirs)) or theirs.min() < 0:
-            raise ValueError("reference must be attention weights: finite and non-negative.")
-        difference = mine - theirs
-        size = np.where(np.isfinite(difference), np.abs(difference), np.inf)
-        where = np.unravel_index(int(np.argmax(size)), size.shape)
-        largest = float(size[where])
-        explorer = cls.__new__(cls)
-        explorer.largest_error = (largest, *(int(i) for i in where))
-        extra = {"yours": [_float32(m) for m in mine], "reference": [_float32(t) for t in theirs]}
-        explorer._start(WeightsSource(list(theirs)), tokens, key_tokens, large=large, view="heatmap",
-                        kind="compare", controls=False, extra=extra,
-                        meta={"largest_error": [largest if np.isfinite(largest) else None,
-                                                *(int(i) for i in where)]})
-        explorer.layer, explorer.head, explorer.query = (int(i) for i in where[:3])
-        explorer._yours = mine
-        return explorer
-
-    @classmethod
-    def stepper(cls, layer_or_fn, queries, keys=None, values=None, *, head=0, scale=None, mask=None,
-                tokens=None, key_tokens=None, large=False):
-        """Step through one head's attention: scores, scaled, masked, softmax, weights @ V.
-
-        Args:
-            layer_or_fn: An attention layer (``mhacourse.MultiHeadAttention``
-                or ``mlx.nn.MultiHeadAttention``), or a scaled dot-product
-                attention function ``fn(queries, keys, values, *, scale,
-                mask=None)`` such as your own.
-            queries (array): For a layer, its inputs ``(B, Lq, dims)``; for a
-                function, per-head arrays ``(B, H, Lq, D_h)``. Batch 0 is shown.
-            keys (array, optional): Default: ``queries``.
-            values (array, optional): Default: ``keys``.
-            head (int): The head to show. Default: ``0``.
-            scale (float, optional): For a function (required); a layer uses its own.
-            mask (array or str, optional): As for the layer or function.
-            tokens (list[str], optional): Labels of the queries.
-            key_tokens (list[str], optional): Labels of the keys.
-            large (bool, optional): Larger fonts, for a projector.
-
-        Returns:
-            AttentionExplorer: The stepper. With a function, its weights and
-            output are compared with each step's (``explorer.function_errors``).
-        """
-        import mlx.core as mx
-
-        from .reference import attention_steps, project_heads, sdpa_weights
-
-        keys = queries if keys is None else keys
-        values = keys if values is None else values
-        fn = None
-        if hasattr(layer_or_fn, "num_heads"):
-            q, k, v = project_heads(layer_or_fn, queries, keys, values)  # (B, H, L, D_h)
-            scale = float(getattr(layer_or_fn, "scale", math.sqrt(1 / q.shape[-1])))
-        elif callable(layer_or_fn):
-            if scale is None:
-                raise ValueError("scale is required with a function: stepper(fn, q, k, v, scale=...).")
-            fn, (q, k, v) = layer_or_fn, (queries, keys, values)
-            for name, x in (("queries", q), ("keys", k), ("values", v)):
-                if not isinstance(x, mx.array) or x.ndim != 4:
-                    raise ValueError(f"with a function, {name} must be an mx.array (B, H, L, D_h); got "
-                                     f"{getattr(x, 'shape', type(x).__name__)}.")
-        else:
-            raise TypeError("layer_or_fn must be an attention layer or a scaled dot-product attention "
-                            f"function, got {type(layer_or_fn).__name__}.")
-        if not 0 <= head < q.shape[1]:
-            raise ValueError(f"head must be in [0, {q.shape[1] - 1}], got {head}.")
-        group = q.shape[1] // k.shape[1]  # grouped-query attention: head h reads key head h // group
-        one_mask = mask
-        if isinstance(mask, mx.array) and mask.ndim == 4:
-            one_mask = mask[:1, head if mask.shape[1] > 1 else 0]  # (1, Lq or 1, Lk)
-        steps = attention_steps(q[0, head], k[0, head // group], v[0, head // group], scale=scale,
-                                mask=one_mask)
-        explorer = cls.__new__(cls)
-        explorer.steps = steps
-        explorer.function_errors = None
-        if fn is not None:
-            fn_mask = mask[:1] if isinstance(mask, mx.array) and mask.ndim == 4 else mask
-            yours_w = np.array(sdpa_weights(fn, q[:1], k[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
-            yours_out = np.array(fn(q[:1], k[:1], v[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
-            explorer.function_errors = {
-                "softmax": float(np.nanmax(np.abs(yours_w - steps[3]["matrix"]))),
-                "weights @ V": float(np.nanmax(np.abs(yours_out - steps[4]["matrix"]))),
-            }
-        meta = {"head_shown": int(head), "steps": [
-            {"name": s["name"], "formula": s["formula"], "shape": s["shape"],
-             "rows": int(s["matrix"].shape[0]), "cols": int(s["matrix"].shape[1])} for s in steps],
-            "function_errors": explorer.function_errors}
-        extra = {"steps": [_float32(s["matrix"]) for s in steps]}
-        weights = steps[3]["matrix"][None, None]  # (1, 1, Lq, Lk)
-        explorer._start(WeightsSource(weights), tokens, key_tokens, large=large, view="heatmap",
-                        kind="stepper", controls=False, extra=extra, meta=meta)
-        return explorer
 
     # -- export and display without a widget front-end -------------------------------------------
 
     def _standalone_state(self):
         """The synced state as JSON with base64 buffers (what ``save_html`` inlines)."""
-        from ipywidgets.widgets.widget import _remove_buffers
-
-        state, paths, buffers = _remove_buffers(self.get_state())
+        state = self.get_state()
+        if self.kind == "explorer":  # no kernel to ask: every layer, at the current settings
+            state["_weights"] = self._encode(self.scale, self.mask, self.valid_keys, range(self.source.num_layers))[0]
+            state.update(self._thumbnails(self.scale, self.mask, self.valid_keys))
+            state["_weights_generation"] = state["_thumbs_generation"] = state["_generation"]
+        state, paths, buffers = _split_buffers(state)
         state["_meta"] = {**state["_meta"], "offline": True}
         return {"state": state, "buffer_paths": paths,
                 "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers]}
@@ -441,28 +385,8 @@ class AttentionExplorer(anywidget.AnyWidget):
         return path
 
     def static_figure(self):
-        """A static picture of what the explorer holds: every head (and layer) at the current settings."""
-        s, kind = self.source, self._meta.get("kind")
-        if kind == "stepper":
-            return plot_attention(self.steps[3]["matrix"], self.query_labels, self.key_labels,
-                                  title=f"head {self._meta['head_shown']}: softmax(scaled scores + mask)")
-        if kind == "compare":
-            largest, layer, head, i, j = self.largest_error
-            rows = [self._yours[layer], s.original[layer], np.abs(self._yours[layer] - s.original[layer])]
-            names = ["yours", "reference", "|difference|"]
-            title = (f"layer {layer}: largest |difference| {largest:.3g} at head {head}, "
-                     f"query {i} “{self.query_labels[i]}”, key {j} “{self.key_labels[j]}”")
-        else:
-            controls = self.controls()
-            rows = []
-            for layer in range(min(s.num_layers, max(1, STATIC_PANELS // s.num_heads))):
-                controls["layer"] = layer
-                rows.append(explorer_state(s, **controls).weights)
-            names = [f"layer {i}" for i in range(len(rows))] if s.num_layers > 1 else [""]
-            if len(rows) < s.num_layers:
-                names[-1] += f" (of {s.num_layers})"
-            title = f"mask: {self.mask} · scale {self.scale:.3f}"
-        return mosaic_figure(np.stack(rows), names, title)
+        """A static picture of what the widget holds (matplotlib ``Figure``)."""
+        raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -472,7 +396,294 @@ class AttentionExplorer(anywidget.AnyWidget):
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
         s = self.source
         bundle["text/plain"] = (
-            f"AttentionExplorer ({self._meta['kind']}): {s.num_layers} layer(s) × {s.num_heads} heads, "
+            f"AttentionExplorer ({self.kind}): {s.num_layers} layer(s) × {s.num_heads} heads, "
             f"{s.n_queries} queries × {s.n_keys} keys (the static grid shows without a widget front-end)"
         )
         return bundle
+
+
+class AttentionExplorer(ExplorerBase):
+    """Explore attention weights in the browser: heatmap, lines, layer × head grid.
+
+    Give either a layer and its inputs, or precomputed weights.
+
+    Args:
+        layer (MultiHeadAttention, optional): ``mhacourse.MultiHeadAttention``
+            or ``mlx.nn.MultiHeadAttention`` (or a layer with ``query_proj``,
+            ``key_proj``, ``value_proj`` and ``num_heads``). At the layer's own
+            scale the weights come from its forward pass,
+            ``layer(q, k, v, mask=..., return_weights=True)``; a layer without
+            ``return_weights`` (MLX's), or another scale, recomputes them from
+            ``query_proj`` and ``key_proj``, and the subtitle says so.
+        queries (array, optional): ``(B, Lq, D)`` or ``(Lq, D)``; batch 0 is shown.
+        keys (array, optional): Default: ``queries``.
+        values (array, optional): Default: ``keys``.
+        tokens (list[str], optional): Labels of the queries.
+        key_tokens (list[str], optional): Labels of the keys. Default:
+            ``tokens`` when the lengths match.
+        mask (array or str, optional): The mask to start with (shown as
+            "given" in the mask selector). Precomputed weights without
+            ``mask`` are searched for one: weights that are exactly 0 above
+            the diagonal, or in whole columns, show as a detected causal or
+            padding mask.
+        weights (array or list, optional): Instead of a layer: ``(H, Lq, Lk)``,
+            ``(B, H, Lq, Lk)`` or a list of those, one per layer. The scale is
+            then a factor on their scores.
+        large (bool, optional): Presenter mode: large fonts, and the matrix,
+            grid and bars sized to fit the window. Default: ``False``.
+        view (str, optional): ``"heatmap"``, ``"lines"`` or ``"grid"``.
+            Default: ``"heatmap"``.
+    """
+
+    kind = "explorer"
+
+    def __init__(self, layer=None, queries=None, keys=None, values=None, *, tokens=None,
+                 key_tokens=None, mask=None, weights=None, large=False, view="heatmap"):
+        if (layer is None) == (weights is None):
+            raise ValueError("give either layer (with queries) or weights, not both and not neither.")
+        if layer is not None:
+            source = LayerSource(layer, queries, keys, values, mask=mask)
+        else:
+            source = WeightsSource(weights, mask=mask)
+        self._start(source, tokens, key_tokens, large=large, view=view, encode=True,
+                    scale_label="scale" if layer is not None else "scale ×")
+        self._sent = self._settings()
+        self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys", "_request"])
+        self.observe(self._on_steer, names=["layer", "view"])
+
+    # -- the kernel's only job: new weights ----------------------------------------------------
+
+    def _settings(self):
+        return (self.scale, self.mask, self.valid_keys, self._request)
+
+    def _on_steer(self, change):
+        # Python moved the browser to a layer or view whose weights are not there: the browser asks.
+        self._want = ""
+
+    def _on_new_weights(self, change):
+        # The browser sends a control and a new request number together: answer once.
+        if self._settings() != self._sent:
+            self.send_weights()
+
+    def _wanted(self):
+        """What the browser shows: ``("grid", None)`` or ``("layer", index)``."""
+        kind, _, index = (self._want or "").partition(":")
+        if kind == "grid":
+            return "grid", None
+        if kind == "layer" and index.isdigit() and int(index) < self.source.num_layers:
+            return "layer", int(index)
+        return ("grid", None) if self.view == "grid" else ("layer", self.layer)
+
+    def send_weights(self):
+        """Recompute and send only what the browser shows: one layer's codes, or the grid's thumbnails.
+
+        A change of scale or mask starts a new generation: the browser drops
+        what it holds from older settings and asks for each layer again when
+        it shows it. An error is sent to the browser (shown under the
+        controls) instead of leaving it waiting.
+        """
+        settings = (self.scale, self.mask, self.valid_keys)
+        fresh = settings != self._sent[:3]
+        # A change made in Python (a later cell), not asked for by the browser: the layer shown and
+        # the thumbnails both go, so that switching views afterwards needs no kernel.
+        from_python = self._request == self._sent[3]
+        self._sent = self._settings()
+        generation = self._generation + 1 if fresh else self._generation
+        kind, layer = self._wanted()
+        try:
+            update = {}
+            if kind == "grid" or from_python:
+                update = self._thumbnails(*settings)
+                update["_thumbs_generation"] = generation
+            if kind == "grid" and not from_python:
+                _, keep = self._encode(*settings, [])
+            else:
+                buffers, keep = self._encode(*settings, [layer])
+                update.update({"_weights": buffers, "_weights_generation": generation})
+        except Exception as error:  # shown in the browser; the kernel keeps running
+            with self.hold_sync():
+                self._error = f"{type(error).__name__}: {error}"
+                self._revision += 1
+            return
+        with self.hold_sync():
+            self._generation = generation
+            for name, value in update.items():
+                setattr(self, name, value)
+            self._keep = keep
+            self._note = self.source.note(self.scale)
+            self._error = ""
+            self._revision += 1
+
+    @classmethod
+    def compare(cls, yours, reference, *, tokens=None, key_tokens=None, large=False):
+        """Your weights next to the reference's: see :class:`Compare`."""
+        return Compare(yours, reference, tokens=tokens, key_tokens=key_tokens, large=large)
+
+    @classmethod
+    def stepper(cls, layer_or_fn, queries, keys=None, values=None, *, head=0, scale=None, mask=None,
+                tokens=None, key_tokens=None, large=False):
+        """One head's attention step by step: see :class:`Stepper`."""
+        return Stepper(layer_or_fn, queries, keys, values, head=head, scale=scale, mask=mask,
+                       tokens=tokens, key_tokens=key_tokens, large=large)
+
+    def static_figure(self):
+        """A static picture: every head (and layer) at the current settings, titled with them."""
+        s = self.source
+        controls = self.controls()
+        rows = []
+        for layer in range(min(s.num_layers, max(1, STATIC_PANELS // s.num_heads))):
+            controls["layer"] = layer
+            rows.append(explorer_state(s, **controls).weights)
+        names = [f"layer {i}" for i in range(len(rows))] if s.num_layers > 1 else [""]
+        if len(rows) < s.num_layers:
+            names[-1] += f" (of {s.num_layers})"
+        mask = self.mask if self.mask != "given" else self._meta["mask_labels"].get("given", "given")
+        title = f"mask: {mask} · scale {self.scale:.3f}"
+        return mosaic_figure(np.stack(rows), names, title)
+
+
+class Compare(ExplorerBase):
+    """Your weights next to the reference's, and their difference, largest error marked.
+
+    Each panel has a column of row sums: a softmax over the wrong axis shows
+    as rows that do not sum to 1.
+
+    Args:
+        yours (array or list): ``(H, Lq, Lk)``, ``(B, H, Lq, Lk)`` (batch 0)
+            or a list of those, one per layer; any values (NaN, negative).
+        reference (array or list): The same shape, e.g. from
+            :func:`mhacourse.viz.reference_weights`.
+        tokens (list[str], optional): Labels of the queries.
+        key_tokens (list[str], optional): Labels of the keys.
+        large (bool, optional): Larger fonts, for a projector.
+
+    Attributes:
+        largest_error (tuple): ``(|difference|, layer, head, query, key)``.
+    """
+
+    kind = "compare"
+
+    def __init__(self, yours, reference, *, tokens=None, key_tokens=None, large=False):
+        mine = _stack_heads(yours)  # (layers, H, Lq, Lk)
+        theirs = _stack_heads(reference)  # (layers, H, Lq, Lk)
+        if mine.shape != theirs.shape:
+            raise ValueError(f"yours and reference must have the same shape (layers, heads, n_queries, "
+                             f"n_keys); got {mine.shape} and {theirs.shape}.")
+        if mine.size > MAX_COMPARE:
+            raise ValueError(f"compare shows at most {MAX_COMPARE} weights per array; got {mine.size}. "
+                             "Pass fewer layers or heads.")
+        if not np.all(np.isfinite(theirs)) or theirs.min() < 0:
+            raise ValueError("reference must be attention weights: finite and non-negative.")
+        difference = mine - theirs
+        size = np.where(np.isfinite(difference), np.abs(difference), np.inf)
+        where = np.unravel_index(int(np.argmax(size)), size.shape)
+        largest = float(size[where])
+        self.largest_error = (largest, *(int(i) for i in where))
+        self._yours = mine
+        extra = {"yours": [_float32(m) for m in mine], "reference": [_float32(t) for t in theirs]}
+        self._start(WeightsSource(list(theirs), detect=False), tokens, key_tokens, large=large,
+                    view="heatmap", controls=False, extra=extra,
+                    meta={"largest_error": [largest if np.isfinite(largest) else None,
+                                            *(int(i) for i in where)]})
+        self.layer, self.head, self.query = (int(i) for i in where[:3])
+
+    def static_figure(self):
+        """Yours, the reference and |difference| for the layer with the largest error."""
+        s = self.source
+        largest, layer, head, i, j = self.largest_error
+        rows = [self._yours[layer], s.original[layer], np.abs(self._yours[layer] - s.original[layer])]
+        names = ["yours", "reference", "|difference|"]
+        title = (f"layer {layer}: largest |difference| {largest:.3g} at head {head}, "
+                 f"query {i} “{self.query_labels[i]}”, key {j} “{self.key_labels[j]}”")
+        return mosaic_figure(np.stack(rows), names, title)
+
+
+class Stepper(ExplorerBase):
+    """Step through one head's attention: Q, K, V, then scores, scaled, masked, softmax, weights @ V.
+
+    Scores, scaled and masked share one colour scale, so scaling visibly
+    shrinks the scores; the colour bar names the range of each step.
+
+    Args:
+        layer_or_fn: An attention layer (``mhacourse.MultiHeadAttention``
+            or ``mlx.nn.MultiHeadAttention``), or a scaled dot-product
+            attention function ``fn(queries, keys, values, *, scale,
+            mask=None)`` such as your own.
+        queries (array): For a layer, its inputs ``(B, Lq, dims)``; for a
+            function, per-head arrays ``(B, H, Lq, D_h)``. Batch 0 is shown.
+        keys (array, optional): Default: ``queries``.
+        values (array, optional): Default: ``keys``.
+        head (int): The head to show. Default: ``0``.
+        scale (float, optional): For a function (required); a layer uses
+            ``1 / sqrt(D_h)`` from its projected queries, as its forward pass does.
+        mask (array or str, optional): As for the layer or function.
+        tokens (list[str], optional): Labels of the queries.
+        key_tokens (list[str], optional): Labels of the keys.
+        large (bool, optional): Larger fonts, for a projector.
+
+    Attributes:
+        steps (list[dict]): :func:`~mhacourse.viz.attention_steps`.
+        function_errors (dict or None): With a function, the largest
+            difference of its weights and output from each step's.
+    """
+
+    kind = "stepper"
+
+    def __init__(self, layer_or_fn, queries, keys=None, values=None, *, head=0, scale=None, mask=None,
+                 tokens=None, key_tokens=None, large=False):
+        import mlx.core as mx
+
+        from .reference import attention_steps, project_heads, sdpa_weights
+
+        keys = queries if keys is None else keys
+        values = keys if values is None else values
+        fn = None
+        if hasattr(layer_or_fn, "num_heads"):
+            q, k, v = project_heads(layer_or_fn, queries, keys, values)  # (B, H, L, D_h)
+            # What both layers use at call time; a layer attribute named scale is never read.
+            scale = math.sqrt(1 / q.shape[-1])
+        elif callable(layer_or_fn):
+            if scale is None:
+                raise ValueError("scale is required with a function: stepper(fn, q, k, v, scale=...).")
+            fn, (q, k, v) = layer_or_fn, (queries, keys, values)
+            for name, x in (("queries", q), ("keys", k), ("values", v)):
+                if not isinstance(x, mx.array) or x.ndim != 4:
+                    raise ValueError(f"with a function, {name} must be an mx.array (B, H, L, D_h); got "
+                                     f"{getattr(x, 'shape', type(x).__name__)}.")
+        else:
+            raise TypeError("layer_or_fn must be an attention layer or a scaled dot-product attention "
+                            f"function, got {type(layer_or_fn).__name__}.")
+        if not 0 <= head < q.shape[1]:
+            raise ValueError(f"head must be in [0, {q.shape[1] - 1}], got {head}.")
+        group = q.shape[1] // k.shape[1]  # grouped-query attention: head h reads key head h // group
+        one_mask = mask
+        if isinstance(mask, mx.array) and mask.ndim == 4:
+            one_mask = mask[:1, head if mask.shape[1] > 1 else 0]  # (1, Lq or 1, Lk)
+        qh, kh, vh = q[0, head], k[0, head // group], v[0, head // group]
+        steps = attention_steps(qh, kh, vh, scale=scale, mask=one_mask)
+        self.steps = steps
+        self.function_errors = None
+        if fn is not None:
+            fn_mask = mask[:1] if isinstance(mask, mx.array) and mask.ndim == 4 else mask
+            yours_w = np.array(sdpa_weights(fn, q[:1], k[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
+            yours_out = np.array(fn(q[:1], k[:1], v[:1], scale=scale, mask=fn_mask)[0, head].astype(mx.float32))
+            self.function_errors = {
+                "softmax": float(np.nanmax(np.abs(yours_w - steps[3]["matrix"]))),
+                "weights @ V": float(np.nanmax(np.abs(yours_out - steps[4]["matrix"]))),
+            }
+        inputs = [np.array(x.astype(mx.float32)) for x in (qh, kh, vh)]  # (Lq, D_h), (Lk, D_h), (Lk, D_v)
+        meta = {"head_shown": int(head), "steps": [
+            {"name": s["name"], "formula": s["formula"], "shape": s["shape"],
+             "rows": int(s["matrix"].shape[0]), "cols": int(s["matrix"].shape[1])} for s in steps],
+            "inputs": [{"name": name, "rows": int(x.shape[0]), "cols": int(x.shape[1])}
+                       for name, x in zip(("Q", "K", "V"), inputs)],
+            "function_errors": self.function_errors}
+        extra = {"steps": [_float32(s["matrix"]) for s in steps], "inputs": [_float32(x) for x in inputs]}
+        weights = steps[3]["matrix"][None, None]  # (1, 1, Lq, Lk)
+        self._start(WeightsSource(weights, detect=False), tokens, key_tokens, large=large, view="heatmap",
+                    controls=False, extra=extra, meta=meta)
+
+    def static_figure(self):
+        """The softmax step: the head's weights."""
+        return plot_attention(self.steps[3]["matrix"], self.query_labels, self.key_labels,
+                              title=f"head {self._meta['head_shown']}: softmax(scaled scores + mask)")

@@ -37,9 +37,11 @@ def _as_batch(x, name):
 def project_heads(layer, queries, keys=None, values=None):
     """Project the inputs of an attention layer and split them into heads.
 
-    Works for ``mhacourse.MultiHeadAttention`` (through its ``project``) and
-    for ``mlx.nn.MultiHeadAttention`` (through its ``query_proj``,
-    ``key_proj`` and ``value_proj``, split as MLX's layer does).
+    Always computed from the layer's ``query_proj``, ``key_proj``,
+    ``value_proj`` and ``num_heads``, split as MLX's layer does, for
+    ``mhacourse.MultiHeadAttention``, ``mlx.nn.MultiHeadAttention`` and any
+    subclass: a method of the layer (such as a learner's own ``project``) is
+    never called, so a bug in it cannot hide in the projections shown.
 
     Args:
         layer: The attention layer.
@@ -54,8 +56,6 @@ def project_heads(layer, queries, keys=None, values=None):
     queries = _as_batch(queries, "queries")
     keys = queries if keys is None else _as_batch(keys, "keys")
     values = keys if values is None else _as_batch(values, "values")
-    if hasattr(layer, "project"):
-        return layer.project(queries, keys, values)
     for name in ("query_proj", "key_proj", "value_proj", "num_heads"):
         if not hasattr(layer, name):
             raise TypeError(f"layer must be an attention layer such as mlx.nn.MultiHeadAttention; "
@@ -134,13 +134,9 @@ def _keep_for(mask, n_queries, n_keys):
     """A mask as ``(L_q, L_k)`` booleans or additive values for one head, batch 0."""
     if mask is None:
         return None
-    if isinstance(mask, str):
-        if mask != "causal":
-            raise ValueError(f"mask must be None, 'causal' or an array; got {mask!r}.")
-        from mhacourse.masks import causal
+    from .masking import mask_to_numpy
 
-        return np.array(causal(n_queries, n_keys))
-    array = np.array(mask) if isinstance(mask, mx.array) else np.asarray(mask)
+    array = mask_to_numpy(mask, n_queries, n_keys, as_boolean=False)
     while array.ndim > 2:
         array = array[0]  # batch 0, head 0: (L_q or 1, L_k)
     return np.broadcast_to(array, (n_queries, n_keys))

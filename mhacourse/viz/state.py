@@ -24,8 +24,9 @@ import mlx.core as mx
 import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
+from .masking import keep_of, mask_to_numpy
 from .reference import _as_batch, project_heads, softmax_rows
-from .static import _stack_heads
+from .plots import to_numpy
 
 __all__ = [
     "MASK_KINDS",
@@ -43,13 +44,7 @@ def mask_parts(mask, n_queries, n_keys):
     """A mask as NumPy ``(keep, additive)``, each ``None`` or broadcastable to ``(H, L_q, L_k)``."""
     if mask is None:
         return None, None
-    if isinstance(mask, str):
-        from mhacourse.masks import causal
-
-        return np.array(causal(n_queries, n_keys)), None
-    array = np.array(mask) if mask.dtype == mx.bool_ else np.array(mask.astype(mx.float32))
-    while array.ndim > 3:
-        array = array[0]  # drop the batch axis: (H or 1, L_q or 1, L_k)
+    array = mask_to_numpy(mask, n_queries, n_keys, first_example=True, as_boolean=False)
     return (array, None) if array.dtype == np.bool_ else (None, array)
 
 
@@ -94,27 +89,88 @@ class LayerSource:
         mx.eval(q, k)
         self.q, self.k = q, k
         self.layer = layer
+        self.inputs = (queries, keys, values)
         self.num_layers = 1
         self.num_heads = q.shape[1]
         self.n_queries, self.n_keys = q.shape[2], k.shape[2]
         # Both layers take the scale from the projected queries at call time.
         self.default_scale = math.sqrt(1 / q.shape[-1])
         self.given_mask = _mask_for_first_example(mask)
+        self.given_label = None
         self._scores = self._work = self._centred = None
+        self._forward_cache = (None, None)
+        self.forward_error = None
+        self.uses_forward = self._forward(None) is not None
+
+    def _forward(self, mask):
+        """The layer's own weights ``(H, Lq, Lk)`` from ``layer(q, k, v, mask=..., return_weights=True)``.
+
+        ``None`` when the layer has no ``return_weights`` (``mlx.nn.MultiHeadAttention``)
+        or its forward pass fails; :attr:`forward_error` then says why.
+        """
+        key = _mask_key(mask)
+        if self._forward_cache[0] == key and key is not None:
+            return self._forward_cache[1]
+        try:
+            result = self.layer(*self.inputs, mask=mask, return_weights=True)
+        except TypeError as error:
+            if "return_weights" in str(error):
+                self.forward_error = "the layer has no return_weights"
+            else:
+                self.forward_error = f"its forward pass raised TypeError: {error}"
+            return None
+        except Exception as error:  # a learner's layer may fail in any way: say so, show the projections
+            self.forward_error = f"its forward pass raised {type(error).__name__}: {error}"
+            return None
+        expected = (1, self.num_heads, self.n_queries, self.n_keys)
+        weights = result[1] if isinstance(result, tuple) and len(result) == 2 else None
+        if not isinstance(weights, mx.array) or tuple(weights.shape) != expected:
+            self.forward_error = (f"return_weights=True gave {getattr(weights, 'shape', type(result).__name__)}, "
+                                  f"not weights {expected}")
+            return None
+        self.forward_error = None
+        weights = np.array(weights[0].astype(mx.float32))  # (H, Lq, Lk)
+        self._forward_cache = (key, weights)
+        return weights
+
+    def from_forward(self, scale):
+        """Whether the weights at ``scale`` come from the layer's own forward pass."""
+        return self.uses_forward and math.isclose(scale, self.default_scale, rel_tol=1e-6)
+
+    def note(self, scale):
+        """Where the weights at ``scale`` come from, in words (the explorer's subtitle)."""
+        if self.from_forward(scale):
+            return "weights: the layer's own forward pass (return_weights=True)"
+        if self.uses_forward:
+            return (f"weights recomputed from query_proj and key_proj at scale {scale:.3g} "
+                    f"(the layer's forward pass uses {self.default_scale:.3g})")
+        return f"weights recomputed from query_proj and key_proj: {self.forward_error}"
 
     def weights(self, layer_index, scale, mask):
         """The weights ``(H, Lq, Lk)`` for a scale and a mask (``None``, ``"causal"`` or an array)."""
         from mhacourse import attention_weights
 
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return forward
         weights = attention_weights(self.q, self.k, scale=scale, mask=mask)  # (1, H, Lq, Lk)
         return np.array(weights[0])
 
-    def codes(self, layer_index, scale, mask, bits=16):
-        """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
+    def _ensure_scores(self):
+        """``q · kᵀ`` of every head, ``(H, Lq, Lk)`` float32, computed once."""
         if self._scores is None:
             scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
             self._scores = np.array(scores[0])  # (H, Lq, Lk)
             self._work = np.empty_like(self._scores)
+
+    def codes(self, layer_index, scale, mask, bits=16):
+        """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return sqrt_codes(forward, bits)
+        self._ensure_scores()
         keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
         if additive is not None or scale <= 0:
             return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
@@ -125,30 +181,115 @@ class LayerSource:
             self._centred = (key, centred_scores(self._scores, keep, out=buffer))
         return softmax_sqrt_codes(self._centred[1], scale, bits=bits, work=self._work, centred=True)
 
+    def row_codes(self, layer_index, rows, scale, mask, bits=8):
+        """:meth:`LayerSource.codes` at the query ``rows`` only, ``(H, len(rows), Lk)``."""
+        if self.from_forward(scale):
+            forward = self._forward(mask)
+            if forward is not None:
+                return sqrt_codes(forward[:, rows], bits)
+        self._ensure_scores()
+        keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
+        keep, additive = _rows_of(keep, rows, self.n_queries), _rows_of(additive, rows, self.n_queries)
+        return softmax_sqrt_codes(self._scores[:, rows], scale, keep, additive, bits)
+
+
+def _rows_of(array, rows, n_queries):
+    """A mask part (``None`` or broadcastable to ``(…, Lq, Lk)``) restricted to the query ``rows``."""
+    if array is None or array.ndim < 2 or array.shape[-2] != n_queries or n_queries == 1:
+        return array
+    return array[..., rows, :]
+
+
+class Layers:
+    """The given weights, one layer at a time: ``layers[i]`` is float32 ``(H, Lq, Lk)`` (batch 0).
+
+    Nothing is stacked or copied up front: a layer is converted when it is
+    asked for and not kept, so long inputs are never held twice.
+    """
+
+    def __init__(self, weights):
+        given = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+        if not given:
+            raise ValueError("weights is an empty list; give one (H, Lq, Lk) array per layer.")
+        self.given = given
+        first = None
+        for index, layer in enumerate(given):
+            shape = tuple(getattr(layer, "shape", None) or np.shape(layer))
+            shape = shape[1:] if len(shape) == 4 else shape
+            where = f"weights[{index}]" if len(given) > 1 else "weights"
+            if len(shape) != 3:
+                raise ValueError(f"{where} must be (heads, n_queries, n_keys) or (batch, heads, n_queries, "
+                                 f"n_keys); got shape {tuple(np.shape(layer))}.")
+            if first is not None and shape != first:
+                raise ValueError(f"every layer must have the same shape; weights[{index}] is {shape}, "
+                                 f"weights[0] is {first}.")
+            first = shape
+        self.shape = (len(given), *first)
+
+    def __len__(self):
+        return len(self.given)
+
+    def __getitem__(self, index):
+        layer = self.given[index]
+        if getattr(layer, "ndim", np.ndim(layer)) == 4:
+            layer = layer[0]  # batch 0: (H, Lq, Lk)
+        return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
+
+    def rows(self, index, rows):
+        """Layer ``index`` at the query ``rows`` only, ``(H, len(rows), Lk)``: sliced before converting."""
+        layer = self.given[index]
+        if getattr(layer, "ndim", np.ndim(layer)) == 4:
+            layer = layer[0]
+        if isinstance(layer, mx.array):
+            layer = mx.take(layer, mx.array(np.asarray(rows, dtype=np.int32)), axis=-2)
+        else:
+            layer = np.asarray(layer)[:, rows]
+        return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
+
 
 class WeightsSource:
     """Precomputed weights, one ``(H, Lq, Lk)`` or ``(B, H, Lq, Lk)`` array per layer.
 
     The scale is a factor on the original scores: 1 shows the weights as given.
+    Without ``mask``, the mask is read from the weights' exact zeros when
+    ``detect`` (see :func:`detect_mask`). The weights stay as given (see
+    :class:`Layers`); at most one layer's scores are kept in memory.
     """
 
-    def __init__(self, weights, mask=None):
-        stacked = _stack_heads(weights)  # (layers, H, Lq, Lk)
-        if not np.all(np.isfinite(stacked)) or stacked.min() < 0:
-            raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
-        self.original = stacked
-        self.num_layers, self.num_heads, self.n_queries, self.n_keys = stacked.shape
+    def __init__(self, weights, mask=None, detect=True):
+        layers = Layers(weights)
+        for index in range(len(layers)):  # one layer at a time: no (layers, H, Lq, Lk) temporary
+            layer = layers[index]
+            if not np.all(np.isfinite(layer)) or layer.min() < 0:
+                raise ValueError("weights must be finite and non-negative (attention weights, not scores).")
+        self.original = layers
+        self.num_layers, self.num_heads, self.n_queries, self.n_keys = layers.shape
         self.default_scale = 1.0
         self.given_mask = _mask_for_first_example(mask)
+        self.given_label = None
+        if mask is None and detect:
+            self.given_mask, self.given_label = detect_mask(layers)
         self._logs = {}
 
+    def note(self, scale):
+        """Where the weights come from, in words (the explorer's subtitle)."""
+        if scale == 1.0:
+            return "precomputed weights, as given"
+        return f"precomputed weights, their scores (log w) × {scale:.3g}"
+
+    @staticmethod
+    def _logs_of(weights):
+        keep = weights > 0
+        with np.errstate(divide="ignore"):
+            return np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep
+
     def _log_weights(self, layer_index):
-        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked."""
+        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked.
+
+        Only the last layer asked for is kept.
+        """
         if layer_index not in self._logs:
-            weights = self.original[layer_index]
-            keep = weights > 0
-            with np.errstate(divide="ignore"):
-                self._logs[layer_index] = (np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep)
+            self._logs = {layer_index: self._logs_of(self.original[layer_index])}
         return self._logs[layer_index]
 
     def weights(self, layer_index, scale, mask):
@@ -160,6 +301,13 @@ class WeightsSource:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         return softmax_rows(np.where(keep, scores, -np.inf))  # (H, Lq, Lk)
 
+    def _ensure_scores(self):
+        """``q · kᵀ`` of every head, ``(H, Lq, Lk)`` float32, computed once."""
+        if self._scores is None:
+            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
+            self._scores = np.array(scores[0])  # (H, Lq, Lk)
+            self._work = np.empty_like(self._scores)
+
     def codes(self, layer_index, scale, mask, bits=16):
         """:meth:`weights` as square-root codes; the weights as given when nothing changes them."""
         if scale == 1.0 and mask is None:
@@ -169,19 +317,54 @@ class WeightsSource:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
 
+    def row_codes(self, layer_index, rows, scale, mask, bits=8):
+        """:meth:`codes` at the query ``rows`` only, ``(H, len(rows), Lk)`` (the grid's thumbnails)."""
+        weights = self.original.rows(layer_index, rows)
+        if scale == 1.0 and mask is None:
+            return sqrt_codes(weights, bits)
+        log_weights, keep = self._logs_of(weights)
+        if mask is not None:
+            keep = keep & _rows_of(keep_matrix(mask, self.n_queries, self.n_keys), rows, self.n_queries)
+        return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
+
+
+def _mask_key(mask):
+    if mask is None or isinstance(mask, str):
+        return ("", mask)
+    return None  # arrays: not cached (cheap to tell apart only by value)
+
+
+def detect_mask(stacked):
+    """The mask precomputed weights ``(layers, H, Lq, Lk)`` were made with, read from their zeros.
+
+    A cell that is exactly 0 in every layer and head was blocked. The zeros
+    are recognised as a causal mask or as padded keys (whole columns); any
+    other pattern (or none) gives ``(None, None)``.
+
+    Returns:
+        tuple: ``(mask, label)``: ``"causal"`` or a boolean ``mx.array``
+        ``(1, 1, 1, Lk)``, and a sentence saying how it was found.
+    """
+    n_layers, _, n_q, n_k = stacked.shape
+    zero = np.ones((n_q, n_k), dtype=bool)
+    for layer in range(n_layers):  # one layer at a time: no (layers, H, Lq, Lk) temporary
+        zero &= np.all(stacked[layer] == 0, axis=0)
+        if not zero.any():
+            return None, None
+    from mhacourse.masks import causal
+
+    if np.array_equal(zero, ~np.array(causal(n_q, n_k))):
+        return "causal", "causal (detected: every weight above the diagonal is 0)"
+    columns = zero.all(axis=0)  # (Lk,)
+    if np.array_equal(zero, np.broadcast_to(columns, zero.shape)):
+        return (mx.array(~columns)[None, None, None],
+                f"padding (detected: {int(columns.sum())} keys get weight 0 from every query)")
+    return None, None
+
 
 def keep_matrix(mask, n_queries, n_keys):
     """Any mask as booleans ``(…, Lq, Lk)`` that broadcast over heads (True = attend)."""
-    if isinstance(mask, str):
-        from mhacourse.masks import causal
-
-        return np.array(causal(n_queries, n_keys))
-    if mask.dtype != mx.bool_:
-        mask = mask > -1e4  # additive: very negative means blocked
-    keep = np.array(mask)
-    while keep.ndim > 3:
-        keep = keep[0]  # drop the batch axis: (H or 1, Lq or 1, Lk)
-    return keep
+    return keep_of(mask, n_queries, n_keys)
 
 
 def keep_all_heads(mask, n_queries, n_keys):
