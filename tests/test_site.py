@@ -66,7 +66,7 @@ def build_site(outdir, only=None):
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     seconds = time.monotonic() - start
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    warnings = [line for line in done.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+    warnings = [line for line in done.stderr.splitlines() if re.search(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE): ", line)]
     return seconds, warnings
 
 

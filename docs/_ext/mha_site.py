@@ -352,6 +352,13 @@ def use_local_mathjax(app, config):
     config.mathjax_path = "mathjax/tex-chtml.js"
 
 
+def outputs_under_build(app):
+    """MyST-NB writes its output images to ``<outdir>/../jupyter_execute``: for ``site/`` that is the
+    repository's root, so move them under ``build/`` (runs after MyST-NB's own ``builder-inited``)."""
+    folder = ROOT / "build" / f"{Path(app.outdir).name}-jupyter_execute"
+    app.env.mystnb_config = app.env.mystnb_config.copy(output_folder=str(folder))
+
+
 def write_assets(app, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -418,6 +425,7 @@ def setup(app):
     app.add_directive("course-path", CoursePath)
     app.add_directive("exercise-list", ExerciseList)
     app.connect("config-inited", use_local_mathjax)
+    app.connect("builder-inited", outputs_under_build, priority=900)
     app.connect("doctree-read", process_notebook)
     app.connect("doctree-resolved", write_explorer_data)
     app.connect("build-finished", write_assets)
