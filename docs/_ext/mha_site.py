@@ -112,8 +112,43 @@ class CoursePath(SphinxDirective):
         return "../" * depth + docname + ".html"
 
 
+def _first_sentence(text, limit=260):
+    """The text up to its first ``. `` or ``: `` outside a code span (cut at a space outside code
+    past ``limit`` characters)."""
+    in_code, last_space = False, None
+    for i, char in enumerate(text):
+        if char == "`":
+            in_code = not in_code
+        elif not in_code:
+            if char in ".:" and (i + 1 == len(text) or text[i + 1] == " "):
+                return text[:i + 1] if char == "." else text[:i] + " …"
+            if char == " ":
+                if i > limit and last_space is not None:
+                    return text[:last_space] + " …"
+                last_space = i
+    return text
+
+
+def exercise_sections(lesson):
+    """``{check id: (heading, first sentence)}`` from lesson NN's exercise notebook, in its order:
+    each ``## Exercise NN.k — …`` cell and the ``check("id", …)`` call that follows it."""
+    path = next((ROOT / "exercises").glob(f"{lesson}_*.ipynb"))
+    found, heading, sentence = {}, None, ""
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and text.startswith("## Exercise"):
+            heading = text.splitlines()[0][3:].strip()
+            body = " ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+            sentence = _first_sentence(body)
+        elif cell["cell_type"] == "code" and heading:
+            for exercise_id in re.findall(r"\bcheck\(\s*[\"'](\w+)[\"']", text):
+                found.setdefault(exercise_id, (heading, sentence))
+    return path.stem, found
+
+
 class ExerciseList(SphinxDirective):
-    """A table of one lesson's exercises, from the course's exercise registry."""
+    """A table of one lesson's exercises: the course's registry (id, title, points) and the exercise
+    notebook (its heading, linked, and the first sentence of its task)."""
 
     required_arguments = 1
 
@@ -124,19 +159,42 @@ class ExerciseList(SphinxDirective):
         exercises = [get_exercise(i) for i in exercise_ids() if get_exercise(i).lesson == lesson]
         if not exercises:
             raise self.error(f"no exercise for lesson {lesson!r}")
+        notebook, sections = exercise_sections(lesson)
+        missing = [ex.id for ex in exercises if ex.id not in sections]
+        if missing:
+            raise self.error(f"exercises/{notebook}.ipynb has no check() cell for {missing}")
+        order = list(sections)
+        exercises.sort(key=lambda ex: order.index(ex.id))
+        page = "../" * self.env.docname.count("/") + f"exercises/{notebook}.html"
         table = nodes.table(classes=["mha-exercises"])
         group = nodes.tgroup(cols=4)
         table += group
-        for width in (6, 18, 40, 6):
+        for width in (22, 14, 50, 6):
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
         group += head
-        head += self._row(["#", "check id", "what it practises", "points"], header=True)
+        head += self._row(["exercise", "check id", "what it practises", "points"], header=True)
         body = nodes.tbody()
         group += body
-        for k, ex in enumerate(exercises, 1):
-            body += self._row([f"{lesson}.{k}", nodes.literal(text=ex.id), ex.title, str(ex.points)])
+        for ex in exercises:
+            heading, sentence = sections[ex.id]
+            link = nodes.reference("", "", nodes.Text(heading), internal=True,
+                                   refuri=f"{page}#{nodes.make_id(heading)}")
+            what = nodes.inline()
+            what += nodes.strong(text=ex.title)
+            if sentence:
+                what += nodes.Text(" — ")
+                what += self.parse_inline(sentence)
+            body += self._row([link, nodes.literal(text=ex.id), what, str(ex.points)])
         return [table]
+
+    def parse_inline(self, text):
+        """Markdown of one sentence (code spans, emphasis) as inline nodes."""
+        parsed = self.parse_text_to_nodes(text)
+        container = nodes.inline()
+        for node in parsed:
+            container.extend(node.children if isinstance(node, nodes.paragraph) else [node])
+        return container
 
     @staticmethod
     def _row(cells, header=False):
