@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote, urldefrag, urljoin, urlparse
+from urllib.parse import quote, urldefrag
 
 import pytest
 

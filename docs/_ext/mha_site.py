@@ -7,13 +7,14 @@ What it adds to Sphinx + MyST-NB:
   each ``AttentionExplorer`` output becomes a ``div`` holding the same standalone state that
   ``AttentionExplorer.save_html`` inlines, drawn by ``_static/mha_explorer.js``: the package's own
   ``explorer.js`` (the ES module ``save_html`` uses) plus a few lines that mount every explorer on
-  the page. Hover, views, layers, heads and zoom work without a kernel. A large explorer's data goes
-  to its own file, fetched when the explorer scrolls into view, with its static picture shown first.
+  the page. Hover, views, layers, heads and zoom work without a kernel. A large explorer's data
+  (over ``INLINE_LIMIT``) goes to its own file, fetched when the explorer scrolls into view, so the
+  page itself stays light.
 - **Run it / download it** on every notebook page, and alt text on every output image.
 - **MathJax from the site itself**: the MathJax 3 files of PyPI's ``sphinx-mathjax-offline``.
 - ``{course-path}``: the lessons in order with the stage each builds, read from the README's tables.
 - ``{exercise-list} NN``: lesson NN's exercises from ``mhacourse.grading`` (id, title, points).
-- **Page weights**: after the build, ``build/site-weights.json`` lists every page's weight (its HTML,
+- **Page weights**: after the build, ``build/<outdir name>-weights.json`` lists every page's weight (its HTML,
   its images and explorer data); a page over ``MHACOURSE_SITE_MAX_PAGE_KB`` fails the build.
 """
 
