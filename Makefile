@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,site]"
 	$(PY) -m ipykernel install --sys-prefix --name mhacourse --display-name "mhacourse (MLX)" >/dev/null
 	$(PY) mhacourse/blas.py kernelspec $(VENV)/share/jupyter/kernels/mhacourse
 	touch $(STAMP)
@@ -86,5 +86,13 @@ strip: $(STAMP)
 exercises: $(STAMP)
 	$(VENV)/bin/mhacourse build-exercises
 
+## site: the whole course as a static website in site/ (open site/index.html, or serve it:
+##   python -m http.server -d site). Lessons run through the cache in build/site-cache, so a rebuild
+##   reruns only the notebooks whose code changed; page weights -> build/site-weights.json.
+SITE_JOBS ?= 2
+.PHONY: site
+site: $(STAMP)
+	$(WITH_BLAS) $(PY) -m sphinx -b html -j $(SITE_JOBS) -W --keep-going -d build/site-doctrees docs site
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info
