@@ -143,3 +143,56 @@ def test_course_dir_says_where_it_looked_when_nothing_is_there(tmp_path, monkeyp
         course_files.course_dir("exercises")
     (tmp_path / "_course" / "exercises").mkdir(parents=True)
     assert course_files.course_dir("exercises") == tmp_path / "_course" / "exercises"
+
+
+# --- the course's kernel in the notebooks' metadata: `strip` sets it, `build-exercises` follows the source ---
+
+def executed(kernelspec):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", execution_count=2)])
+    nb.metadata["kernelspec"] = kernelspec
+    nb.metadata["mhacourse"] = {"lesson": "02", "exercises": ["split_heads"]}
+    return nb
+
+
+def test_strip_names_the_course_kernel_and_build_exercises_keeps_it(tmp_path):
+    from mhacourse import notebooks
+    from mhacourse.grading import build
+
+    python3 = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    source = executed(python3)
+    source.cells[0].source = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"
+    (tmp_path / "exercise_sources").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(source, tmp_path / "exercise_sources/02_x.ipynb")
+    nbformat.write(executed(python3), tmp_path / "notebooks/02_x.ipynb")
+
+    assert notebooks.main(["strip", str(tmp_path / "notebooks"), str(tmp_path / "exercise_sources")]) == 0
+    for path in (tmp_path / "notebooks/02_x.ipynb", tmp_path / "exercise_sources/02_x.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"] == notebooks.COURSE_KERNELSPEC
+        assert nb.metadata["mhacourse"]["lesson"] == "02" and notebooks.problems(nb) == []
+        assert notebooks.strip_file(path) is False          # a second strip changes nothing
+
+    assert cli.main(["build-exercises", "--root", str(tmp_path)]) == 0
+    for folder in ("exercises", "solutions"):
+        nb = nbformat.read(tmp_path / folder / "02_x.ipynb", as_version=4)
+        assert nb.metadata["kernelspec"] == notebooks.COURSE_KERNELSPEC
+    assert cli.main(["build-exercises", "--check", "--root", str(tmp_path)]) == 0
+    # drift is still caught: a source edited after the build
+    source = nbformat.read(tmp_path / "exercise_sources/02_x.ipynb", as_version=4)
+    source.cells[0].source = source.cells[0].source.replace("return 1", "return 2")
+    nbformat.write(source, tmp_path / "exercise_sources/02_x.ipynb")
+    assert cli.main(["build-exercises", "--check", "--root", str(tmp_path)]) == 1
+
+
+def test_notebooks_without_paths_walks_the_checkout_not_the_current_folder(tmp_path, monkeypatch):
+    from mhacourse import notebooks
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(executed({"name": "python3"}), tmp_path / "notebooks/stray.ipynb")
+    paths = notebooks.notebook_paths()
+    assert paths and all(Path(__file__).resolve().parents[1] in p.resolve().parents for p in paths)
+    monkeypatch.setattr(course_files, "checkout_root", lambda: None)
+    with pytest.raises(FileNotFoundError, match="no checkout"):
+        notebooks.notebook_paths()
