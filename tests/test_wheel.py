@@ -103,20 +103,21 @@ def _not_the_checkouts(folder, names):
     return [name for name in names if name == "mhacourse" or name.startswith(("mhacourse-", "__editable__"))]
 
 
-def make_venv(folder, wheel):
+def make_venv(folder, wheel=None):
     """A fresh venv outside the checkout: the dependencies as this project's venv has them, then the wheel.
 
     The dependencies (MLX, NumPy, Jupyter, ...) are hard links to this project's venv's files (copies on
     another file system), so no network and no pip resolution are needed; the checkout's editable
-    install is left out. The wheel is installed by pip, offline.
+    install is left out. The wheel (if given) is installed by pip, offline.
     """
     _run([sys.executable, "-m", "venv", "--without-pip", folder])
     python = folder / "bin" / "python"
     purelib = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     shutil.copytree(sysconfig.get_paths()["purelib"], purelib, symlinks=True, dirs_exist_ok=True,
                     copy_function=_link_or_copy, ignore=_not_the_checkouts)
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
-          "--no-compile", wheel])
+    if wheel is not None:
+        _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
+              "--no-compile", wheel])
     return python
 
 
