@@ -318,6 +318,65 @@ def install_kernelspec(kernel_dir):
     return True
 
 
+KERNEL_DISPLAY_NAME = "mhacourse (MLX)"
+APT_PACKAGE = "libopenblas0-pthread"
+_ADVISED = []
+
+
+def fast_path_note(info=None, environ=None):
+    """One line on how to get the fast path, or None when there is nothing to say.
+
+    There is something to say only on Linux, when MLX's default device is the
+    CPU, ``MHACOURSE_BLAS`` is not ``off`` and MLX in this process runs on the
+    slow reference BLAS (a notebook opened in a plain "Python 3" kernel).
+
+    Args:
+        info (BlasInfo, optional): Default: :func:`current_blas`.
+        environ (dict, optional): Default: ``os.environ``.
+
+    Returns:
+        str or None
+    """
+    if not sys.platform.startswith("linux") or setting(environ) == "off":
+        return None
+    if info is None:
+        import mlx.core as mx
+
+        if mx.default_device() != mx.cpu:
+            return None
+        info = current_blas()
+    if info.optimised:
+        return None
+    found = candidates()
+    step = (f"switch to the kernel '{KERNEL_DISPLAY_NAME}' (Kernel > Change Kernel; `mhacourse start` registers it)"
+            if found else
+            f"`sudo apt-get install {APT_PACKAGE}`, then use the kernel '{KERNEL_DISPLAY_NAME}' (`mhacourse start` "
+            "registers it)")
+    return (f"Slow path: MLX runs on the reference BLAS in this kernel (matrix products 10-30x slower). "
+            f"For the fast path, {step}.")
+
+
+def advise(file=None):
+    """Print :func:`fast_path_note` once per process (a lesson's first cell calls it).
+
+    Prints nothing off Linux, on an optimised BLAS, with ``MHACOURSE_BLAS=off``,
+    or when it already printed in this process.
+
+    Args:
+        file (file, optional): Default: ``sys.stdout``.
+
+    Returns:
+        str or None: the line printed.
+    """
+    if _ADVISED:
+        return None
+    _ADVISED.append(True)
+    note = fast_path_note()
+    if note:
+        print(note, file=file or sys.stdout)
+    return note
+
+
 REEXEC_MARKER = "_MHACOURSE_BLAS_REEXEC"
 
 

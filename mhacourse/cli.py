@@ -10,11 +10,12 @@ import importlib
 import sys
 
 COMMANDS = {
+    "start": ("mhacourse.start", "copy the lessons and exercises into a working folder; register the course's kernel"),
     "lab": ("mhacourse.lab", "open the course in JupyterLab"),
     "grade": ("mhacourse.grading.grade", "grade a folder of submitted exercise notebooks"),
     "build-exercises": ("mhacourse.grading.build", "write exercises/ and solutions/ from their sources"),
     "bench": ("mhacourse.bench", "time explicit vs fused attention on this device"),
-    "doctor": ("mhacourse.doctor", "check this machine: MLX, its device and its BLAS"),
+    "doctor": ("mhacourse.doctor", "can this machine run the course? each check, and the command that fixes it"),
 }
 
 

@@ -5,12 +5,18 @@ noisy, can leak a solution into an exercise, and go stale as soon as the code
 changes, so ``make strip`` removes them and ``tests/test_notebooks_clean.py``
 fails while any are left.
 
+``strip`` also makes every notebook name the course's kernel, "mhacourse (MLX)"
+(:data:`COURSE_KERNELSPEC`), whose launcher preloads the optimised BLAS on Linux
+(``mhacourse start`` and ``make venv`` register it). ``build-exercises`` copies
+the kernelspec of each source, so exercises and solutions follow.
+
 Usage::
 
     python -m mhacourse.notebooks strip [PATH ...]   # rewrite dirty notebooks in place
     python -m mhacourse.notebooks check [PATH ...]   # list problems, exit 1 if any
 
-Without paths, both commands walk :data:`NOTEBOOK_DIRS` under the current directory.
+Without paths, both commands walk :data:`NOTEBOOK_DIRS` of the checkout this
+package was imported from (never the current folder).
 """
 
 import argparse
@@ -20,23 +26,38 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["NOTEBOOK_DIRS", "notebook_paths", "problems", "strip", "strip_file", "main"]
+__all__ = ["NOTEBOOK_DIRS", "COURSE_KERNELSPEC", "notebook_paths", "problems", "strip", "set_kernelspec",
+           "strip_file", "main"]
 
 NOTEBOOK_DIRS = ("notebooks", "exercises", "solutions", "exercise_sources")
+
+# The kernel every course notebook asks for (mhacourse.start.register_kernel installs it).
+COURSE_KERNELSPEC = {"name": "mhacourse", "display_name": "mhacourse (MLX)", "language": "python"}
 
 # Cell metadata written by Jupyter or nbclient when a cell runs.
 _RUN_METADATA = ("execution", "collapsed", "scrolled")
 
 
-def notebook_paths(root="."):
+def notebook_paths(root=None):
     """Every ``.ipynb`` file under the course's notebook folders.
 
     Args:
-        root (str or Path, optional): The repository root. Default: ``"."``.
+        root (str or Path, optional): The repository root. Default: the
+            checkout this package was imported from.
 
     Returns:
         list[Path]: Sorted paths, checkpoints excluded.
+
+    Raises:
+        FileNotFoundError: with no ``root`` and no checkout (an installed wheel).
     """
+    if root is None:
+        from .course_files import checkout_root
+
+        root = checkout_root()
+        if root is None:
+            raise FileNotFoundError("no checkout to clean (mhacourse runs from an installed wheel): "
+                                    "name the notebooks or folders to strip or check")
     root = Path(root)
     paths = []
     for folder in NOTEBOOK_DIRS:
@@ -91,11 +112,26 @@ def strip(nb):
     return nb
 
 
-def strip_file(path):
-    """Strip one notebook file, rewriting it only if something changed.
+def set_kernelspec(nb, kernelspec=None):
+    """Make a notebook ask for the course's kernel, in place.
+
+    Args:
+        nb (NotebookNode): A notebook read with ``nbformat``.
+        kernelspec (dict, optional): Default: :data:`COURSE_KERNELSPEC`.
+
+    Returns:
+        NotebookNode: The same notebook, for chaining.
+    """
+    nb.metadata["kernelspec"] = nbformat.from_dict(dict(kernelspec or COURSE_KERNELSPEC))
+    return nb
+
+
+def strip_file(path, kernelspec=True):
+    """Strip one notebook file and name the course's kernel, rewriting it only if something changed.
 
     Args:
         path (str or Path): The ``.ipynb`` file.
+        kernelspec (bool, optional): Also set :data:`COURSE_KERNELSPEC`. Default: True.
 
     Returns:
         bool: True if the file was rewritten.
@@ -104,6 +140,8 @@ def strip_file(path):
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     before = copy.deepcopy(nb)
     strip(nb)
+    if kernelspec:
+        set_kernelspec(nb)
     if nb == before:
         return False
     nbformat.write(nb, path)
@@ -130,7 +168,10 @@ def main(argv=None):
     parser.add_argument("command", choices=("strip", "check"))
     parser.add_argument("paths", nargs="*", help=f"notebooks or folders (default: {', '.join(NOTEBOOK_DIRS)})")
     args = parser.parse_args(argv)
-    paths = _expand(args.paths)
+    try:
+        paths = _expand(args.paths)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     if args.command == "strip":
         changed = [p for p in paths if strip_file(p)]
         for p in changed:

@@ -226,12 +226,19 @@ def dumps(nb):
 
 
 def project_root():
-    """The folder that holds ``exercise_sources/``: the working directory if it
-    has one, else the checkout this package was imported from."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (candidate / SOURCES_DIR).is_dir():
-            return candidate
-    return Path.cwd()
+    """The folder that holds ``exercise_sources/``, ``exercises/`` and ``solutions/``.
+
+    The checkout this package was imported from (an editable install), or the
+    copy of the course inside an installed wheel (``mhacourse/_course``); see
+    :func:`mhacourse.course_files.course_dir`. Never the current folder: pass
+    ``--root`` to build another project's exercises.
+
+    Raises:
+        FileNotFoundError: when neither holds ``exercise_sources/``.
+    """
+    from mhacourse.course_files import course_dir
+
+    return course_dir(SOURCES_DIR).parent
 
 
 def source_paths(root):
@@ -321,13 +328,13 @@ def configure(parser):
         "--root",
         type=Path,
         default=None,
-        help="project folder holding exercise_sources/ (default: found automatically)",
+        help="project folder holding exercise_sources/ (default: the checkout, or the course inside the installed package)",
     )
 
 
 def run(args):
-    root = args.root if args.root is not None else project_root()
     try:
+        root = args.root if args.root is not None else project_root()
         if args.check:
             differ = stale_files(root)
             for name in differ:
