@@ -301,11 +301,6 @@ def test_the_installed_grader_scores_the_fixtures_as_the_checkout_does_from_any_
     assert not wrong, json.dumps(wrong, indent=1)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "mhacourse/grading/policy.py's _given_code still looks for exercises/ in the current folder and beside "
-    "the package, so from an installed wheel graded elsewhere the code a notebook gives (the capstone's "
-    "TinyTransformer) counts as copied course code: solutions/08 is 'tampered'. Passes once it reads "
-    "mhacourse.course_files.course_dir('exercises')."))
 def test_the_installed_grader_gives_every_solution_full_marks_from_any_folder(graded):
     wrong = {}
     for name in graded["solutions"]:

@@ -213,27 +213,29 @@ def course_code(exercise):
 def _given_code(lesson):
     """Digests of the code the lesson's exercise notebook gives the learner (allowed in answers)."""
     import json
-    from pathlib import Path
+
+    from ..course_files import course_dir
 
     digests = set()
-    for root in (Path.cwd(), Path(_PACKAGE_DIR).parent):
-        for path in sorted((root / "exercises").glob(f"{lesson}_*.ipynb")):
-            try:
-                cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-            except (OSError, ValueError):
+    try:
+        paths = sorted(course_dir("exercises").glob(f"{lesson}_*.ipynb"))
+    except FileNotFoundError:
+        paths = []
+    for path in paths:
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else str(source)
+            if cell.get("cell_type") != "code":
                 continue
-            for cell in cells:
-                source = cell.get("source", "")
-                source = "".join(source) if isinstance(source, list) else str(source)
-                if cell.get("cell_type") != "code":
-                    continue
-                try:
-                    code = compile(source, "<given>", "exec")
-                except SyntaxError:
-                    continue
-                digests |= {code_digest(d) for d in _all_codes(describe_code(code))}
-        if digests:
-            break
+            try:
+                code = compile(source, "<given>", "exec")
+            except SyntaxError:
+                continue
+            digests |= {code_digest(d) for d in _all_codes(describe_code(code))}
     return frozenset(digests)
 
 
