@@ -562,17 +562,19 @@ def test_exercise_snippets_say_one_line_instead_of_a_traceback(snippet, name, an
     assert out.count("\n") == 1 and re.search(message, out), out
 
 
+def _softmax_over_queries(queries, keys, values, mask, return_weights):
+    scores = (queries * queries.shape[-1] ** -0.5) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
+    weights = mx.softmax(scores, axis=-2)  # the bug
+    return weights @ values, weights
+
+
 class SoftmaxOverQueries(MultiHeadAttention):
     """A learner's bug: the softmax runs over the queries (axis -2) instead of the keys."""
 
-    def attend(self, queries, keys, values, mask, return_weights):
-        scores = (queries * self.scale_for(queries)) @ keys.swapaxes(-1, -2)  # (B, H, Lq, Lk)
-        weights = mx.softmax(scores, axis=-2)  # the bug
-        return weights @ values, weights
+    def __call__(self, queries, keys, values, mask=None, *, return_weights=False):
+        from mhacourse.attention.multi_head import forward
 
-    @staticmethod
-    def scale_for(queries):
-        return queries.shape[-1] ** -0.5
+        return forward(self, queries, keys, values, mask, return_weights, attend=_softmax_over_queries)
 
 
 def test_a_buggy_layers_explorer_shows_its_own_wrong_weights(setup):
@@ -659,7 +661,7 @@ def test_projections_and_scale_never_come_from_the_layers_own_methods(setup):
     odd = Odd(32, 4)
     odd.update(layer.parameters())
     q, k, v = project_heads(odd, x)
-    expected = layer.project(x, x, x)
+    expected = project(layer, x, x, x)
     for got, want in zip((q, k, v), expected):
         np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-6)
     stepper = AttentionExplorer.stepper(odd, x, head=1, tokens=TOKENS)

@@ -256,9 +256,9 @@ def _make_submissions():
 @pytest.fixture(scope="module")
 def graded(installed, tmp_path_factory):
     """The installed ``mhacourse grade``, run from a third folder, on fixtures and every solution."""
-    from mhacourse.grading import sandbox
+    from mhacourse.grading import isolation
 
-    if not sandbox.bwrap_available():
+    if not isolation.bwrap_available():
         pytest.skip("bubblewrap cannot run here")
     base = tmp_path_factory.mktemp("graded")
     submissions = base / "submissions"
