@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mhacourse.grading import exports, feedback, shards, summary
+from mhacourse.grading.textio import write_text
 
 MERGE = "merge"
 SUMMARY_NAME = "class-summary.json"
@@ -88,7 +89,7 @@ def write_outputs(reports, keys, args):
     if args.canvas:
         text = exports.canvas_csv(reports, keys, by=args.canvas_columns, id_column=args.canvas_id_column,
                                   pattern=pattern)
-        Path(args.canvas).write_text(text, encoding="utf-8")
+        write_text(args.canvas, text)
         written.append(args.canvas)
     if args.feedback:
         feedback.write_feedback(reports, names, args.feedback)
@@ -96,7 +97,7 @@ def write_outputs(reports, keys, args):
     data = summary.class_summary(reports)
     if getattr(args, "json_dir", None):
         Path(args.json_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.json_dir) / SUMMARY_NAME).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_text(Path(args.json_dir) / SUMMARY_NAME, json.dumps(data, indent=1) + "\n")
         written.append(str(Path(args.json_dir) / SUMMARY_NAME))
     if written:
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

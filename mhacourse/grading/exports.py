@@ -34,13 +34,12 @@ A column whose name matches no assignment creates one on import. One row per
 student; a student with two notebooks of one lesson keeps the better score.
 """
 
-import csv
-import io
 import json
 import re
 from pathlib import Path, PurePosixPath
 
 from mhacourse.grading.feedback import as_points, exercise_feedback, exercise_text, failed_cells, notebook_problem
+from mhacourse.grading.textio import csv_text, safe_name, write_text
 
 CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 CANVAS_ID_COLUMNS = ("ID", "SIS User ID", "SIS Login ID")
@@ -72,10 +71,11 @@ def student_id(key, pattern=None):
 
 
 def output_names(keys):
-    """A distinct file name (no suffix) per key: ``alice/02.ipynb`` → ``alice__02``."""
+    """A distinct file name (no suffix) per key: ``alice/02.ipynb`` → ``alice__02``; a key that
+    names a place outside (``/etc/x``, ``../x``) still gives a name inside the output folder."""
     names, taken = [], set()
     for key in keys:
-        stem = "__".join(PurePosixPath(key).with_suffix("").parts) or "submission"
+        stem = safe_name(str(PurePosixPath(key).with_suffix("")))
         name, n = stem, 1
         while name in taken:
             n += 1
@@ -128,7 +128,7 @@ def write_gradescope(reports, names, target):
         files = [target / name / "results.json" for name in names]
     for report, file in zip(reports, files):
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(gradescope_results(report), indent=1) + "\n", encoding="utf-8")
+        write_text(file, json.dumps(gradescope_results(report), indent=1) + "\n")
 
 
 def _canvas_columns(report, by):
@@ -170,13 +170,11 @@ def canvas_csv(reports, keys, *, by="lesson", id_column=None, pattern=None):
     if id_column is None:
         id_column = "ID" if students and all(s.isdigit() for s in students) else "SIS Login ID"
     names = sorted(columns)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*CANVAS_FIXED_COLUMNS, *names])
-    writer.writerow(["    Points Possible", "", "", "", "", *(f"{columns[name]:g}" for name in names)])
+    rows = [[*CANVAS_FIXED_COLUMNS, *names],
+            ["    Points Possible", "", "", "", "", *(f"{columns[name]:g}" for name in names)]]
     for student in sorted(students):
         fixed = {column: "" for column in CANVAS_FIXED_COLUMNS}
         fixed["Student"] = fixed[id_column] = student
         scores = students[student]
-        writer.writerow([*fixed.values(), *(f"{scores[name]:g}" if name in scores else "" for name in names)])
-    return buffer.getvalue()
+        rows.append([*fixed.values(), *(f"{scores[name]:g}" if name in scores else "" for name in names)])
+    return csv_text(rows)

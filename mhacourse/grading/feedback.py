@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from mhacourse.grading.textio import write_text
+
 FAILED_CELL_STATUSES = ("error", "timeout", "kernel-died")
 _CELL_WORDS = {"error": "raised an error", "timeout": "ran past the time limit", "kernel-died": "killed the kernel"}
 # Statuses about the notebook file itself, whose ``detail`` a student may read.
@@ -267,4 +269,4 @@ def write_feedback(reports, names, folder):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for report, name in zip(reports, names):
-        (folder / f"{name}.html").write_text(feedback_html(report), encoding="utf-8")
+        write_text(folder / f"{name}.html", feedback_html(report))

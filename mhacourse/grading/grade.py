@@ -29,9 +29,7 @@ the cell's text), not only by id, so a notebook pasted into a new file grades
 the same. The submission file is read once and never written.
 """
 
-import csv
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -50,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 
-import mhacourse
+from mhacourse.grading import textio
 
 # Statuses, most serious first: a row shows the first that applies.
 STATUSES = (
@@ -69,6 +67,7 @@ STATUSES = (
     "ok",
 )
 SECRET_ENV = "MHACOURSE_GRADE_SECRET"
+MAX_NOTEBOOK_BYTES = 64 * 2**20
 STARTUP_TIMEOUT = 120  # seconds for the sandbox's Python to import MLX and the course
 GRACE = 5  # seconds past a deadline before a hung sandbox is killed
 _LESSON_IN_NAME = re.compile(r"^(\d{2})(?:[_\-. ]|$)")
@@ -143,6 +142,17 @@ def read_submission(data):
     Raises:
         InvalidNotebook: when the bytes are not a version 4 notebook.
     """
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise InvalidNotebook(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
+    try:
+        return _parse_submission(data)
+    except InvalidNotebook:
+        raise
+    except Exception as error:  # noqa: BLE001 - however malformed: never a grader error
+        raise InvalidNotebook(f"not a readable notebook ({type(error).__name__})") from None
+
+
+def _parse_submission(data):
     try:
         raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -750,27 +760,37 @@ def _score(exercise, record):
 def collect_submissions(paths):
     """Expand notebooks and folders of notebooks into a sorted list of files.
 
+    Symbolic links are never followed: a linked notebook or folder is listed
+    as it is, and grading refuses it (status ``refused``), so a link to another
+    student's work or to the course's solutions earns nothing.
+
     Args:
         paths (list): notebooks (``.ipynb``) or folders searched recursively.
 
     Returns:
-        list(Path): the notebooks, checkpoints excluded.
+        list(Path): the notebooks (and links), checkpoints excluded.
 
     Raises:
         ValueError: for a path that does not exist or is not a notebook.
     """
     found = []
     for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-        elif path.is_file() and path.suffix == ".ipynb":
+        if path.is_dir() and not path.is_symlink():
+            inside = []
+            for folder, dirs, files in os.walk(path, followlinks=False):
+                dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints"]
+                inside += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
+                inside += [Path(folder) / f for f in files if f.endswith(".ipynb")]
+            found += sorted(inside)
+        elif path.is_symlink() or (path.is_file() and path.suffix == ".ipynb"):
             found.append(path)
         else:
-            raise ValueError(f"SUBMISSION must be a .ipynb file or a folder, got {str(path)!r}")
+            raise ValueError(f"SUBMISSION must be a .ipynb file or a folder, got {textio.printable(path)!r}")
     return found
 
 
-def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=None, sandbox=True):
+def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=None, sandbox=True,
+               on_report=None, done=None):
     """Grade several notebooks, ``jobs`` at a time, in the order given.
 
     Args:
@@ -781,9 +801,14 @@ def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=
         progress (bool, optional): show a progress bar; None shows it on a terminal.
         secret (str, optional): the run's secret; default: a fresh one for this call.
         sandbox (bool): see :func:`grade_submission`.
+        on_report (callable, optional): ``(index, report)``, called as each
+            notebook finishes (the command line writes results as they come).
+        done (dict, optional): ``{index: report}`` already graded (``--resume``).
 
     Returns:
-        list(dict): one report per notebook, in the order of ``paths``.
+        list(dict): one report per notebook, in the order of ``paths``; on
+        Ctrl-C, ``None`` for those not graded (then :class:`Interrupted` is raised
+        with the list).
 
     Raises:
         ValueError: for bad arguments.
@@ -801,21 +826,41 @@ def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=
         raise RuntimeError(isolation.NO_BWRAP)
     options = {"timeout": timeout, "lesson": lesson, "secret": secret or secrets.token_hex(16), "sandbox": sandbox}
     reports = [None] * len(paths)
-    bar = tqdm(total=len(paths), unit="nb", desc="grading", disable=(not sys.stderr.isatty()) if progress is None else not progress)
-    with bar:
-        if jobs == 1 or len(paths) <= 1:
-            for index, path in enumerate(paths):
-                reports[index] = _grade_safely(path, options)
-                bar.update()
-        else:
-            _grade_in_pool(paths, options, jobs, reports, bar)
+    for index, report in (done or {}).items():
+        reports[index] = report
+    todo = [index for index in range(len(paths)) if reports[index] is None]
+
+    def finished(index, report):
+        reports[index] = report
+        bar.update()
+        if on_report is not None:
+            on_report(index, report)
+
+    bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    try:
+        with bar:
+            if jobs == 1 or len(todo) <= 1:
+                for index in todo:
+                    finished(index, _grade_safely(paths[index], options))
+            else:
+                _grade_in_pool(paths, todo, options, jobs, finished)
+    except KeyboardInterrupt:
+        raise Interrupted(reports) from None
     return reports
 
 
-def _grade_in_pool(paths, options, jobs, reports, bar):
+class Interrupted(KeyboardInterrupt):
+    """Grading was stopped (Ctrl-C); ``reports`` holds what finished (``None`` elsewhere)."""
+
+    def __init__(self, reports):
+        super().__init__("interrupted")
+        self.reports = reports
+
+
+def _grade_in_pool(paths, todo, options, jobs, finished):
     """Grade in worker processes; if a worker dies, the rest is graded again in a fresh pool."""
     broken = Counter()
-    todo = list(range(len(paths)))
+    todo = list(todo)
     while todo:
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_grade_safely, paths[index], options): index for index in todo}
@@ -823,18 +868,16 @@ def _grade_in_pool(paths, options, jobs, reports, bar):
             for future in as_completed(futures):
                 index = futures[future]
                 try:
-                    reports[index] = future.result()
-                    bar.update()
+                    report = future.result()
                 except BrokenProcessPool as error:
                     broken[index] += 1
-                    if broken[index] >= 2:
-                        reports[index] = _failed_report(paths[index], error)
-                        bar.update()
-                    else:
+                    if broken[index] < 2:
                         lost.append(index)
+                        continue
+                    report = _failed_report(paths[index], error)
                 except Exception as error:  # noqa: BLE001
-                    reports[index] = _failed_report(paths[index], error)
-                    bar.update()
+                    report = _failed_report(paths[index], error)
+                finished(index, report)
         todo = sorted(lost)
 
 
@@ -859,30 +902,30 @@ def csv_text(reports):
 
     Columns: ``file, lesson, status, <exercise ids...>, total, max, flags,
     detail``. An exercise column is empty for submissions of other lessons.
+    Every cell is written as text a spreadsheet does not run (see
+    :func:`mhacourse.grading.textio.spreadsheet_cell`).
     """
     exercise_columns = []
     for report in reports:
         for row in report["exercises"]:
             if row["id"] not in exercise_columns:
                 exercise_columns.append(row["id"])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "lesson", "status", *exercise_columns, "total", "max", "flags", "detail"])
+    rows = [["file", "lesson", "status", *exercise_columns, "total", "max", "flags", "detail"]]
     for report in reports:
         points = {row["id"]: _format_points(row["points"]) for row in report["exercises"]}
-        writer.writerow([report["file"], report["lesson"] or "", report["status"],
-                         *(points.get(column, "") for column in exercise_columns),
-                         _format_points(report["total"]), _format_points(report["max"]),
-                         "; ".join(report["flags"]), report["detail"]])
-    return buffer.getvalue()
+        rows.append([report["file"], report["lesson"] or "", report["status"],
+                     *(points.get(column, "") for column in exercise_columns),
+                     _format_points(report["total"]), _format_points(report["max"]),
+                     "; ".join(report["flags"]), report["detail"]])
+    return textio.csv_text(rows)
 
 
 def _json_names(reports):
-    files = [Path(report["file"]).resolve() for report in reports]
+    files = [Path(report["file"]).absolute() for report in reports]
     common = Path(os.path.commonpath([str(f.parent) for f in files])) if files else Path()
     names = {}
     for report, file in zip(reports, files):
-        stem = "__".join(file.relative_to(common).with_suffix("").parts)
+        stem = textio.safe_name(str(file.relative_to(common).with_suffix("")))
         name, n = f"{stem}.json", 1
         while name in names.values():
             n += 1
@@ -896,15 +939,49 @@ def write_reports(reports, *, out=None, json_dir=None):
     if out is not None:
         text = csv_text(reports)
         if str(out) == "-":
-            sys.stdout.write(text)
+            sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+            sys.stdout.flush()
         else:
-            Path(out).write_text(text, encoding="utf-8")
+            textio.write_text(out, text)
     if json_dir is not None:
         json_dir = Path(json_dir)
         json_dir.mkdir(parents=True, exist_ok=True)
         names = _json_names(reports)
         for report in reports:
-            (json_dir / names[id(report)]).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            textio.write_text(json_dir / names[id(report)], json.dumps(report, indent=1) + "\n")
+
+
+def check_outputs(args):
+    """Refuse, before any grading, an output the run could not write (a folder that does not exist,
+    one without write permission, a file where a folder must go).
+
+    Raises:
+        ValueError: naming the option and the path.
+    """
+    files = [("--out", getattr(args, "out", None)), ("--canvas", getattr(args, "canvas", None))]
+    folders = [("--json", getattr(args, "json_dir", None)), ("--feedback", getattr(args, "feedback", None))]
+    gradescope = getattr(args, "gradescope", None)
+    (files if gradescope and str(gradescope).endswith(".json") else folders).append(("--gradescope", gradescope))
+    for option, value in files:
+        if value in (None, "-"):
+            continue
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise ValueError(f"{option} {str(value)!r} is a folder; give a file")
+        if not parent.is_dir():
+            raise ValueError(f"{option} {str(value)!r}: the folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise ValueError(f"{option} {str(value)!r}: no permission to write there")
+    for option, value in folders:
+        if value is None:
+            continue
+        path = Path(value)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{option} {str(value)!r} is a file; give a folder")
+        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not os.access(existing, os.W_OK):
+            raise ValueError(f"{option} {str(value)!r}: no permission to write in {str(existing)!r}")
 
 
 def configure(parser):
@@ -922,6 +999,9 @@ def configure(parser):
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run submissions without bubblewrap, with your rights (every row is flagged)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the reports OUT.journal.jsonl holds from an interrupted run (same notebooks, "
+                             "same secret) and grade only the rest")
     from mhacourse.grading import classroom
 
     classroom.add_arguments(parser)
@@ -944,22 +1024,126 @@ def read_secret(secret_file=None):
     return os.environ.get(SECRET_ENV) or None
 
 
+def _digest(path):
+    path = Path(path)
+    try:
+        data = os.readlink(path).encode("utf-8", "surrogateescape") if path.is_symlink() else path.read_bytes()
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def _secret_hash(secret):
+    return hashlib.sha256(f"mhacourse-secret\0{secret}".encode()).hexdigest()[:16]
+
+
+class Journal:
+    """Results written as each submission finishes: ``OUT.journal.jsonl`` beside the CSV.
+
+    A crash or Ctrl-C keeps every finished report; ``--resume`` reads them back
+    (those whose notebook and secret are unchanged) and grades only the rest.
+    The journal's first line holds the run's secret (the file is mode 600), so
+    a resumed run without ``--secret-file`` uses the same hidden inputs; it is
+    removed once every output is written.
+    """
+
+    def __init__(self, out):
+        self.path = Path(f"{out}.journal.jsonl")
+
+    def _lines(self):
+        if not self.path.is_file():
+            return []
+        entries = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+        return entries
+
+    def start(self, given, resume):
+        """Open the journal; return the run's secret (``given``, else the journal's when resuming, else fresh)."""
+        kept = next((e.get("secret") for e in self._lines() if isinstance(e, dict) and "secret" in e
+                     and "report" not in e), None) if resume else None
+        secret = given or kept or secrets.token_hex(16)
+        if not (resume and kept == secret):
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(json.dumps({"format": "mhacourse-grade-journal", "secret": secret}) + "\n")
+        return secret
+
+    def load(self, paths, secret):
+        """``{index: report}`` of the journal's reports that still hold for ``paths`` and ``secret``."""
+        done, where = {}, {str(path): index for index, path in enumerate(paths)}
+        for entry in self._lines():
+            index = where.get(entry.get("file")) if isinstance(entry, dict) else None
+            if (index is not None and entry.get("secret") == _secret_hash(secret)
+                    and entry.get("digest") == _digest(paths[index]) and isinstance(entry.get("report"), dict)):
+                done[index] = entry["report"]
+        return done
+
+    def add(self, path, report, secret):
+        entry = {"file": str(path), "digest": _digest(path), "secret": _secret_hash(secret), "report": report}
+        with open(self.path, "a", encoding="utf-8", errors="backslashreplace") as file:
+            file.write(json.dumps(entry) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def finish(self):
+        if self.path.exists():
+            self.path.unlink()
+
+
 def run(args):
     from mhacourse.grading import classroom
 
     if classroom.is_merge(args):
         return classroom.run_merge(args)
+    journal = Journal(args.out) if args.out not in (None, "-") else None
+    resume = bool(getattr(args, "resume", False))
     try:
+        check_outputs(args)
+        if resume and journal is None:
+            raise ValueError("--resume needs --out FILE: the results so far are kept beside it")
         paths = collect_submissions(args.submissions)
         if not paths:
             raise ValueError(f"no notebooks found in {args.submissions}")
         paths = classroom.select(paths, args)
         secret = read_secret(getattr(args, "secret_file", None))
-        reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, lesson=args.lesson,
-                             progress=False if args.no_progress else None, secret=secret,
-                             sandbox=not getattr(args, "no_sandbox", False))
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if journal is not None:
+            secret = journal.start(secret, resume)
+            done = journal.load(paths, secret) if resume else {}
+            if resume:
+                print(f"resuming: {len(done)} of {len(paths)} already graded", file=sys.stderr)
+        else:
+            done = {}
+        finished = dict(done)
+
+        def on_report(index, report):
+            finished[index] = report
+            if journal is not None:
+                journal.add(paths[index], report, secret)
+                write_reports([finished[i] for i in sorted(finished)], out=args.out)
+
+        if not getattr(args, "no_sandbox", False):
+            from mhacourse.grading import isolation
+
+            held = isolation.guarantees()
+            print(f"sandbox: {held['sandbox'] or 'none'}; uid {held['uid']}; limits by {held['limits']}"
+                  + (f"; every row is flagged {', '.join(held['weaker'])}" if held["weaker"] else ""), file=sys.stderr)
+        try:
+            reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, lesson=args.lesson,
+                                 progress=False if args.no_progress else None, secret=secret,
+                                 sandbox=not getattr(args, "no_sandbox", False), on_report=on_report, done=done)
+        except Interrupted as stop:
+            kept = [report for report in stop.reports if report is not None]
+            write_reports(kept, out=args.out, json_dir=args.json_dir)
+            print(f"interrupted: {len(kept)} of {len(paths)} graded and written"
+                  + (f" to {args.out}; run the same command with --resume to grade the rest"
+                     if journal is not None else ""), file=sys.stderr)
+            return 130
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"error: {textio.printable(error)}", file=sys.stderr)
         return 2
     write_reports(reports, out=args.out, json_dir=args.json_dir)
     statuses = Counter(report["status"] for report in reports)
@@ -968,4 +1152,7 @@ def run(args):
           + f"; {_format_points(total)} of {_format_points(best)} points in all", file=sys.stderr)
     if args.out not in (None, "-"):
         print(f"wrote {args.out}" + (f" and {args.json_dir}/" if args.json_dir else ""), file=sys.stderr)
-    return classroom.after_grading(reports, args)
+    status = classroom.after_grading(reports, args)
+    if journal is not None and status == 0:
+        journal.finish()
+    return status

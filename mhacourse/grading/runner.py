@@ -110,9 +110,38 @@ def run_with_time_limit(fn, time_limit):
         return Run(timed_out=True, seconds=time.perf_counter() - start)
     if isinstance(run.error, RuntimeError) and _NO_STREAM in str(run.error):
         # The answer uses a lazy array built in the notebook's thread; such a
-        # graph can only be evaluated there, so run it there, without a limit.
-        run = Run()
+        # graph can only be evaluated there, so run it there, still within the limit.
+        run = _run_here_within(fn, time_limit)
+    return run
+
+
+class _TimeLimit(BaseException):
+    """Raised by the alarm in :func:`_run_here_within`."""
+
+
+def _run_here_within(fn, time_limit):
+    """Run ``fn`` in this thread; past ``time_limit`` it times out (interrupted by an alarm on the
+    main thread, elsewhere judged by its time once it returns)."""
+    import signal
+
+    run = Run()
+    on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if not on_main:
         _run_here(fn, run)
+        return Run(timed_out=True, seconds=run.seconds) if run.seconds > time_limit else run
+
+    def alarm(signum, frame):
+        raise _TimeLimit()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        _run_here(fn, run)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if isinstance(run.error, _TimeLimit) or run.seconds > time_limit:
+        return Run(timed_out=True, seconds=run.seconds)
     return run
 
 

@@ -111,7 +111,9 @@ def write_part(path, reports, submissions, positions, shard):
         "reports": [{"index": index, "key": submissions[index].key, "report": report}
                     for index, report in zip(positions, reports)],
     }
-    Path(path).write_text(json.dumps(part, indent=1) + "\n", encoding="utf-8")
+    from mhacourse.grading.textio import write_text
+
+    write_text(path, json.dumps(part, indent=1) + "\n")
 
 
 def _read_part(path):
