@@ -56,13 +56,17 @@ def _canvas(width, height, title_inches=0.0):
     return fig, ax
 
 
-def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3):
+def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3, title_chars=None):
     """Axes for rows of matrix panels, every cell ``cell`` inches square.
+
+    A panel whose title is wider than the panel gets a slot as wide as its title (the panel centred
+    in it), so that neighbouring titles never overlap.
 
     Args:
         rows (list[list[tuple(int, int)]]): The ``(n_rows, n_cols)`` of each panel, row by row.
         title_inches (float): Room for a title above each row of panels.
         label_chars (int): The longest row label, to leave room on the left of each panel.
+        title_chars (list[list[int]], optional): The length of each panel's title, row by row.
 
     Returns:
         tuple(Figure, list[list[Axes]], list[float]): The figure, the axes row by row, and the
@@ -70,18 +74,21 @@ def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3):
     """
     gap = 0.35 + 0.09 * label_chars      # row labels of the next panel
     head, foot = 0.45, 0.4               # panel title, column labels
-    widths = [sum(c * cell for _, c in row) + gap * len(row) for row in rows]
+    title_chars = title_chars or [[0] * len(row) for row in rows]
+    slots = [[max(c * cell, 0.11 * n) for (_, c), n in zip(row, chars)] for row, chars in zip(rows, title_chars)]
+    widths = [sum(row) + gap * len(row) for row in slots]
     heights = [max(r for r, _ in row) * cell + head + foot + title_inches for row in rows]
     W, H = max(widths) + 0.2, sum(heights)
     fig = _figure(W, H)
     axes, tops, y = [], [], H
-    for row, height in zip(rows, heights):
+    for row, height, slot_row in zip(rows, heights, slots):
         tops.append(y / H)
         x, line = gap, []
-        for r, c in row:
+        for (r, c), slot in zip(row, slot_row):
             top = y - title_inches - head
-            line.append(fig.add_axes((x / W, (top - r * cell) / H, c * cell / W, r * cell / H)))
-            x += c * cell + gap
+            left = x + (slot - c * cell) / 2
+            line.append(fig.add_axes((left / W, (top - r * cell) / H, c * cell / W, r * cell / H)))
+            x += slot + gap
         axes.append(line)
         y -= height
     return fig, axes, tops
@@ -373,7 +380,7 @@ def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="
     rows = {name: labels(row_labels, name, a.shape[0]) for name, a in arrays.items()}
     longest = max(len(label) for names in rows.values() for label in names)
     fig, axes, tops = _panel_rows([[a.shape for a in arrays.values()]], title_inches=0.4 * bool(title),
-                                  label_chars=longest)
+                                  label_chars=longest, title_chars=[[len(name) for name in arrays]])
     for ax, (name, array) in zip(axes[0], arrays.items()):
         _annotated(ax, array, name, rows[name], labels(col_labels, name, array.shape[1]), cmap, vmin, vmax)
     if title:
