@@ -1,8 +1,8 @@
 """What trained heads do: a 2-layer attention-only model that learns induction heads (lesson 09).
 
-The task: a sequence of distinct random tokens ends with a random segment repeated (its length
-changes from sequence to sequence). The random part cannot be predicted; the repeat can,
-by a two-step circuit that small transformers are known to learn (Olsson et al., 2022,
+The task: a sequence of random tokens (drawn uniformly, so some repeat by chance) ends with a
+random segment repeated (its length changes from sequence to sequence). The random part cannot be
+predicted; the repeat can, by a two-step circuit that small transformers are known to learn (Olsson et al., 2022,
 "In-context learning and induction heads"):
 
 1. a **previous-token head** in layer 1 writes, at every position, which token came just before;
@@ -11,17 +11,19 @@ by a two-step circuit that small transformers are known to learn (Olsson et al.,
    and copies that token as the prediction.
 
 The model is built from the course's layer (``mhacourse.MultiHeadAttention``) and has no MLP and no
-LayerNorm, so every bit of the circuit is in the attention weights. Everything is small: 1,000
-steps take about 10-20 s on one CPU core.
+LayerNorm, so every bit of the circuit is in the attention weights.
 
-Status: with ``vocab_size=32, seq_len=16, dims=64``, segments of 3-8 tokens and Adam at ``1e-2``, one
-run formed an induction head in layer 2 around step 450 (repeated-part loss 3.47 -> 0.29; ablating
-that head, or layer 1's head 0, sent it back above 3.0), while another initialisation had not formed
-it after 1,000 steps. Seed the initialisation (``mx.random.seed`` before building the model) and check
-the recipe across seeds before a lesson relies on it.
+The recipe (the defaults of :func:`make_model` and :func:`train`): 32 token ids, sequences of 24,
+segments of 3-12 tokens, ``dims=64``, two heads per layer, Adam at ``5e-3``, 1,000 steps of 64
+sequences (about 10-20 s on one CPU core). Measured with MLX 0.32 on a CPU, every seed from 0 to 5
+formed both heads between steps 600 and 900: a layer-1 head with a previous-token score above 0.7
+and layer-2 heads with induction scores near 0.7, while the loss on the repeated part fell from
+3.5 to about 0.5. At ``learning_rate=1e-2`` or with 16-token sequences the same model often found
+no induction head, or spread the previous-token job over both heads. :func:`make_model` seeds the
+initialisation, and :func:`train` the batches, so a run is repeatable.
 
 >>> from mhacourse import induction
->>> model = induction.InductionModel(vocab_size=32, seq_len=24)
+>>> model = induction.make_model(seed=0)
 >>> history = induction.train(model, steps=10)
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "make_batch",
     "repeated_positions",
     "InductionModel",
+    "make_model",
     "attend",
     "train",
     "half_losses",
@@ -134,6 +137,29 @@ class InductionModel(nn.Module):
         return (logits, all_weights) if return_weights else logits
 
 
+def make_model(vocab_size=32, seq_len=24, dims=64, num_heads=2, num_layers=2, seed=0):
+    """An :class:`InductionModel` whose initial parameters depend only on ``seed``.
+
+    MLX draws initial parameters from its global random state, so the seed must be set *before*
+    the layers are built: seeding inside the training loop comes too late.
+
+    Args:
+        vocab_size (int): The number of token ids. Default: ``32``.
+        seq_len (int): The sequence length. Default: ``24``.
+        dims (int): The model width. Default: ``64``.
+        num_heads (int): Heads per layer. Default: ``2``.
+        num_layers (int): Attention layers. Default: ``2``.
+        seed (int): The seed of the initialisation. Default: ``0``.
+
+    Returns:
+        InductionModel: The untrained model.
+    """
+    mx.random.seed(seed)
+    model = InductionModel(vocab_size, seq_len, dims=dims, num_heads=num_heads, num_layers=num_layers)
+    mx.eval(model.parameters())
+    return model
+
+
 def attend(layer, x, keep=None):
     """Causal self-attention of one course layer, with each head's output scaled by ``keep``.
 
@@ -194,14 +220,25 @@ def half_losses(model, batch, head_mask=None):
     return first.item(), second.item()
 
 
-def train(model, steps=600, batch_size=64, learning_rate=3e-3, seed=0, record_every=10):
-    """Train on fresh random batches with Adam; deterministic for a given seed.
+def train(model, steps=1000, batch_size=64, learning_rate=5e-3, seed=0, record_every=25):
+    """Train on fresh random batches with Adam; the batches depend only on ``seed``.
+
+    Build the model with :func:`make_model` so that its initialisation is seeded too.
+
+    Args:
+        model (InductionModel): The model, trained in place.
+        steps (int): Optimizer steps. Default: ``1000``.
+        batch_size (int): Sequences per step. Default: ``64``.
+        learning_rate (float): Adam's learning rate. Default: ``5e-3``.
+        seed (int): The seed of the batches. Default: ``0``.
+        record_every (int): Measure every this many steps. Default: ``25``.
 
     Returns:
-        dict: ``"step"``, ``"random"``, ``"repeated"``: the losses of :func:`half_losses` on a fixed
-        held-out batch, every ``record_every`` steps (and after the last one).
+        dict: Lists measured on a fixed held-out batch of 256 sequences every ``record_every``
+        steps (and after the last one): ``"step"``; ``"random"`` and ``"repeated"``, the losses of
+        :func:`half_losses`; ``"previous"``, the best previous-token score in the first layer; and
+        ``"induction"``, the best induction score in the last layer.
     """
-    mx.random.seed(seed)
     optimizer = optim.Adam(learning_rate=learning_rate)
     held_out = make_batch(256, model.seq_len, model.vocab_size, key=mx.random.key(seed + 10_000))
 
@@ -209,14 +246,17 @@ def train(model, steps=600, batch_size=64, learning_rate=3e-3, seed=0, record_ev
         return _losses(model, tokens).mean()
 
     step_fn = nn.value_and_grad(model, loss_fn)
-    history = {"step": [], "random": [], "repeated": []}
+    history = {"step": [], "random": [], "repeated": [], "previous": [], "induction": []}
     keys = mx.random.split(mx.random.key(seed), steps)
     for step in range(steps + 1):
         if step % record_every == 0 or step == steps:
             first, repeated = half_losses(model, held_out)
+            _, weights = model(held_out[0], return_weights=True)
             history["step"].append(step)
             history["random"].append(first)
             history["repeated"].append(repeated)
+            history["previous"].append(previous_token_score(weights[0]).max().item())
+            history["induction"].append(induction_score(weights[-1], held_out[1]).max().item())
         if step == steps:
             break
         tokens, _ = make_batch(batch_size, model.seq_len, model.vocab_size, key=keys[step])

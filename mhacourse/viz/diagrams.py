@@ -32,6 +32,8 @@ __all__ = [
     "plot_matrices",
     "plot_worked_example",
     "plot_packed_in_proj",
+    "plot_induction_training",
+    "plot_ablation",
 ]
 
 HEAD_COLOURS = matplotlib.colormaps["tab10"].colors
@@ -513,4 +515,71 @@ def plot_packed_in_proj(dims=4, num_heads=2):
     ax.set_xlim(-0.2, target_x + width + 6.0)
     ax.set_ylim(-height - 2.0, 1.9)
     ax.set_aspect("equal")
+    return fig
+
+
+def plot_induction_training(history, threshold=None):
+    """The losses and the head scores of an induction-head run, step by step (lesson 09).
+
+    Args:
+        history (dict): What :func:`mhacourse.induction.train` returns: ``"step"``, ``"random"``,
+            ``"repeated"``, ``"previous"`` and ``"induction"``, one value per record.
+        threshold (int, optional): A step to mark with a dotted line on both panels (for example,
+            where the induction score first passes one half). Default: none.
+
+    Returns:
+        matplotlib.figure.Figure: Left, the held-out loss on the random and the repeated part;
+        right, the best previous-token score of the first layer and the best induction score of
+        the last layer.
+    """
+    fig = _figure(11, 3.6)
+    left, right = fig.add_axes((0.07, 0.15, 0.38, 0.72)), fig.add_axes((0.57, 0.15, 0.38, 0.72))
+    steps = history["step"]
+    left.plot(steps, history["random"], color="#888888", label="random part (unpredictable)")
+    left.plot(steps, history["repeated"], color=QKV_COLOURS["q"], lw=2, label="repeated part")
+    left.set_ylim(bottom=0)
+    left.set_ylabel("held-out loss (nats)")
+    left.set_title("loss", fontsize=FONT)
+    right.plot(steps, history["previous"], color=QKV_COLOURS["k"], lw=2, label="previous-token score, layer 1")
+    right.plot(steps, history["induction"], color=QKV_COLOURS["v"], lw=2, label="induction score, layer 2")
+    right.set_ylim(0, 1)
+    right.set_ylabel("best head's score")
+    right.set_title("head scores", fontsize=FONT)
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        if threshold is not None:
+            ax.axvline(threshold, color="black", ls=":", lw=1)
+        ax.legend(fontsize=FONT - 3, loc="lower left" if ax is left else "upper left")
+    return fig
+
+
+def plot_ablation(effects, labels=None):
+    """A bar per head: how much the loss on the repeated part rises when that head is switched off.
+
+    Args:
+        effects (dict): What :func:`mhacourse.induction.ablation_effects` returns: ``"none"``, the
+            loss with every head on, and ``(layer, head)``: the loss with that head off.
+        labels (dict, optional): ``{(layer, head): text}`` added under a head's name (for example,
+            ``"previous token"``). Default: none.
+
+    Returns:
+        matplotlib.figure.Figure: One bar per head, labelled with the change in nats.
+    """
+    labels = labels or {}
+    heads = [key for key in effects if key != "none"]
+    change = [effects[key] - effects["none"] for key in heads]
+    fig = _figure(1.4 * len(heads) + 2.0, 3.4)
+    ax = fig.add_axes((0.13, 0.22, 0.82, 0.66))
+    colours = [HEAD_COLOURS[layer] for layer, _ in heads]
+    bars = ax.bar(range(len(heads)), change, color=colours)
+    for bar, value in zip(bars, change):
+        ax.text(bar.get_x() + bar.get_width() / 2, max(value, 0) + 0.03, f"{value:+.2f}", ha="center",
+                va="bottom", fontsize=FONT - 2)
+    ax.set_xticks(range(len(heads)))
+    ax.set_xticklabels([f"layer {layer + 1}, head {head}" + (f"\n{labels[layer, head]}" if (layer, head) in labels
+                        else "") for layer, head in heads], fontsize=FONT - 3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylim(min(0.0, *change) - 0.1, max(change) * 1.2 + 0.2)
+    ax.set_ylabel("loss change on the repeated part (nats)", fontsize=FONT - 2)
+    ax.set_title(f"switch one head off (all heads on: {effects['none']:.2f} nats)", fontsize=FONT)
     return fig
