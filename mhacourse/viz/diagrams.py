@@ -32,6 +32,8 @@ __all__ = [
     "plot_matrices",
     "plot_worked_example",
     "plot_packed_in_proj",
+    "plot_induction_training",
+    "plot_ablation",
 ]
 
 HEAD_COLOURS = matplotlib.colormaps["tab10"].colors
@@ -56,13 +58,17 @@ def _canvas(width, height, title_inches=0.0):
     return fig, ax
 
 
-def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3):
+def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3, title_chars=None):
     """Axes for rows of matrix panels, every cell ``cell`` inches square.
+
+    A panel whose title is wider than the panel gets a slot as wide as its title (the panel centred
+    in it), so that neighbouring titles never overlap.
 
     Args:
         rows (list[list[tuple(int, int)]]): The ``(n_rows, n_cols)`` of each panel, row by row.
         title_inches (float): Room for a title above each row of panels.
         label_chars (int): The longest row label, to leave room on the left of each panel.
+        title_chars (list[list[int]], optional): The length of each panel's title, row by row.
 
     Returns:
         tuple(Figure, list[list[Axes]], list[float]): The figure, the axes row by row, and the
@@ -70,18 +76,21 @@ def _panel_rows(rows, title_inches=0.0, cell=0.55, label_chars=3):
     """
     gap = 0.35 + 0.09 * label_chars      # row labels of the next panel
     head, foot = 0.45, 0.4               # panel title, column labels
-    widths = [sum(c * cell for _, c in row) + gap * len(row) for row in rows]
+    title_chars = title_chars or [[0] * len(row) for row in rows]
+    slots = [[max(c * cell, 0.11 * n) for (_, c), n in zip(row, chars)] for row, chars in zip(rows, title_chars)]
+    widths = [sum(row) + gap * len(row) for row in slots]
     heights = [max(r for r, _ in row) * cell + head + foot + title_inches for row in rows]
     W, H = max(widths) + 0.2, sum(heights)
     fig = _figure(W, H)
     axes, tops, y = [], [], H
-    for row, height in zip(rows, heights):
+    for row, height, slot_row in zip(rows, heights, slots):
         tops.append(y / H)
         x, line = gap, []
-        for r, c in row:
+        for (r, c), slot in zip(row, slot_row):
             top = y - title_inches - head
-            line.append(fig.add_axes((x / W, (top - r * cell) / H, c * cell / W, r * cell / H)))
-            x += c * cell + gap
+            left = x + (slot - c * cell) / 2
+            line.append(fig.add_axes((left / W, (top - r * cell) / H, c * cell / W, r * cell / H)))
+            x += slot + gap
         axes.append(line)
         y -= height
     return fig, axes, tops
@@ -373,7 +382,7 @@ def plot_matrices(matrices, row_labels=None, col_labels=None, title=None, cmap="
     rows = {name: labels(row_labels, name, a.shape[0]) for name, a in arrays.items()}
     longest = max(len(label) for names in rows.values() for label in names)
     fig, axes, tops = _panel_rows([[a.shape for a in arrays.values()]], title_inches=0.4 * bool(title),
-                                  label_chars=longest)
+                                  label_chars=longest, title_chars=[[len(name) for name in arrays]])
     for ax, (name, array) in zip(axes[0], arrays.items()):
         _annotated(ax, array, name, rows[name], labels(col_labels, name, array.shape[1]), cmap, vmin, vmax)
     if title:
@@ -506,4 +515,71 @@ def plot_packed_in_proj(dims=4, num_heads=2):
     ax.set_xlim(-0.2, target_x + width + 6.0)
     ax.set_ylim(-height - 2.0, 1.9)
     ax.set_aspect("equal")
+    return fig
+
+
+def plot_induction_training(history, threshold=None):
+    """The losses and the head scores of an induction-head run, step by step (lesson 09).
+
+    Args:
+        history (dict): What :func:`mhacourse.induction.train` returns: ``"step"``, ``"random"``,
+            ``"repeated"``, ``"previous"`` and ``"induction"``, one value per record.
+        threshold (int, optional): A step to mark with a dotted line on both panels (for example,
+            where the induction score first passes one half). Default: none.
+
+    Returns:
+        matplotlib.figure.Figure: Left, the held-out loss on the random and the repeated part;
+        right, the best previous-token score of the first layer and the best induction score of
+        the last layer.
+    """
+    fig = _figure(11, 3.6)
+    left, right = fig.add_axes((0.07, 0.15, 0.38, 0.72)), fig.add_axes((0.57, 0.15, 0.38, 0.72))
+    steps = history["step"]
+    left.plot(steps, history["random"], color="#888888", label="random part (unpredictable)")
+    left.plot(steps, history["repeated"], color=QKV_COLOURS["q"], lw=2, label="repeated part")
+    left.set_ylim(bottom=0)
+    left.set_ylabel("held-out loss (nats)")
+    left.set_title("loss", fontsize=FONT)
+    right.plot(steps, history["previous"], color=QKV_COLOURS["k"], lw=2, label="previous-token score, layer 1")
+    right.plot(steps, history["induction"], color=QKV_COLOURS["v"], lw=2, label="induction score, layer 2")
+    right.set_ylim(0, 1)
+    right.set_ylabel("best head's score")
+    right.set_title("head scores", fontsize=FONT)
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        if threshold is not None:
+            ax.axvline(threshold, color="black", ls=":", lw=1)
+        ax.legend(fontsize=FONT - 3, loc="lower left" if ax is left else "upper left")
+    return fig
+
+
+def plot_ablation(effects, labels=None):
+    """A bar per head: how much the loss on the repeated part rises when that head is switched off.
+
+    Args:
+        effects (dict): What :func:`mhacourse.induction.ablation_effects` returns: ``"none"``, the
+            loss with every head on, and ``(layer, head)``: the loss with that head off.
+        labels (dict, optional): ``{(layer, head): text}`` added under a head's name (for example,
+            ``"previous token"``). Default: none.
+
+    Returns:
+        matplotlib.figure.Figure: One bar per head, labelled with the change in nats.
+    """
+    labels = labels or {}
+    heads = [key for key in effects if key != "none"]
+    change = [effects[key] - effects["none"] for key in heads]
+    fig = _figure(1.4 * len(heads) + 2.0, 3.4)
+    ax = fig.add_axes((0.13, 0.22, 0.82, 0.66))
+    colours = [HEAD_COLOURS[layer] for layer, _ in heads]
+    bars = ax.bar(range(len(heads)), change, color=colours)
+    for bar, value in zip(bars, change):
+        ax.text(bar.get_x() + bar.get_width() / 2, max(value, 0) + 0.03, f"{value:+.2f}", ha="center",
+                va="bottom", fontsize=FONT - 2)
+    ax.set_xticks(range(len(heads)))
+    ax.set_xticklabels([f"layer {layer + 1}, head {head}" + (f"\n{labels[layer, head]}" if (layer, head) in labels
+                        else "") for layer, head in heads], fontsize=FONT - 3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylim(min(0.0, *change) - 0.1, max(change) * 1.2 + 0.2)
+    ax.set_ylabel("loss change on the repeated part (nats)", fontsize=FONT - 2)
+    ax.set_title(f"switch one head off (all heads on: {effects['none']:.2f} nats)", fontsize=FONT)
     return fig
