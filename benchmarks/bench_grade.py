@@ -50,7 +50,8 @@ def mismatches(reports, expected):
 
 
 def time_split(reports):
-    """Seconds per notebook: sandbox start, the sandbox's Python start, the student's code, judging."""
+    """Seconds per notebook: sandbox start (bwrap, cgroup, dropping privileges), the sandbox's Python
+    start, the student's code, judging, and the policy read from the source (``audit``)."""
     timed = [r["timing"] for r in reports if r.get("timing", {}).get("runs")]
     if not timed:
         return {}
@@ -61,6 +62,7 @@ def time_split(reports):
         "python_start": round(sum(t["start"] for t in timed) / n - sandbox, 3),
         "student_code": round(sum(t["cells"] + t["checks"] for t in timed) / n, 3),
         "judge": round(sum(t["judge"] for t in timed) / n, 3),
+        "audit": round(sum(t.get("audit", 0.0) for t in timed) / n, 3),
         "runs": round(sum(t["runs"] for t in timed) / n, 2),
         "wall": round(sum(r["seconds"] for r in reports) / len(reports), 3),
     }
@@ -120,6 +122,7 @@ def main(argv=None):
             if split:
                 print(f"  per notebook (mean s): sandbox start {split['sandbox_start']}, Python + MLX start "
                       f"{split['python_start']}, student's code {split['student_code']}, judging {split['judge']}, "
+                      f"source policy {split['audit']}, "
                       f"runs {split['runs']}, wall {split['wall']}")
             for line in wrong:
                 print(f"  MISMATCH {line}")
