@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mhacourse.grading import grade  # noqa: E402
+
+from mhacourse.grading.batch import pool, submissions
 
 
 def load_fixture_maker():
@@ -100,12 +101,12 @@ def main(argv=None):
             paths = sorted(Path(folder) / name for name in expected)
         else:
             expected = load_fixture_maker().make_submissions(folder, args.lesson)
-            paths = grade.collect_submissions([folder])
+            paths = submissions.collect_submissions([folder])
         print(f"{len(paths)} submissions (lesson fixtures from {ROOT / 'solutions'}), timeout {args.timeout:g} s "
               f"per cell, {'un' if args.no_sandbox else ''}sandboxed")
         for jobs in (int(j) for j in args.jobs.split(",")):
             start = time.perf_counter()
-            reports = grade.grade_many(paths, jobs=jobs, timeout=args.timeout, progress=False,
+            reports = pool.grade_many(paths, jobs=jobs, timeout=args.timeout, progress=False,
                                        sandbox=not args.no_sandbox)
             seconds = time.perf_counter() - start
             wrong = mismatches(reports, expected)

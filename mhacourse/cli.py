@@ -12,8 +12,8 @@ import sys
 COMMANDS = {
     "start": ("mhacourse.start", "copy the lessons and exercises into a working folder; register the course's kernel"),
     "lab": ("mhacourse.lab", "open the course in JupyterLab"),
-    "grade": ("mhacourse.grading.grade", "grade a folder of submitted exercise notebooks"),
-    "build-exercises": ("mhacourse.grading.build", "write exercises/ and solutions/ from their sources"),
+    "grade": ("mhacourse.grading.batch.cli", "grade a folder of submitted exercise notebooks"),
+    "build-exercises": ("mhacourse.grading.authoring.build", "write exercises/ and solutions/ from their sources"),
     "bench": ("mhacourse.bench", "time explicit vs fused attention on this device"),
     "doctor": ("mhacourse.doctor", "can this machine run the course? each check, and the command that fixes it"),
 }
@@ -31,8 +31,17 @@ def build_parser(command=None):
     return parser
 
 
+SUBCOMMANDS = {("grade", "merge"): ("mhacourse.grading.classroom.merge",
+                                     "join the shards of one run: what one unsharded run writes")}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if tuple(argv[:2]) in SUBCOMMANDS:  # e.g. `mhacourse grade merge PARTS...`, with its own --help
+        module, help_text = SUBCOMMANDS[tuple(argv[:2])]
+        parser = argparse.ArgumentParser(prog=f"mhacourse {' '.join(argv[:2])}", description=help_text)
+        importlib.import_module(module).configure(parser)
+        return importlib.import_module(module).run(parser.parse_args(argv[2:]))
     command = argv[0] if argv else None
     args = build_parser(command).parse_args(argv)
     return importlib.import_module(args.module).run(args)

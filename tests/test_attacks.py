@@ -20,8 +20,9 @@ from pathlib import Path
 import mlx.core as mx
 import pytest
 
-from mhacourse.grading import check, get_exercise, grade
-from mhacourse.grading import isolation as sandbox
+from mhacourse.grading import check, get_exercise
+from mhacourse.grading.batch import cli, job, pool, report, run
+from mhacourse.grading.batch import isolation as sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10
@@ -52,9 +53,9 @@ def attacks(tmp_path_factory):
     expected, names = make_attacks.make_attacks(folder)
     paths = [folder / name for name in sorted(expected)]
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-    reports = grade.grade_many(paths, jobs=2, timeout=TIMEOUT, progress=False, secret="attacks")
+    reports = pool.grade_many(paths, jobs=2, timeout=TIMEOUT, progress=False, secret="attacks")
     alive_after = _orphans()
-    single = grade.grade_many([folder / names["kill_parent"], folder / names["victim"]], jobs=1,
+    single = pool.grade_many([folder / names["kill_parent"], folder / names["victim"]], jobs=1,
                               timeout=TIMEOUT, progress=False, secret="attacks")
     return {"expected": expected, "names": names, "folder": folder, "before": before, "alive_after": alive_after,
             "reports": {Path(r["file"]).name: r for r in reports},
@@ -178,8 +179,8 @@ def test_check_enforces_the_policy_like_the_grader():
 
 def _cli(argv):
     parser = argparse.ArgumentParser(prog="mhacourse grade")
-    grade.configure(parser)
-    return grade.run(parser.parse_args(argv))
+    cli.configure(parser)
+    return cli.run(parser.parse_args(argv))
 
 
 def test_without_bwrap_grading_needs_no_sandbox(tmp_path, monkeypatch, capsys):
@@ -188,21 +189,21 @@ def test_without_bwrap_grading_needs_no_sandbox(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sandbox, "bwrap_available", lambda: False)
     assert _cli([str(victim), "--out", str(tmp_path / "g.csv"), "--no-progress"]) == 2
     assert "--no-sandbox" in capsys.readouterr().err
-    report, = grade.grade_many([victim], timeout=TIMEOUT, progress=False, sandbox=False)
+    report, = pool.grade_many([victim], timeout=TIMEOUT, progress=False, sandbox=False)
     assert report["flags"] == ["unsandboxed"] and report["status"] == "ok"
     assert report["total"] == report["max"] > 0
 
 
 def test_secret_file_makes_hidden_cases_repeatable(tmp_path, monkeypatch):
     (tmp_path / "secret").write_text("s3cret\n")
-    assert grade.read_secret(str(tmp_path / "secret")) == "s3cret"
-    monkeypatch.setenv(grade.SECRET_ENV, "from-env")
-    assert grade.read_secret(None) == "from-env"
+    assert cli.read_secret(str(tmp_path / "secret")) == "s3cret"
+    monkeypatch.setenv(cli.SECRET_ENV, "from-env")
+    assert cli.read_secret(None) == "from-env"
     with pytest.raises(ValueError, match="--secret-file"):
-        grade.read_secret(str(tmp_path / "missing"))
-    first = grade._lesson_job("02", "a", 10.0)
-    again = grade._lesson_job.__wrapped__("02", "a", 10.0)
-    other = grade._lesson_job.__wrapped__("02", "b", 10.0)
+        cli.read_secret(str(tmp_path / "missing"))
+    first = job._lesson_job("02", "a", 10.0)
+    again = job._lesson_job.__wrapped__("02", "a", 10.0)
+    other = job._lesson_job.__wrapped__("02", "b", 10.0)
     assert [c for item in first for c in item["_inputs"]] == [c for item in again for c in item["_inputs"]]
     assert [c for item in first for c in item["_inputs"]] != [c for item in other for c in item["_inputs"]] or not any(
         get_exercise(item["id"]).hidden_cases for item in first)
@@ -211,19 +212,19 @@ def test_secret_file_makes_hidden_cases_repeatable(tmp_path, monkeypatch):
 def test_forged_records_cannot_earn_points(tmp_path):
     """Whatever the sandbox sends, only outputs equal to the reference's pass."""
     exercise = {"id": "split_heads", "answer_name": "split_heads", "max_points": 1.0}
-    item = grade._lesson_job("02", "forged", 10.0)[0]
+    item = job._lesson_job("02", "forged", 10.0)[0]
     assert item["id"] == "split_heads"
     folder = tmp_path / "ex0"
     folder.mkdir()
     forged = {"exercise_id": "split_heads", "defined": True, "passed": True, "points": 100, "problem": None,
               "outcomes": [{"error": None, "value": {"t": "v", "v": "passed"}}] * item["calls"],
               "recorded": []}
-    record = grade._read_record(forged, folder, item)
-    row = grade._judge_exercise(exercise, item, record, None, 1, 10)
+    record = run._read_record(forged, folder, item)
+    row = report._judge_exercise(exercise, item, record, None, 1, 10)
     assert (row["passed"], row["points"]) == (False, 0.0)
     escaping = {**forged, "outcomes": [{"error": None, "value": {
         "t": "mx", "dtype": "float32", "file": "../../etc/passwd.npy"}}]}
-    row = grade._judge_exercise(exercise, item, grade._read_record(escaping, folder, item), None, 1, 10)
+    row = report._judge_exercise(exercise, item, run._read_record(escaping, folder, item), None, 1, 10)
     assert (row["passed"], row["points"]) == (False, 0.0)
 
 
@@ -348,9 +349,9 @@ def test_v3_a_lone_surrogate_and_a_non_utf8_name_cost_nothing(v3):
 def test_v3_links_are_refused(v3):
     linked = {key: r for key, r in v3["reports"].items() if key.startswith(("mallory/", "linked_folder"))}
     assert set(linked) == {"mallory/01_attention_one_head.ipynb", "mallory/03_masks.ipynb", "linked_folder"}
-    for report in linked.values():
-        assert (report["status"], report["total"]) == ("refused", 0.0), report
-        assert "symbolic link" in report["detail"]
+    for refused in linked.values():
+        assert (refused["status"], refused["total"]) == ("refused", 0.0), refused
+        assert "symbolic link" in refused["detail"]
     assert v3["reports"]["alice/01_attention_one_head.ipynb"]["status"] == "ok"
 
 
@@ -365,15 +366,17 @@ def test_v3_formula_names_stay_text_in_every_csv(v3):
 
 
 def test_v3_merge_keeps_every_output_inside_its_folder(tmp_path):
-    from mhacourse.grading import shards
+    from mhacourse.grading.classroom import shards
 
-    report = grade._failed_report("x.ipynb", ValueError("x"))
+    failed = report._failed_report("x.ipynb", ValueError("x"))
     part = {"format": shards.PART_FORMAT, "version": shards.PART_VERSION, "shard": 1, "shards": 1, "submissions": 1,
-            "fingerprint": "f", "reports": [{"index": 0, "key": "/tmp/escape/../../etc/evil.ipynb", "report": report}]}
+            "fingerprint": "f", "reports": [{"index": 0, "key": "/tmp/escape/../../etc/evil.ipynb", "report": failed}]}
     (tmp_path / "g.part.json").write_text(json.dumps(part))
     out = tmp_path / "merged"
     out.mkdir()
-    status = _cli(["merge", str(tmp_path / "g.part.json"), "--out", str(out / "grades.csv"), "--gradescope",
+    from mhacourse.cli import main
+
+    status = main(["grade", "merge", str(tmp_path / "g.part.json"), "--out", str(out / "grades.csv"), "--gradescope",
                    str(out / "gs"), "--feedback", str(out / "fb"), "--no-summary"])
     assert status == 0
     written = [p for p in out.rglob("*") if p.is_file()]
@@ -394,7 +397,7 @@ def test_v3_ctrl_c_keeps_what_was_graded_and_resume_finishes(tmp_path, monkeypat
     for n in range(3):
         (tmp_path / f"{n}_x.ipynb").write_text("not a notebook")
     out = tmp_path / "grades.csv"
-    real, calls = grade._grade_safely, []
+    real, calls = pool._grade_safely, []
 
     def stopping(path, options):
         calls.append(path)
@@ -402,11 +405,11 @@ def test_v3_ctrl_c_keeps_what_was_graded_and_resume_finishes(tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(path, options)
 
-    monkeypatch.setattr(grade, "_grade_safely", stopping)
+    monkeypatch.setattr(pool, "_grade_safely", stopping)
     assert _cli([str(tmp_path), "--out", str(out), "--no-progress", "--no-summary"]) == 130
     assert "--resume" in capsys.readouterr().err
     assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 1
-    monkeypatch.setattr(grade, "_grade_safely", real)
+    monkeypatch.setattr(pool, "_grade_safely", real)
     assert _cli([str(tmp_path), "--out", str(out), "--no-progress", "--no-summary", "--resume"]) == 0
     assert "resuming: 1 of 3 already graded" in capsys.readouterr().err
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
@@ -420,14 +423,14 @@ def test_v3_the_sandbox_sees_no_reference():
     import sys
 
     from mhacourse.grading import exercise_ids, policy
-    from mhacourse.grading.view import PACKAGE_DIR
+    from mhacourse.grading.batch.view import PACKAGE_DIR
 
     for lesson in sorted({get_exercise(i).lesson for i in exercise_ids()}):
-        view = grade._view(lesson)
+        view = job._view(lesson)
         files = {p.relative_to(view).as_posix() for p in view.rglob("*.py")}
         assert not {f for f in files if f.startswith("mhacourse/grading/") and not f.startswith(
             ("mhacourse/grading/sandbox/", "mhacourse/grading/__init__.py"))}, files
-        for exercise_id in grade.lesson_exercises(lesson):
+        for exercise_id in job.lesson_exercises(lesson):
             for obj, _ in policy._implementations(get_exercise(exercise_id["id"])).values():
                 module = getattr(obj, "__module__", "")
                 if module.startswith("mhacourse.") and not module.startswith("mhacourse.grading"):
@@ -437,7 +440,7 @@ def test_v3_the_sandbox_sees_no_reference():
                         rf"^(def|class) {obj.__name__}\b", path.read_text(), flags=re.M), (lesson, module)
         probe = ("import importlib, os\n"
                  "for name in ('mhacourse.grading.registry', 'mhacourse.grading.checks', 'mhacourse.grading.hidden',"
-                 " 'mhacourse.grading.policy', 'mhacourse.grading.source_policy', 'mhacourse.grading.grade'):\n"
+                 " 'mhacourse.grading.policy', 'mhacourse.grading.source_policy', 'mhacourse.grading.batch.cli'):\n"
                  "    try:\n        importlib.import_module(name)\n        print('IMPORTED', name)\n"
                  "    except ImportError:\n        pass\n"
                  f"print('PACKAGE', os.listdir({str(PACKAGE_DIR)!r}) if os.path.isdir({str(PACKAGE_DIR)!r}) else None)\n")
@@ -455,7 +458,7 @@ def test_v3_a_root_grader_leaves_nothing_readable_inside_that_only_root_reads_ou
     import subprocess
     import sys
 
-    view = grade._view("02")
+    view = job._view("02")
     roots = ["/etc", sys.prefix, sandbox.COURSE]
     probe = ("import os, sys\n"
              f"for root in {roots!r}:\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mhacourse.grading import build
-from mhacourse.grading.build import MarkerError, build_notebook, split_solution
+from mhacourse.grading.authoring import build
+from mhacourse.grading.authoring.build import MarkerError, build_notebook, split_solution
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mhacourse.grading import exports, feedback, shards, summary
+from mhacourse.grading.classroom import exports, feedback, shards, summary
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "gradescope_results.schema.json").read_text())
 HIDDEN_NAME = "hidden case L_q=13 secret-size"
@@ -121,7 +121,7 @@ def synthetic_reports(submissions):
 
 @pytest.mark.parametrize("n", [2, 5])
 def test_merge_gives_the_unsharded_csv_byte_for_byte(tmp_path, n):
-    from mhacourse.grading.grade import csv_text
+    from mhacourse.grading.batch.outputs import csv_text
 
     submissions = shards.collect([make_class(tmp_path / "class", NAMES)])
     reports = synthetic_reports(submissions)
@@ -399,9 +399,10 @@ def tree(folder):
 
 def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, monkeypatch, capsys):
     from mhacourse.cli import main
-    from mhacourse.grading import grade
+    from mhacourse.grading.batch import cli
 
-    monkeypatch.setattr(grade, "grade_many", fake_grade_many)
+    monkeypatch.setattr(cli, "grade_many", fake_grade_many)
+    monkeypatch.setenv(cli.SECRET_ENV, "one-secret-for-every-shard")
     make_class(tmp_path / "class", NAMES)
     monkeypatch.chdir(tmp_path)
     for folder in ("whole", "parts", "merged"):
@@ -424,9 +425,10 @@ def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, monkeypatch, c
 
 def test_cli_empty_shard_and_bad_merge(tmp_path, monkeypatch, capsys):
     from mhacourse.cli import main
-    from mhacourse.grading import grade
+    from mhacourse.grading.batch import cli
 
-    monkeypatch.setattr(grade, "grade_many", fake_grade_many)
+    monkeypatch.setattr(cli, "grade_many", fake_grade_many)
+    monkeypatch.setenv(cli.SECRET_ENV, "one-secret-for-every-shard")
     make_class(tmp_path / "class", ["solo/01_x.ipynb"])
     monkeypatch.chdir(tmp_path)
     empty = next(k for k in (1, 2) if shards.shard_of("solo/01_x.ipynb", 2) != k)
@@ -438,6 +440,16 @@ def test_cli_empty_shard_and_bad_merge(tmp_path, monkeypatch, capsys):
     assert "--shard needs --out FILE" in capsys.readouterr().err
     assert main(["grade", "class", "--shard", "2/1", "--out", "x.csv"]) == 2
     assert "--shard" in capsys.readouterr().err
+    monkeypatch.delenv(cli.SECRET_ENV)
+    assert main(["grade", "class", "--shard", "1/2", "--out", "y.csv"]) == 2
+    assert "--secret-file" in capsys.readouterr().err
+    # Parts graded with different secrets never merge: those students met other hidden inputs.
+    for k, secret in ((1, "a"), (2, "b")):
+        monkeypatch.setenv(cli.SECRET_ENV, secret)
+        assert main(["grade", "class", "--shard", f"{k}/2", "--out", f"mixed-{k}.csv", "--no-summary"]) == 0
+    capsys.readouterr()
+    assert main(["grade", "merge", "mixed-1.csv", "mixed-2.csv", "--out", "m.csv"]) == 2
+    assert "different secrets" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from mhacourse.grading import feedback
+from mhacourse.grading.classroom import feedback
 from tests.browser_harness import chromium, missing_browser
 from tests.test_classroom import HIDDEN_MESSAGE, HIDDEN_NAME, class_reports
 

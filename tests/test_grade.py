@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mhacourse.grading import get_exercise, grade
-from mhacourse.grading import isolation as sandbox
+from mhacourse.grading import get_exercise
+from mhacourse.grading.batch import cli, job, outputs, pool, submissions
+from mhacourse.grading.batch import isolation as sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10  # seconds per cell: the infinite loop costs this much
@@ -64,9 +65,9 @@ def batch(tmp_path_factory):
     if os.environ.get("MHACOURSE_GRADE_ALL") != "1":
         expected = {name: want for name, want in expected.items() if Path(name).stem.split("__")[-1] in CASES}
     fixtures = [folder / name for name in sorted(expected)]
-    course = grade.collect_submissions([REPO / "solutions", REPO / "exercises"])
+    course = submissions.collect_submissions([REPO / "solutions", REPO / "exercises"])
     before = digest(fixtures + course)
-    reports = grade.grade_many(fixtures + course, jobs=2, timeout=TIMEOUT, progress=False)
+    reports = pool.grade_many(fixtures + course, jobs=2, timeout=TIMEOUT, progress=False)
     return {
         "expected": expected,
         "reports": {Path(r["file"]).name if Path(r["file"]).parent == folder else
@@ -110,8 +111,8 @@ def test_scores_come_from_the_registry_not_the_notebook_metadata(batch):
     name = next(n for n in batch["expected"] if n.endswith("26_metadata_exercises_removed.ipynb"))
     report = batch["reports"][name]
     lesson = report["lesson"]
-    assert [row["id"] for row in report["exercises"]] == [ex["id"] for ex in grade.lesson_exercises(lesson)]
-    assert report["max"] == sum(ex["max_points"] for ex in grade.lesson_exercises(lesson)) > 0
+    assert [row["id"] for row in report["exercises"]] == [ex["id"] for ex in job.lesson_exercises(lesson)]
+    assert report["max"] == sum(ex["max_points"] for ex in job.lesson_exercises(lesson)) > 0
 
 
 def test_broken_cells_are_reported_per_cell(batch):
@@ -138,7 +139,7 @@ def test_grading_never_modifies_a_submission(batch):
 
 def test_csv_has_one_row_per_submission_with_points_columns(batch):
     reports = list(batch["reports"].values())
-    rows = list(csv.DictReader(io.StringIO(grade.csv_text(reports))))
+    rows = list(csv.DictReader(io.StringIO(outputs.csv_text(reports))))
     assert len(rows) == len(reports)
     header = list(rows[0])
     assert header[:3] == ["file", "lesson", "status"] and header[-4:] == ["total", "max", "flags", "detail"]
@@ -151,8 +152,8 @@ def test_csv_has_one_row_per_submission_with_points_columns(batch):
 
 def run_cli(argv):
     parser = argparse.ArgumentParser(prog="mhacourse grade")
-    grade.configure(parser)
-    return grade.run(parser.parse_args(argv))
+    cli.configure(parser)
+    return cli.run(parser.parse_args(argv))
 
 
 def test_cli_writes_csv_and_json_and_goes_on_after_broken_files(tmp_path, capsys):
@@ -168,7 +169,7 @@ def test_cli_writes_csv_and_json_and_goes_on_after_broken_files(tmp_path, capsys
         ("bob.ipynb", "", "unknown-lesson"),
     ]
     assert rows[0]["split_heads"] == "0" and float(rows[0]["max"]) == sum(
-        ex["max_points"] for ex in grade.lesson_exercises("02"))
+        ex["max_points"] for ex in job.lesson_exercises("02"))
     written = sorted(p.name for p in reports.iterdir())
     assert written == ["alice__02_many_heads.json", "bob.json", "class-summary.json"]
     report = json.loads((reports / "alice__02_many_heads.json").read_text())
@@ -192,12 +193,12 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys, monkeypatch, argv, words):
 def test_lesson_comes_from_metadata_then_file_name():
     known = {"01", "02"}
     nb = make_submissions.nbformat.v4.new_notebook()
-    assert grade.identify_lesson(nb, Path("02_x.ipynb"), known) == ("02", [])
-    assert grade.identify_lesson(nb, Path("alice.ipynb"), known) == (None, [])
+    assert submissions.identify_lesson(nb, Path("02_x.ipynb"), known) == ("02", [])
+    assert submissions.identify_lesson(nb, Path("alice.ipynb"), known) == (None, [])
     nb.metadata["mhacourse"] = {"lesson": "01"}
-    lesson, notes = grade.identify_lesson(nb, Path("02_x.ipynb"), known)
+    lesson, notes = submissions.identify_lesson(nb, Path("02_x.ipynb"), known)
     assert lesson == "01" and "file name 02" in notes[0]
-    assert grade.identify_lesson(nb, Path("02_x.ipynb"), known, forced="02") == ("02", [])
+    assert submissions.identify_lesson(nb, Path("02_x.ipynb"), known, forced="02") == ("02", [])
 
 
 def test_reports_carry_cases_hints_and_timing_but_the_csv_no_timing(batch):
@@ -207,7 +208,7 @@ def test_reports_carry_cases_hints_and_timing_but_the_csv_no_timing(batch):
                                     for case in row["cases"])
         assert row["hint_tier"] >= 1 and row["policy"] == [] and row["tampered"] == []
     assert set(report["timing"]) >= {"sandbox", "start", "cells", "checks", "judge", "runs"}
-    text = grade.csv_text([report])
+    text = outputs.csv_text([report])
     assert str(report["seconds"]) not in text and "timing" not in text
 
 
@@ -217,7 +218,7 @@ def test_hint_tier_is_the_largest_tier_check_showed_the_notebook():
         make_submissions.nbformat.v4.new_code_cell("check('softmax', softmax, hint=3)\ncheck('split_heads', f)"),
         make_submissions.nbformat.v4.new_code_cell("check('merge_heads', merge_heads, hint=3)"),
     ])
-    tiers = grade.hint_tiers(nb, [{"id": "softmax"}, {"id": "split_heads"}, {"id": "merge_heads"}, {"id": "rope"}])
+    tiers = job.hint_tiers(nb, [{"id": "softmax"}, {"id": "split_heads"}, {"id": "merge_heads"}, {"id": "rope"}])
     assert tiers == {"softmax": 2, "split_heads": 1, "merge_heads": 1, "rope": 1}  # hint=3 shows tier 1
 
 
@@ -225,8 +226,8 @@ def test_pasted_notebook_with_new_cell_ids_has_no_missing_cells():
     name, exercise, solution, answers, exercises = make_submissions._lesson_files(REPO, None)
     lesson = str(solution.metadata["mhacourse"]["lesson"])
     ids = [f"new-{i}" for i in range(len(solution.cells))]
-    assert grade.structure_notes(solution, ids, lesson) == ([], [])
+    assert submissions.structure_notes(solution, ids, lesson) == ([], [])
     gone = make_submissions.copy.deepcopy(solution)
     del gone.cells[answers[-1]]
-    missing, _ = grade.structure_notes(gone, ids[:-1], lesson)
+    missing, _ = submissions.structure_notes(gone, ids[:-1], lesson)
     assert missing

@@ -9,10 +9,12 @@ import pytest
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from mhacourse.grading import exercise_ids, get_exercise, hidden
+from mhacourse.grading import exercise_ids, get_exercise
 from mhacourse.grading.sandbox import codec
 from mhacourse.grading.compare import matches
-from mhacourse.grading.registry import ModuleExercise, calls_for, compute, judge
+from mhacourse.grading.compute import calls_for, compute
+from mhacourse.grading.exercise import ModuleExercise
+from mhacourse.grading.judge import judge
 
 
 def roundtrip(value, folder):
@@ -63,7 +65,6 @@ def test_object_arrays_never_load(tmp_path):
 
 
 def test_hidden_cases_depend_on_the_secret_and_differ_from_the_visible_sizes():
-    hidden.install()
     exercise = get_exercise("split_heads")
     visible = {tuple(case.inputs()[0][0].shape) for case in exercise.cases}
 
@@ -124,7 +125,7 @@ def _values(value):
 
 @pytest.fixture(scope="module")
 def installed():
-    hidden.install()
+    """(Hidden cases are declared with their exercises: nothing to install.)"""
 
 
 @pytest.mark.parametrize("exercise_id", exercise_ids())
@@ -165,14 +166,14 @@ def test_hidden_sizes_differ_from_the_visible_ones_and_follow_the_seed(installed
 
 # ------------------------------------------------------------------ the sandbox's file system
 
-@pytest.mark.skipif(not __import__("mhacourse.grading.isolation", fromlist=["x"]).bwrap_available(),
+@pytest.mark.skipif(not __import__("mhacourse.grading.batch.isolation", fromlist=["x"]).bwrap_available(),
                     reason="bwrap cannot run here")
 def test_an_environment_installed_under_tmp_is_visible_inside(tmp_path):
     """The sandbox has its own /tmp; the course view, and an environment installed below /tmp (a fresh
     clone in CI), must still be bound into it, while the rest of the host's /tmp stays out of sight."""
     import subprocess
 
-    from mhacourse.grading import isolation
+    from mhacourse.grading.batch import isolation
 
     view = tmp_path / "view"
     (view / "mhacourse").mkdir(parents=True)

@@ -198,7 +198,7 @@ def test_a_wheel_from_the_clean_checkout_itself_carries_them_too(dist, tmp_path)
 
 def test_the_installed_package_is_not_the_checkout(installed):
     code = ("import mhacourse, json; from mhacourse.course_files import course_dir, checkout_root; "
-            "from mhacourse.grading import build; "
+            "from mhacourse.grading.authoring import build; "
             "print(json.dumps([mhacourse.__file__, str(course_dir('exercises')), str(checkout_root()), "
             "str(build.project_root())]))")
     package, exercises, checkout, root = json.loads(
@@ -256,7 +256,7 @@ def _make_submissions():
 @pytest.fixture(scope="module")
 def graded(installed, tmp_path_factory):
     """The installed ``mhacourse grade``, run from a third folder, on fixtures and every solution."""
-    from mhacourse.grading import isolation
+    from mhacourse.grading.batch import isolation
 
     if not isolation.bwrap_available():
         pytest.skip("bubblewrap cannot run here")

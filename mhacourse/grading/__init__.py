@@ -8,7 +8,9 @@ In a notebook::
 ``check`` never raises; ``result.passed`` and ``result.points`` are for grading.
 """
 
-from .registry import Case, Exercise, Mistake, ModuleExercise, check, exercise_ids, get_exercise
+from .checker import check
+from .exercise import Case, Exercise, Mistake, ModuleExercise
+from .registry import exercise_ids, get_exercise
 from .result import CaseResult, CheckResult
 
 __all__ = [

@@ -159,13 +159,18 @@ def _own_implementations(exercise):
     return found
 
 
-@functools.lru_cache(maxsize=None)
 def _all_implementations():
-    """``[(obj, exercise id, lesson)]`` for every exercise."""
-    from .registry import _REGISTRY, _load
+    """``[(obj, exercise id, lesson)]`` for every exercise (built-in and from course folders)."""
+    from .registry import course_folders
 
-    _load()
-    return [(obj, exercise.id, exercise.lesson) for exercise in list(_REGISTRY.values())
+    return _implementations_of(tuple(course_folders()))
+
+
+@functools.lru_cache(maxsize=None)
+def _implementations_of(folders):
+    from .registry import exercises
+
+    return [(obj, exercise.id, exercise.lesson) for exercise in list(exercises().values())
             for obj in _own_implementations(exercise)]
 
 

@@ -6,8 +6,10 @@ import mlx.core as mx
 
 from mhacourse import positions, scaled_dot_product_attention
 
-from ..registry import Exercise, Mistake, register
+from ..exercise import Exercise, Mistake
 from ._common import case, rand
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 
 def _random_permutation(rng, n):
@@ -35,7 +37,7 @@ def _unshuffle_hidden(rng):
     return cases
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="unshuffle",
     lesson="07",
     title="Undo a shuffle of the tokens",
@@ -86,7 +88,7 @@ def _sinusoidal_hidden(rng):
     return [case(f"hidden {n}", int(rng.integers(11, 40)), 2 * int(rng.integers(1, 17))) for n in range(3)]
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="sinusoidal_encoding",
     lesson="07",
     title="The sinusoidal position table",
@@ -155,7 +157,7 @@ def _rope_hidden(rng):
     return cases
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="rope",
     lesson="07",
     title="Rotary position embedding (RoPE) by hand",
@@ -217,7 +219,7 @@ def _rope_attention_hidden(rng):
     return cases
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="rope_attention",
     lesson="07",
     title="Attention with RoPE, queries after a cache",

@@ -6,9 +6,12 @@ from mlx.utils import tree_flatten
 
 from mhacourse.attention.multi_head import merge_heads, split_heads
 
-from ..registry import Exercise, Mistake, ModuleExercise, register
+from ..exercise import Exercise, Mistake, ModuleExercise
+from . import _hidden
 from ._common import (HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, predicted_wrong,
-                      rand, with_properties)
+                      rand)
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # split_heads(x, num_heads): (B, L, dims) -> (B, H, L, dims // H)
@@ -34,8 +37,34 @@ def _split_wrong_transpose(x, num_heads):
     return x.reshape(B, L, num_heads, dims // num_heads).transpose(0, 2, 3, 1)  # (B, H, D_h, L)
 
 
-register(Exercise(
+
+def _hidden_split_heads(rng):
+    B, H, L_q, _, D, _ = _hidden.sizes(rng)
+    return [_hidden.fixed_case((_hidden.normal(rng, B, L_q, H * D), H))]
+
+
+
+def _hidden_merge_heads(rng):
+    B, H, L_q, _, D, _ = _hidden.sizes(rng)
+    return [_hidden.fixed_case((_hidden.normal(rng, B, H, L_q, D),))]
+
+
+
+def _hidden_parameter_count(rng):
+    dims, H, sizes = _hidden.other_dims(rng)
+    return [_hidden.fixed_case((dims, H), {"bias": True}), _hidden.fixed_case((dims, H), {**sizes, "bias": True}), _hidden.fixed_case((dims, H), sizes),
+            _hidden.fixed_case((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
+
+
+
+def _hidden_head_shapes(rng):
+    B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
+    return [_hidden.fixed_case((B, L_q, L_k, H * D, H)), _hidden.fixed_case((B, L_k, L_k, 2 * H * D, 2 * H))]
+
+
+EXERCISES.append(Exercise(
     id="split_heads",
+    hidden_cases=_hidden_split_heads,
     lesson="02",
     title="Split the features into heads",
     answer_name="split_heads",
@@ -79,8 +108,9 @@ def _merge_forgot_reshape(x):
     return x.transpose(0, 2, 1, 3)  # (B, L, H, D_h)
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="merge_heads",
+    hidden_cases=_hidden_merge_heads,
     lesson="02",
     title="Merge the heads back",
     answer_name="merge_heads",
@@ -136,8 +166,9 @@ def _count_bug(bug):
     return wrong
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="parameter_count",
+    hidden_cases=_hidden_parameter_count,
     lesson="02",
     title="Count the parameters of the layer, every argument",
     answer_name="parameter_count",
@@ -181,8 +212,9 @@ def _head_shapes(B, L_q, L_k, dims, num_heads):
             "heads_output": tuple(heads_output.shape), "merged": tuple(merge_heads(heads_output).shape)}
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="head_shapes",
+    hidden_cases=_hidden_head_shapes,
     lesson="02",
     title="Predict the shapes of many heads",
     answer_name="head_shapes",
@@ -215,8 +247,9 @@ register(Exercise(
 # BasicMultiHeadAttention(dims, num_heads)
 
 
-register(with_properties(ModuleExercise(
+EXERCISES.append(ModuleExercise(
     id="multi_head_attention_basic",
+    hidden_cases=_hidden.layer_calls,
     forbidden=("nn.MultiHeadAttention",),
     lesson="02",
     title="Multi-head attention, every size = dims",
@@ -236,5 +269,6 @@ register(with_properties(ModuleExercise(
         Mistake(bug, HINTS[bug], buggy_layer(bug))
         for bug in LAYER_BUGS
     ],
-), layer_properties({"dims": 8, "num_heads": 2})))
+    properties=layer_properties({"dims": 8, "num_heads": 2}),
+))
 

@@ -33,7 +33,7 @@ import mhacourse
 __all__ = ["build_view", "course_modules", "bound_modules", "PACKAGE_DIR"]
 
 PACKAGE_DIR = Path(mhacourse.__file__).resolve().parent
-_SANDBOX_DIR = Path(__file__).resolve().parent / "sandbox"
+_SANDBOX_DIR = Path(__file__).resolve().parents[1] / "sandbox"
 _HARNESS_FILES = ("__init__.py", "harness.py", "drivers.py", "codec.py")
 _NEVER = ("grading", "viz")  # bound as stand-ins only
 
@@ -127,6 +127,7 @@ def build_view(lesson, excluded=frozenset()):
         excluded (frozenset[str]): Modules never bound for this lesson (they implement its exercises).
     """
     folder = _root() / f"lesson-{lesson}-{len(excluded)}-{abs(hash(excluded)) % 10**8}"
+    shutil.rmtree(folder, ignore_errors=True)  # what a failed earlier build left
     package = folder / "mhacourse"
     (package / "attention").mkdir(parents=True)
     (package / "grading" / "sandbox").mkdir(parents=True)

@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from mhacourse.grading.feedback import as_points
+from mhacourse.grading.classroom.feedback import as_points
 
 TOP_HINTS = 8
 TOP_SLOWEST = 5

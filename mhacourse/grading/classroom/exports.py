@@ -38,7 +38,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from mhacourse.grading.feedback import as_points, exercise_feedback, exercise_text, failed_cells, notebook_problem
+from mhacourse.grading.classroom.feedback import as_points, exercise_feedback, exercise_text, failed_cells, notebook_problem
 from mhacourse.grading.textio import csv_text, safe_name, write_text
 
 CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -72,7 +72,7 @@ def student_id(key, pattern=None):
 
 def output_names(keys):
     """A distinct file name (no suffix) per key: ``alice/02.ipynb`` → ``alice__02``; a key that
-    names a place outside (``/etc/x``, ``../x``) still gives a name inside the output folder."""
+    names a place outside (an absolute path, a parent folder) still gives a name inside the output folder."""
     names, taken = [], set()
     for key in keys:
         stem = safe_name(str(PurePosixPath(key).with_suffix("")))

@@ -5,9 +5,12 @@ import mlx.nn as nn
 
 from mhacourse import capstone
 
-from ..registry import Exercise, Mistake, ModuleExercise, register
+from ..exercise import Exercise, Mistake, ModuleExercise
 from ..sandbox.drivers import FixedLogits
+from . import _hidden
 from ._common import case, rand
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # reversal_batch(digits) -> (inputs, targets)
@@ -24,8 +27,27 @@ def _digits(seed, n, length):
     return lambda: capstone.make_digits(n, length, key=mx.random.key(seed))
 
 
-register(Exercise(
+
+def _hidden_reversal_batch(rng):
+    B, _, L_q, _, _, _ = _hidden.sizes(rng)
+    return [case("hidden", _digits(_hidden.seed(rng), B, L_q)),
+            case("hidden", _digits(_hidden.seed(rng), 2 * B + 1, 2))]
+
+
+
+def _hidden_transformer_block(rng):
+    B, H, L_q, _, D, _ = _hidden.sizes(rng)
+    return [_hidden.layer_case({"dims": H * D, "num_heads": H}, (_hidden.normal(rng, B, L_q, H * D),))]
+
+
+
+def _hidden_answer_loss(rng):
+    return [_loss_case("hidden", _hidden.seed(rng), int(rng.choice([3, 5, 6])), int(rng.choice([4, 6])))]
+
+
+EXERCISES.append(Exercise(
     id="reversal_batch",
+    hidden_cases=_hidden_reversal_batch,
     lesson="08",
     title="Inputs and targets for the reversal task",
     answer_name="reversal_batch",
@@ -92,8 +114,9 @@ class _UnnormedAttentionBlock(capstone.TransformerBlock):
         return x + self.mlp(self.mlp_norm(x))
 
 
-register(ModuleExercise(
+EXERCISES.append(ModuleExercise(
     id="transformer_block",
+    hidden_cases=_hidden_transformer_block,
     lesson="08",
     title="The capstone's transformer block",
     answer_name="TransformerBlock",
@@ -161,8 +184,9 @@ def _loss_bug(bug):
     return wrong
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="answer_loss",
+    hidden_cases=_hidden_answer_loss,
     lesson="08",
     title="The loss over the answer positions",
     answer_name="answer_loss",
@@ -223,7 +247,7 @@ def _model_hidden(rng):
     return cases
 
 
-register(ModuleExercise(
+EXERCISES.append(ModuleExercise(
     id="tiny_transformer",
     lesson="08",
     title="The model's forward pass, with and without positions",

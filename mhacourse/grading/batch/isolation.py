@@ -498,7 +498,7 @@ def _frame(payload):
 
 def _save_file(event, folder):
     """An output file the harness sent (name checked, size bounded); a bad one is left out."""
-    from .sandbox.codec import MAX_BYTES
+    from ..sandbox.codec import MAX_BYTES
 
     name, data = event.get("name"), event.get("data")
     if not isinstance(name, str) or not _FILE.match(name) or not isinstance(data, str):

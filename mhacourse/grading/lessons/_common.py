@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .. import properties as props
-from ..registry import Case
+from ..exercise import Case
 
 
 def rand(seed, *shape, dtype=mx.float32):
@@ -36,12 +36,6 @@ def predicted_wrong(reference, change):
         return {**reference(*args, **kwargs), **change(*args, **kwargs)}
 
     return wrong
-
-
-def with_properties(exercise, properties):
-    """``exercise`` with its property checks (see :mod:`mhacourse.grading.properties`)."""
-    exercise.properties = list(properties)
-    return exercise
 
 
 def layer_properties(constructor, causal=False):

@@ -3,9 +3,8 @@
 The grade command calls three functions of this module: :func:`add_arguments`
 declares the options, :func:`select` keeps the submissions of ``--shard K/N``,
 and :func:`after_grading` writes the part file, the exports, the feedback and
-the summary. ``mhacourse grade merge PARTS...`` (a first SUBMISSION named
-``merge``; write ``./merge`` for a folder of that name) runs :func:`run_merge`
-with the same options.
+the summary. ``mhacourse grade merge PARTS...`` is its own subcommand
+(:mod:`.merge`) with the same export options.
 """
 
 import json
@@ -13,18 +12,18 @@ import re
 import sys
 from pathlib import Path
 
-from mhacourse.grading import exports, feedback, shards, summary
+from mhacourse.grading.classroom import exports, feedback, shards, summary
 from mhacourse.grading.textio import write_text
 
-MERGE = "merge"
 SUMMARY_NAME = "class-summary.json"
 
 
-def add_arguments(parser):
-    """Declare the class options on the grade command's parser."""
+def add_arguments(parser, shard=True):
+    """Declare the class options on the grade command's parser (``shard=False``: on merge's)."""
     group = parser.add_argument_group("a whole class (see the README's class-grading section)")
-    group.add_argument("--shard", default=None, metavar="K/N",
-                       help="grade only shard K of N (1 <= K <= N); writes OUT's part file for `grade merge`")
+    if shard:
+        group.add_argument("--shard", default=None, metavar="K/N",
+                           help="grade only shard K of N (1 <= K <= N); writes OUT's part file for `grade merge`")
     group.add_argument("--gradescope", default=None, metavar="DIR",
                        help="write DIR/<submission>/results.json for Gradescope (a *.json path: one file)")
     group.add_argument("--canvas", default=None, metavar="FILE", help="write a Canvas gradebook CSV")
@@ -40,7 +39,7 @@ def add_arguments(parser):
 
 
 def _check_options(args, count):
-    if args.student_id is not None:
+    if getattr(args, "student_id", None) is not None:
         try:
             re.compile(args.student_id)
         except re.error as error:
@@ -122,34 +121,11 @@ def after_grading(reports, args):
     try:
         if args.shard is not None:
             part = shards.part_path(args.out)
-            shards.write_part(part, reports, submissions, positions, shards.parse_shard(args.shard))
+            shards.write_part(part, reports, submissions, positions, shards.parse_shard(args.shard),
+                              getattr(args, "secret_hash", None))
             print(f"wrote {part} (shard {args.shard}; join the shards with `mhacourse grade merge`)", file=sys.stderr)
         write_outputs(reports, [submissions[index].key for index in positions], args)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def run_merge(args):
-    """``mhacourse grade merge PARTS...``: one CSV (and JSON, exports) from the shards' parts."""
-    from mhacourse.grading.grade import write_reports
-
-    try:
-        if args.shard is not None:
-            raise ValueError("merge takes no --shard: give it every shard's part")
-        reports, keys = shards.merge(args.submissions[1:])
-        _check_options(args, len(reports))
-        write_reports(reports, out=args.out, json_dir=args.json_dir)
-        print(f"merged {len(args.submissions) - 1} part(s): {len(reports)} notebook(s)"
-              + (f"; wrote {args.out}" if args.out not in (None, "-") else ""), file=sys.stderr)
-        write_outputs(reports, keys, args)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def is_merge(args):
-    """Whether the grade command was called as ``mhacourse grade merge PARTS...``."""
-    return bool(args.submissions) and args.submissions[0] == MERGE

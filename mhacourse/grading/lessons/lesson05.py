@@ -10,8 +10,11 @@ import mhacourse
 from mhacourse.attention.online import online_attention
 
 from .. import properties as props
-from ..registry import Exercise, Mistake, register
-from ._common import HINTS, attention_bug, case, explicit_attention, rand, with_properties
+from ..exercise import Exercise, Mistake
+from . import _hidden
+from ._common import HINTS, attention_bug, case, explicit_attention, rand
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # online_softmax_attention(queries, keys, values, *, scale, tile_size): the tile loop
@@ -61,8 +64,52 @@ def _long_case(name, seed, L_q, L_k, tile_size):
     return _online_case(name, seed, 1, 1, L_q, L_k, 8, tile_size, memory_cap=L_q * L_k * 4 // 2)
 
 
-register(with_properties(Exercise(
+
+def _hidden_grouped_query_attention(rng):
+    B, _, L_q, L_k, D, D_v = _hidden.sizes(rng)
+    kv_heads = int(rng.choice([2, 3]))
+    H = kv_heads * int(rng.choice([2, 3]))
+    return [_hidden.fixed_case((_hidden.normal(rng, B, H, L_q, D), _hidden.normal(rng, B, kv_heads, L_k, D),
+                     _hidden.normal(rng, B, kv_heads, L_k, D_v)),
+                    {"scale": float(D) ** -0.5})]
+
+
+
+def _hidden_online_softmax_attention(rng):
+    B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
+    tile = int(rng.choice([3, 5]))
+    return [_online_case("hidden", _hidden.seed(rng), B, H, L_q, L_k, D, tile),
+            _online_case("hidden", _hidden.seed(rng), 1, H, L_q, 2 * L_k + 1, D, tile + 4, scale=1.0, spread=60.0),
+            _long_case("hidden", _hidden.seed(rng), int(rng.choice([768, 896])), int(rng.choice([20480, 24576])),
+                                int(rng.choice([192, 320])))]
+
+
+
+def _hidden_kv_cache_attention(rng):
+    B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
+    return [_kv_case("hidden", _hidden.seed(rng), B, H, 1, L_k, D),
+            _kv_case("hidden", _hidden.seed(rng), B, H, int(rng.integers(5, 8)), L_q, D)]
+
+
+
+def _hidden_decode_step(rng):
+    B, _, L_q, _, D, _ = _hidden.sizes(rng)
+    kv_heads = int(rng.choice([2, 3]))
+    H = kv_heads * int(rng.choice([2, 3]))
+    return [_cache_case("hidden", _hidden.seed(rng), B, H, kv_heads, int(rng.integers(5, 7)), L_q, D),
+            _cache_case("hidden", _hidden.seed(rng), B, H, 1, int(rng.integers(3, 5)), 0, D)]
+
+
+
+def _hidden_time_per_call(rng):
+    B, H, _, _, D, _ = _hidden.sizes(rng)
+    return [_timing_case("hidden", _hidden.seed(rng), int(rng.integers(3, 5)), B, H, int(rng.choice([80, 96])), D),
+            _timing_case("hidden", _hidden.seed(rng), 3, 1, 2, int(rng.choice([24, 32])), 8, "slow attention")]
+
+
+EXERCISES.append(Exercise(
     id="online_softmax_attention",
+    hidden_cases=_hidden_online_softmax_attention,
     forbidden=("mx.softmax", "nn.softmax", "nn.Softmax", "mx.fast.*"),
     lesson="05",
     title="Attention over key tiles with an online softmax",
@@ -96,19 +143,21 @@ register(with_properties(Exercise(
         Mistake("missing_scale", HINTS["missing_scale"] + " In the tile loop, scale the queries once before it.",
                 _online_bug("missing_scale")),
     ],
-), [props.weights_sum_to_one(
+    properties=[props.weights_sum_to_one(
     lambda rng: {"queries": props.normal(rng, 2, 2, 3, 4), "keys": props.normal(rng, 2, 2, 7, 4),
                  "values": props.normal(rng, 2, 2, 7, 3)},
     props.function_call(("queries", "keys", "values"), scale=0.5, tile_size=3),
     hint_id="online_no_normalise",
     hint="Divide the accumulated output by the running sum of exp(score - m) at the end, so that each "
-         "query's weights sum to 1.")]))
+         "query's weights sum to 1.")],
+))
 
 # ---------------------------------------------------------------------------
 # grouped_query_attention(queries, keys, values, *, scale): fewer key/value heads
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="grouped_query_attention",
+    hidden_cases=_hidden_grouped_query_attention,
     lesson="05",
     title="Grouped-query attention",
     answer_name="grouped_query_attention",
@@ -173,8 +222,9 @@ def _kv_case(name, seed, B, H, n_new, n_cached, D_h):
     return _cache_case(name, seed, B, H, H, n_new, n_cached, D_h)
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="kv_cache_attention",
+    hidden_cases=_hidden_kv_cache_attention,
     lesson="05",
     title="One decoding step with a KV cache",
     answer_name="kv_cache_attention",
@@ -236,8 +286,9 @@ def _decode_bug(bug):
     return wrong
 
 
-register(DecodeExercise(
+EXERCISES.append(DecodeExercise(
     id="decode_step",
+    hidden_cases=_hidden_decode_step,
     lesson="05",
     title="A decoding step with grouped-query attention and a KV cache",
     answer_name="decode_step",
@@ -311,8 +362,9 @@ def _timing_case(name, seed, repeats, B, H, L, D_h, workload="explicit attention
                 repeats)
 
 
-register(TimingExercise(
+EXERCISES.append(TimingExercise(
     id="time_per_call",
+    hidden_cases=_hidden_time_per_call,
     lesson="05",
     title="Time lazy code: evaluate what you time",
     answer_name="time_per_call",

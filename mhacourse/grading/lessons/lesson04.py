@@ -5,8 +5,11 @@ import mlx.nn as nn
 
 from mhacourse import masks
 
-from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import HINTS, LAYER_BUGS, buggy_layer, case, layer_properties, predicted_wrong, rand, with_properties
+from ..exercise import Exercise, Mistake, ModuleExercise
+from . import _hidden
+from ._common import HINTS, LAYER_BUGS, buggy_layer, case, layer_properties, predicted_wrong, rand
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # projection_shapes(dims, num_heads, ...): the weight shape of every projection
@@ -43,8 +46,44 @@ def _shapes_bug(bug):
     return wrong
 
 
-register(Exercise(
+
+def _hidden_multi_head_attention(rng):
+    return _hidden.layer_calls(rng, boolean_masks=True)
+
+
+
+def _hidden_projection_shapes(rng):
+    dims, H, sizes = _hidden.other_dims(rng)
+    return [_hidden.fixed_case((dims, H)), _hidden.fixed_case((dims, H), sizes),
+            _hidden.fixed_case((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
+
+
+
+def _hidden_layer_shapes(rng):
+    B, _, L_q, L_k, _, _ = _hidden.sizes(rng)
+    dims, H, sizes = _hidden.other_dims(rng)
+    return [_hidden.fixed_case((B, L_q, L_k, dims, H)), _hidden.fixed_case((B, L_q, L_k, dims, H), sizes)]
+
+
+
+def _hidden_cross_attention(rng):
+    B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
+    dims, key_input_dims, seed = H * D, int(rng.integers(11, 16)), _hidden.seed(rng)
+    lengths = rng.integers(1, L_k + 1, size=B).tolist()
+
+    def layer():
+        mx.random.seed(seed)
+        made = nn.MultiHeadAttention(dims, H, key_input_dims=key_input_dims)
+        mx.eval(made.parameters())
+        return made
+
+    return [case("hidden", layer, lambda: rand(seed + 1, B, L_q, dims),
+                         lambda: rand(seed + 2, B, L_k, key_input_dims), lambda: list(lengths))]
+
+
+EXERCISES.append(Exercise(
     id="projection_shapes",
+    hidden_cases=_hidden_projection_shapes,
     lesson="04",
     title="The shape of every projection",
     answer_name="projection_shapes",
@@ -80,8 +119,9 @@ def _causal(n):
     return nn.MultiHeadAttention.create_additive_causal_mask(n)
 
 
-register(with_properties(ModuleExercise(
+EXERCISES.append(ModuleExercise(
     id="multi_head_attention",
+    hidden_cases=_hidden_multi_head_attention,
     forbidden=("nn.MultiHeadAttention",),
     lesson="04",
     title="The full mlx.nn.MultiHeadAttention",
@@ -113,7 +153,8 @@ register(with_properties(ModuleExercise(
         Mistake("boolean_added", HINTS["boolean_added"], buggy_layer("boolean_added")),
         Mistake("scale_from_value_dims", HINTS["scale_from_value_dims"], buggy_layer("scale_from_value_dims")),
     ],
-), layer_properties({"dims": 8, "num_heads": 2, "value_dims": 6}, causal=True)))
+    properties=layer_properties({"dims": 8, "num_heads": 2, "value_dims": 6}, causal=True),
+))
 
 # ---------------------------------------------------------------------------
 # layer_shapes(B, L_q, L_k, dims, num_heads, ...): predict every shape inside the layer
@@ -144,8 +185,9 @@ def _layer_shapes(B, L_q, L_k, dims, num_heads, query_input_dims=None, key_input
             "merged": tuple(merged.shape), "output": tuple(layer.out_proj(merged).shape)}
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="layer_shapes",
+    hidden_cases=_hidden_layer_shapes,
     lesson="04",
     title="Predict every shape inside the full layer",
     answer_name="layer_shapes",
@@ -192,8 +234,9 @@ def _cross_attention(layer, decoder_states, encoder_states, encoder_lengths):
     return layer(decoder_states, encoder_states, encoder_states, mask=mask)
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="cross_attention",
+    hidden_cases=_hidden_cross_attention,
     lesson="04",
     title="Encoder-decoder attention with padding",
     answer_name="cross_attention",

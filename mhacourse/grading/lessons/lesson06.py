@@ -7,8 +7,11 @@ import numpy as np
 import mhacourse
 from mhacourse import masks
 
-from ..registry import Exercise, Mistake, ModuleExercise, register
+from ..exercise import Exercise, Mistake, ModuleExercise
+from . import _hidden
 from ._common import HINTS, buggy_layer, case, rand
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # FixedAttention: find and fix the two bugs planted in BuggyAttention
@@ -27,8 +30,47 @@ _SPLIT_FIX = ("the heads are split with reshape(B, H, L, D_h), which mixes posit
               "to (B, L, H, D_h), then transpose(0, 2, 1, 3)")
 _SCALE_FIX = "the scale is dims ** -0.5; it must be one head's, head_dims ** -0.5 = (dims // num_heads) ** -0.5"
 
-register(ModuleExercise(
+
+def _hidden_debug_layer(rng):
+    B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
+    dims = H * D
+    x = _hidden.normal(rng, B, L_q, dims)
+    return [_hidden.layer_case({"dims": dims, "num_heads": H, "bias": True},
+                        (_hidden.normal(rng, B, L_q, dims), _hidden.normal(rng, B, L_k, dims), _hidden.normal(rng, B, L_k, dims))),
+            _hidden.layer_case({"dims": dims, "num_heads": H}, (x, x, x),
+                        {"mask": nn.MultiHeadAttention.create_additive_causal_mask(L_q)})]
+
+
+
+def _hidden_torch_in_proj_to_mlx(rng):
+    _, H, _, _, D, _ = _hidden.sizes(rng)
+    return [_torch_case("hidden", _hidden.seed(rng), H * D), _torch_case("hidden", _hidden.seed(rng), 2 * H + 1)]
+
+
+
+def _hidden_torch_mask_to_mlx(rng):
+    B, _, L_q, L_k, _, _ = _hidden.sizes(rng)
+    cases = []
+    for L, S in ((L_q, L_k), (L_k, L_k)):
+        seed = _hidden.seed(rng)
+        cases.append(case("hidden", lambda s=seed, L=L, S=S: _torch_masks(s, B, L, S)[0],
+                                  lambda s=seed, L=L, S=S: _torch_masks(s, B, L, S)[1]))
+    return cases
+
+
+
+def _hidden_parameter_gradients(rng):
+    B, H, L_q, L_k, D, D_v = _hidden.sizes(rng)
+    dims, seed, constructor = H * D, _hidden.seed(rng), {"bias": True, "query_input_dims": int(rng.integers(11, 16)),
+                                                  "value_dims": H * D_v}
+    return [case("hidden", lambda: _layer("mhacourse", seed, dims, H, **constructor),
+                         lambda: rand(seed + 1, B, L_q, constructor["query_input_dims"]),
+                         lambda: rand(seed + 2, B, L_k, dims), lambda: rand(seed + 3, B, L_k, dims))]
+
+
+EXERCISES.append(ModuleExercise(
     id="debug_layer",
+    hidden_cases=_hidden_debug_layer,
     forbidden=("nn.MultiHeadAttention",),
     lesson="06",
     title="Find and fix two bugs",
@@ -89,8 +131,9 @@ def _torch_case(name, seed, embed_dim):
                 lambda: _torch_arrays(seed, embed_dim)[2], lambda: _torch_arrays(seed, embed_dim)[3])
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="torch_in_proj_to_mlx",
+    hidden_cases=_hidden_torch_in_proj_to_mlx,
     lesson="06",
     title="PyTorch's packed in_proj_weight to MLX's four projections",
     answer_name="torch_in_proj_to_mlx",
@@ -146,8 +189,9 @@ def _mask_bug(bug):
     return wrong
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="torch_mask_to_mlx",
+    hidden_cases=_hidden_torch_mask_to_mlx,
     lesson="06",
     title="PyTorch masks to an MLX mask",
     answer_name="torch_mask_to_mlx",
@@ -192,8 +236,9 @@ def _grad_case(name, seed, *args, **kwargs):
                 lambda: rand(seed + 2, B, L_k, args[0]), lambda: rand(seed + 3, B, L_k, args[0]))
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="parameter_gradients",
+    hidden_cases=_hidden_parameter_gradients,
     lesson="06",
     title="Gradients of the layer's parameters",
     answer_name="parameter_gradients",

@@ -47,7 +47,7 @@ def collect(arguments):
     Returns:
         list(Submission): one per notebook.
     """
-    from mhacourse.grading.grade import collect_submissions
+    from mhacourse.grading.batch.submissions import collect_submissions
 
     submissions = []
     for argument in arguments:
@@ -95,7 +95,7 @@ def part_path(out):
     return out.with_suffix(".part.json") if out.suffix == ".csv" else Path(f"{out}.part.json")
 
 
-def write_part(path, reports, submissions, positions, shard):
+def write_part(path, reports, submissions, positions, shard, secret_hash=None):
     """Write one shard's part file.
 
     Args:
@@ -104,10 +104,12 @@ def write_part(path, reports, submissions, positions, shard):
         submissions (list(Submission)): every submission of the class (all shards).
         positions (list(int)): the shard's positions in ``submissions``.
         shard (tuple): ``(K, N)``.
+        secret_hash (str, optional): a digest of the run's secret: merge refuses parts graded
+            on different hidden inputs.
     """
     part = {
         "format": PART_FORMAT, "version": PART_VERSION, "shard": shard[0], "shards": shard[1],
-        "submissions": len(submissions), "fingerprint": fingerprint(submissions),
+        "submissions": len(submissions), "fingerprint": fingerprint(submissions), "secret": secret_hash,
         "reports": [{"index": index, "key": submissions[index].key, "report": report}
                     for index, report in zip(positions, reports)],
     }
@@ -151,10 +153,12 @@ def merge(paths):
     first_path, first = parts[0]
     seen = {}
     for path, part in parts:
-        for field in ("shards", "submissions", "fingerprint"):
+        for field in ("shards", "submissions", "fingerprint", "secret"):
             if part.get(field) != first.get(field):
+                why = ("were graded with different secrets, so on different hidden inputs (give every shard the same "
+                       "--secret-file)" if field == "secret" else "(shard every task over the same SUBMISSIONS)")
                 raise ValueError(f"parts come from different runs: {str(path)!r} and {str(first_path)!r} differ in "
-                                 f"{field!r} (shard every task over the same SUBMISSIONS)")
+                                 f"{field!r} {why}")
         if part["shard"] in seen:
             raise ValueError(f"shard {part['shard']}/{part['shards']} is given twice: {str(seen[part['shard']])!r} "
                              f"and {str(path)!r}")

@@ -8,9 +8,11 @@ import mhacourse
 from mhacourse.attention.single_head import SingleHeadAttention
 
 from .. import properties as props
-from ..registry import Exercise, Mistake, ModuleExercise, register
-from ._common import (HINTS, additive_mask, attention_bug, case, explicit_attention, predicted_wrong, rand,
-                      with_properties)
+from ..exercise import Exercise, Mistake, ModuleExercise
+from . import _hidden
+from ._common import (HINTS, additive_mask, attention_bug, case, explicit_attention, predicted_wrong, rand)
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # attention_scores(queries, keys, *, scale) on (B, L, dims) inputs
@@ -20,8 +22,36 @@ def _scores(queries, keys, *, scale):
     return mhacourse.attention_scores(queries[:, None], keys[:, None], scale=scale)[:, 0]  # (B, L_q, L_k)
 
 
-register(Exercise(
+
+def _hidden_attention_scores(rng):
+    B, _, L_q, L_k, D, _ = _hidden.sizes(rng)
+    return [_hidden.fixed_case((_hidden.normal(rng, B, L_q, D), _hidden.normal(rng, B, L_k, D)), {"scale": float(rng.uniform(0.1, 0.5))})]
+
+
+
+def _hidden_softmax(rng):
+    B, H, L_q, L_k, _, _ = _hidden.sizes(rng)
+    offsets = mx.array(rng.choice([-200.0, 0.0, 200.0], size=(L_q, 1)).astype("float32"))  # rows far apart
+    return [_hidden.fixed_case((_hidden.normal(rng, B, H, L_k),)), _hidden.fixed_case((50 * _hidden.normal(rng, L_q, L_k) + offsets,))]
+
+
+
+def _hidden_single_head_attention(rng):
+    B, _, L_q, L_k, _, _ = _hidden.sizes(rng)
+    dims = int(rng.choice([12, 20]))
+    return [_hidden.layer_case({"dims": dims}, (_hidden.normal(rng, B, L_q, dims), _hidden.normal(rng, B, L_k, dims),
+                                         _hidden.normal(rng, B, L_k, dims)))]
+
+
+
+def _hidden_attention_shapes(rng):
+    B, H, L_q, L_k, D, D_v = _hidden.sizes(rng)
+    return [_hidden.fixed_case((B, L_q, L_k, H * D, D_v)), _hidden.fixed_case((B, L_k, L_k, H * D, H * D))]
+
+
+EXERCISES.append(Exercise(
     id="attention_scores",
+    hidden_cases=_hidden_attention_scores,
     lesson="01",
     title="Scaled scores q·kᵀ",
     answer_name="attention_scores",
@@ -66,8 +96,9 @@ def _softmax_axis(axis):
     return wrong
 
 
-register(with_properties(Exercise(
+EXERCISES.append(Exercise(
     id="softmax",
+    hidden_cases=_hidden_softmax,
     lesson="01",
     title="A numerically stable softmax",
     answer_name="softmax",
@@ -101,10 +132,11 @@ register(with_properties(Exercise(
         Mistake("softmax_global_max", HINTS["softmax_global_max"],
                 lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum(axis=-1, keepdims=True)),
     ],
-), [
+    properties=[
     props.rows_sum_to_one(lambda rng: {"x": props.normal(rng, 2, 3, 5)}, props.function_call(("x",))),
     props.batch_order_invariant(lambda rng: {"x": props.normal(rng, 3, 2, 5)}, props.function_call(("x",))),
-]))
+],
+))
 
 # ---------------------------------------------------------------------------
 # scaled_dot_product_attention(queries, keys, values, *, scale, mask=None)
@@ -128,8 +160,9 @@ def attention_properties(**kwargs):
     ]
 
 
-register(with_properties(Exercise(
+EXERCISES.append(Exercise(
     id="scaled_dot_product_attention",
+    hidden_cases=_hidden.attention_calls,
     forbidden=("mx.fast.*",),
     lesson="01",
     title="Scaled dot-product attention",
@@ -159,7 +192,8 @@ register(with_properties(Exercise(
                 lambda queries, keys, values, *, scale, mask=None: explicit_attention(
                     queries, keys, values, 1 / math.sqrt(queries.shape[-1]), mask)),
     ],
-), attention_properties(scale=0.4)))
+    properties=attention_properties(scale=0.4),
+))
 
 # ---------------------------------------------------------------------------
 # SingleHeadAttention(dims): one head with three projections
@@ -209,8 +243,9 @@ class _SingleHeadReference(SingleHeadAttention):
         return super().__call__(queries, keys, values, mask)
 
 
-register(ModuleExercise(
+EXERCISES.append(ModuleExercise(
     id="single_head_attention",
+    hidden_cases=_hidden_single_head_attention,
     forbidden=("nn.MultiHeadAttention",),
     lesson="01",
     title="One head of attention with projections",
@@ -249,8 +284,9 @@ def _attention_shapes(B, L_q, L_k, dims, value_dims):
             "output": tuple((weights @ values).shape)}
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="attention_shapes",
+    hidden_cases=_hidden_attention_shapes,
     lesson="01",
     title="Predict the shapes of one head",
     answer_name="attention_shapes",

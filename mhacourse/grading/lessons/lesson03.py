@@ -8,9 +8,12 @@ import mhacourse
 from mhacourse import masks
 
 from .. import properties as props
-from ..registry import Exercise, Mistake, register
+from ..exercise import Exercise, Mistake
+from . import _hidden
 from ._common import (HINTS, additive_mask, attention_bug, blocked_pattern, case, predicted_wrong, rand,
-                      upper_left_causal, with_properties)
+                      upper_left_causal)
+
+EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
 # ---------------------------------------------------------------------------
 # causal_mask(n, dtype): additive, like create_additive_causal_mask
@@ -28,8 +31,57 @@ def _fill(blocked, value, dtype):
 _NEG_INF_HINT = ("Use mx.finfo(dtype).min, not -inf, as create_additive_causal_mask does: a row "
                  "whose keys are all -inf makes the softmax compute 0/0 = NaN.")
 
-register(Exercise(
+
+def _hidden_masked_attention(rng):
+    """Every mask kind: additive (from :func:`_hidden.attention_calls`), boolean, ``"causal"`` and key padding."""
+    B, H, L_q, L_k, D, D_v = _hidden.sizes(rng)
+    q, k, v = _hidden.normal(rng, B, H, L_q, D), _hidden.normal(rng, B, H, L_k, D), _hidden.normal(rng, B, H, L_k, D_v)
+    keep = mx.array(rng.random((L_q, L_k)) > 0.4) | upper_left_causal(L_q, L_k)
+    lengths = rng.integers(1, L_k + 1, size=B).tolist()
+    none_for_one_row = mx.where(mx.arange(L_q)[:, None] == int(rng.integers(L_q)), False, keep)  # (L_q, L_k)
+    return _hidden.attention_calls(rng) + [_hidden.fixed_case((q, k, v), {"scale": 0.5, "mask": keep}),
+                              _hidden.fixed_case((q, k, v), {"scale": 0.5, "mask": none_for_one_row}),
+                              _hidden.fixed_case((q, k, v), {"scale": 0.5, "mask": "causal"}),
+                              _hidden.fixed_case((q, k, v), {"scale": 0.5, "mask": masks.padding_mask(lengths, L_k)})]
+
+
+
+def _hidden_causal_mask(rng):
+    return [_hidden.fixed_case((int(rng.integers(9, 14)), mx.float16)), _hidden.fixed_case((int(rng.integers(9, 14)), mx.float32))]
+
+
+
+def _hidden_causal_boolean_mask(rng):
+    n = int(rng.integers(9, 12))
+    return [_hidden.fixed_case((n, n + int(rng.integers(1, 4)))), _hidden.fixed_case((n + 2, n + 2))]
+
+
+
+def _hidden_boolean_to_additive(rng):
+    B, _, L_q, L_k, _, _ = _hidden.sizes(rng)
+    pattern = mx.array(rng.random((L_q, L_k)) > 0.4) | upper_left_causal(L_q, L_k)
+    lengths = rng.integers(1, L_k + 1, size=B).tolist()
+    return [_hidden.fixed_case((pattern, mx.float32)), _hidden.fixed_case((masks.padding_mask(lengths, L_k), mx.bfloat16)),
+            _hidden.fixed_case((masks.causal(L_q), mx.float16))]
+
+
+
+def _hidden_padding_mask(rng):
+    B, _, _, L_k, _, _ = _hidden.sizes(rng)
+    lengths = rng.integers(1, L_k + 1, size=B).tolist()
+    return [case("hidden", lambda: list(lengths), L_k),
+            case("hidden", lambda: [L_k] + lengths[1:], L_k + 1)]
+
+
+
+def _hidden_mask_shapes(rng):
+    B, H, L_q, L_k, _, _ = _hidden.sizes(rng)
+    return [_hidden.fixed_case((B, H, L_q, L_k)), _hidden.fixed_case((B, H + 2, L_k, L_k))]
+
+
+EXERCISES.append(Exercise(
     id="causal_mask",
+    hidden_cases=_hidden_causal_mask,
     lesson="03",
     title="The additive causal mask",
     answer_name="causal_mask",
@@ -70,8 +122,9 @@ register(Exercise(
 # ---------------------------------------------------------------------------
 # boolean_to_additive(mask, dtype)
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="boolean_to_additive",
+    hidden_cases=_hidden_boolean_to_additive,
     lesson="03",
     title="From a boolean mask to an additive one",
     answer_name="boolean_to_additive",
@@ -101,8 +154,9 @@ register(Exercise(
 # ---------------------------------------------------------------------------
 # causal_boolean_mask(n_queries, n_keys): True = attend, lower-right aligned
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="causal_boolean_mask",
+    hidden_cases=_hidden_causal_boolean_mask,
     lesson="03",
     title="A boolean causal mask when L_q != L_k",
     answer_name="causal_boolean_mask",
@@ -138,8 +192,9 @@ def _keep(lengths, n_keys, inclusive=False):
     return positions <= lengths[:, None] if inclusive else positions < lengths[:, None]  # (B, L_k)
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="padding_mask",
+    hidden_cases=_hidden_padding_mask,
     lesson="03",
     title="A key-padding mask from lengths",
     answer_name="padding_mask",
@@ -196,8 +251,9 @@ def _self_attention_inputs(rng):
     return {"queries": x, "keys": props.normal(rng, 2, 2, 6, 4), "values": props.normal(rng, 2, 2, 6, 3)}
 
 
-register(with_properties(Exercise(
+EXERCISES.append(Exercise(
     id="masked_attention",
+    hidden_cases=_hidden_masked_attention,
     forbidden=("mx.fast.*",),
     lesson="03",
     title="Attention with every kind of mask",
@@ -238,8 +294,9 @@ register(with_properties(Exercise(
         Mistake("softmax_axis", HINTS["softmax_axis"] + " On (B, H, L_q, L_k) scores, axis=1 is the heads.",
                 attention_bug("softmax_heads")),
     ],
-), [props.causal(_self_attention_inputs,
-                 props.function_call(("queries", "keys", "values"), scale=0.5, mask="causal"))]))
+    properties=[props.causal(_self_attention_inputs,
+                 props.function_call(("queries", "keys", "values"), scale=0.5, mask="causal"))],
+))
 
 # ---------------------------------------------------------------------------
 # mask_shapes(B, H, L_q, L_k): predict the shapes of masks
@@ -254,8 +311,9 @@ def _mask_shapes(B, H, L_q, L_k):
             "masked_scores": tuple(mx.where(padding & causal, scores, 0).shape)}
 
 
-register(Exercise(
+EXERCISES.append(Exercise(
     id="mask_shapes",
+    hidden_cases=_hidden_mask_shapes,
     lesson="03",
     title="Predict the shapes of masks",
     answer_name="mask_shapes",

@@ -1,0 +1,268 @@
+"""One submission's report: read, audit, run, judge each exercise, and the status.
+
+:func:`grade_submission` is the whole path of one notebook, top-down:
+:mod:`.submissions` reads it, :mod:`.job` builds what the sandbox gets and
+audits the source, :mod:`.run` runs the sandbox, and the rows are judged here.
+"""
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+
+
+from .job import _lesson_job, _registry, _view, audit_source, hint_tiers
+from .run import _run_with_reruns
+from .submissions import InvalidNotebook, _Refused, identify_lesson, read_submission, structure_notes
+
+
+STATUSES = (
+    "refused",  # a symbolic link, not a notebook of the student's (not opened)
+    "invalid-notebook",  # not JSON, or not a version 4 notebook
+    "unknown-lesson",  # no lesson in the metadata or the file name
+    "tampered",  # an answer uses or copies the course's code, or the harness was changed (scored 0)
+    "forbidden",  # an answer uses a function its exercise forbids (scored 0)
+    "needs-review",  # dynamic code the grader cannot judge from the source: points kept, listed for a human
+    "kernel-died",  # a cell (or an answer) killed the sandbox's Python (skipped in a rerun)
+    "timeout",  # a cell ran past --timeout
+    "error",  # a cell raised an exception
+    "grader-error",  # the grader could not check an exercise
+    "cells-missing",  # cells of the exercise notebook were deleted
+    "cells-duplicated",  # cells of the exercise notebook appear twice
+    "ok",
+)
+
+
+def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True):
+    """Grade one submitted notebook; never raises for a broken submission.
+
+    Args:
+        path (str or Path): the notebook.
+        timeout (float): seconds allowed per cell. Default: ``60``.
+        lesson (str, optional): grade as this lesson whatever the notebook says.
+        secret (str, optional): the run's secret (hidden inputs); default: a fresh one.
+        sandbox (bool): run the submission in bubblewrap (default); ``False``
+            runs it unsandboxed and flags the row ``unsandboxed``.
+
+    Returns:
+        dict: the report (``file``, ``lesson``, ``status``, ``detail``,
+        ``total``, ``max``, ``exercises``, ``cells``, ``flags``, ``review``,
+        ``seconds``, ``timing``).
+
+    Raises:
+        RuntimeError: when ``sandbox`` is true and bwrap cannot run here.
+    """
+    from mhacourse.grading.batch import isolation
+
+    if sandbox and not isolation.bwrap_available():
+        raise RuntimeError(isolation.NO_BWRAP)
+    started = time.perf_counter()
+    path = Path(path)
+    secret = secret or secrets.token_hex(16)
+    registry = _registry()
+    report = {"file": str(path), "lesson": None, "status": "ok", "detail": "", "total": 0.0, "max": 0.0,
+              "exercises": [], "cells": [], "flags": [], "review": []}
+    timing = {"sandbox": round(isolation.sandbox_overhead(), 4) if sandbox else 0.0}
+    problems, notes = set(), []
+    nb = ids = None
+    try:
+        if path.is_symlink():
+            raise _Refused("a symbolic link (to " + str(os.readlink(path))[:200] + "): submit the notebook itself")
+        nb, ids = read_submission(path.read_bytes())
+    except _Refused as error:
+        problems.add("refused")
+        notes.append(str(error))
+    except (OSError, InvalidNotebook) as error:
+        problems.add("invalid-notebook")
+        notes.append(str(error))
+    report["lesson"], lesson_notes = identify_lesson(nb, path, registry, lesson)
+    notes += lesson_notes
+    exercises = registry.get(report["lesson"], []) if report["lesson"] else []
+    if not exercises and not problems & {"invalid-notebook", "refused"}:
+        problems.add("unknown-lesson")
+        notes.append("cannot tell which lesson this notebook belongs to")
+
+    records, killers, items, audit, seen = {}, {}, [], None, {}
+    if not problems:
+        missing, duplicated = structure_notes(nb, ids, report["lesson"])
+        if missing:
+            problems.add("cells-missing")
+            notes.append(f"exercise notebook cells missing: {missing}")
+        if duplicated:
+            problems.add("cells-duplicated")
+            notes.append(f"exercise notebook cells duplicated: {duplicated}")
+        auditing = time.perf_counter()
+        audit = audit_source(nb, report["lesson"])
+        timing["audit"] = round(time.perf_counter() - auditing, 4)
+        items = _lesson_job(report["lesson"], secret, float(timeout))
+        code_cells = [(index, cell.source) for index, cell in enumerate(nb.cells)
+                      if cell.cell_type == "code" and cell.source.strip()]
+        cells, records, killers, run_timing = _run_with_reruns(
+            code_cells, items, timeout=timeout, sandboxed=sandbox, view=_view(report["lesson"]),
+            problems=problems, notes=notes, seen=seen)
+        timing.update({key: round(value, 4) for key, value in run_timing.items()})
+        report["cells"] = [{"index": index, **cells[index]} for index in sorted(cells)]
+        for index, cell in sorted(cells.items()):
+            if cell["status"] in ("error", "timeout", "kernel-died"):
+                problems.add(cell["status"])
+                notes.append(f"cell {index + 1}: {cell['error']}")
+        report["review"] = list(audit.review)
+        if seen.get("background"):
+            report["review"].append(f"threads still running after the last cell: {', '.join(seen['background'])}")
+        if report["review"]:
+            problems.add("needs-review")
+            report["flags"].append("needs-review")
+        if sandbox:
+            report["flags"] += isolation.guarantees()["weaker"]
+    if not sandbox:
+        report["flags"] = report["flags"] + ["unsandboxed"]
+
+    judging = time.perf_counter()
+    tiers = hint_tiers(nb, exercises)
+    by_id = {item["id"]: item for item in items}
+    for exercise in exercises:
+        if exercise["id"] not in by_id or (not records and exercise["id"] not in killers):
+            row = _score(exercise, None)
+            if seen.get("tampered"):
+                row["tampered"] = list(seen["tampered"])
+            report["exercises"].append(row)
+            continue
+        try:
+            row = _judge_exercise(exercise, by_id[exercise["id"]], records.get(exercise["id"]),
+                                  killers.get(exercise["id"]), tiers.get(exercise["id"], 1), timeout,
+                                  audit=audit, tampered=seen.get("tampered", []))
+        except Exception as error:  # noqa: BLE001 - a bug in a check: this exercise only
+            row = _score(exercise, None)
+            row["error"] = f"the grader failed to judge it: {type(error).__name__}: {error}"
+        report["exercises"].append(row)
+    timing["judge"] = round(time.perf_counter() - judging, 4)
+
+    if seen.get("tampered"):
+        problems.add("tampered")
+        notes.append("; ".join(seen["tampered"]))
+    for row in report["exercises"]:
+        own = [t for t in row["tampered"] if t not in seen.get("tampered", [])]
+        if own:
+            problems.add("tampered")
+            notes.append(f"{row['id']}: tampered ({'; '.join(own)})")
+        elif row["policy"]:
+            problems.add("forbidden")
+            notes.append(f"{row['id']}: {'; '.join(row['policy'])}")
+        if row["id"] in killers:
+            problems.add("kernel-died" if killers[row["id"]] == "killed" else "timeout")
+            notes.append(f"{row['id']}: {row['error']}")
+        elif row["error"] and records:
+            problems.add("grader-error")
+            notes.append(f"{row['id']}: {row['error']}")
+    if report["review"]:
+        notes.append("needs review: " + "; ".join(report["review"][:5]))
+    report["total"] = sum(row["points"] for row in report["exercises"])
+    report["max"] = sum(row["max_points"] for row in report["exercises"])
+    report["status"] = next(status for status in STATUSES if status in problems or status == "ok")
+    report["detail"] = "; ".join(notes)
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    report["timing"] = timing
+    return report
+
+
+def _judge_exercise(exercise, item, record, killer, tier, timeout, audit=None, tampered=()):
+    """The row of one exercise: judged here from what the sandbox sent and what the source says.
+
+    Args:
+        audit (source_policy.Audit, optional): The policy decided from the submitted source.
+        tampered (list[str]): What the harness reported about itself (the whole notebook's).
+    """
+    from mhacourse.grading import get_exercise, policy
+    from mhacourse.grading.exercise import Outcome, error_descriptor
+    from mhacourse.grading.judge import judge
+
+    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
+           "defined": False, "passed": False, "points": 0.0, "report": "", "error": None, "tampered": [],
+           "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": tier}
+    ex = get_exercise(exercise["id"])
+    calls = item["_calls"]
+    found = list(audit.violations.get(ex.id, [])) if audit is not None else []
+    copies = list(audit.copies.get(ex.id, [])) if audit is not None else []
+    # What the source says holds whether or not the answer ran (a cell that imports the course's
+    # implementation fails in the sandbox, where it does not exist).
+    row["policy"] = [v for v in found if not _is_course_use(v)]
+    row["tampered"] = list(tampered) + copies + [v for v in found if _is_course_use(v)]
+    violations = found
+    if killer is not None:
+        row["defined"] = True
+        row["error"] = ("the answer killed the kernel" if killer == "killed"
+                        else f"the answer hung the kernel past {timeout:g} s")
+        outcomes = [Outcome(error=error_descriptor("killed" if killer == "killed" else "timeout"))]
+        result = judge(ex, calls, outcomes, time_limit=item["time_limit"])
+    elif record is None:
+        row["error"] = "no record came back from the sandbox"
+        return row
+    elif record.get("harness_error") and not record.get("outcomes"):
+        row["defined"] = bool(record.get("defined"))
+        row["error"] = f"the sandbox could not check it ({record['harness_error']})"
+        return row
+    elif not record["defined"]:
+        return row
+    else:
+        row["defined"] = True
+        recorded = policy.violations(ex, {}, _display_names(ex, record["recorded"]))
+        violations = found + [v for v in recorded if v not in found]
+        result = judge(ex, calls, record["outcomes"], problem=record["problem"], violations=violations + copies,
+                       time_limit=item["time_limit"])
+    row["policy"] = [v for v in violations if not _is_course_use(v)]
+    row["tampered"] = list(tampered) + copies + [v for v in violations if _is_course_use(v)]
+    row["passed"] = bool(result.passed) and not row["tampered"] and not row["policy"]
+    row["points"] = float(exercise["max_points"]) if row["passed"] else 0.0
+    try:
+        from mhacourse.grading import hints
+
+        result = hints.at_tier(result, ex, tier)  # the report at the tier the notebook asked for
+    except (ImportError, AttributeError):
+        pass
+    row["report"] = result.report()
+    row["cases"] = _case_rows(result, calls)
+    row["hint_id"], row["hint"] = result.hint_id, result.hint
+    return row
+
+
+def _case_rows(result, calls):
+    """The report's per-case list; hidden cases named by number, without their inputs."""
+    rows = []
+    for case in result.cases:
+        hidden = case.name.startswith("hidden case ") or any(c.hidden and c.name == case.name for c in calls)
+        rows.append({"name": case.name, "status": case.status, "hidden": bool(hidden),
+                     "message": case.message if not hidden else case.message.split("\n")[0][:120],
+                     "hint_id": case.hint_id})
+    return rows
+
+
+def _is_course_use(violation):
+    return "course's" in violation or "grading" in violation
+
+
+def _display_names(exercise, recorded):
+    """The sandbox's dotted names (``mlx.core.softmax``) as the exercise's forbidden names (``mx.softmax``)."""
+    from mhacourse.grading import policy
+
+    names = {}
+    for pattern in exercise.forbidden or ():
+        for module, attribute, _, dotted in policy._expand(pattern).values():
+            names[f"{module.__name__}.{attribute}"] = dotted
+    return [names[name] for name in recorded if name in names]
+
+
+def _score(exercise, record):
+    """A row with no points: the exercise was not checked (or ``record`` forged points, bounded here)."""
+    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
+           "defined": False, "passed": False, "points": 0.0, "report": "", "error": "not checked",
+           "tampered": [], "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": 1}
+    if record is None:
+        return row
+    row["error"] = record.get("error")
+    return row
+
+
+def _failed_report(path, error):
+    return {"file": str(path), "lesson": None, "status": "grader-error", "detail": f"{type(error).__name__}: {error}",
+            "total": 0.0, "max": 0.0, "exercises": [], "cells": [], "flags": [], "seconds": 0.0, "timing": {}}
