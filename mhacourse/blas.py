@@ -19,6 +19,10 @@ The module uses the standard library only at import time, so it can run as a
 script (``python mhacourse/blas.py exec -- CMD ...``) before MLX is imported.
 """
 
+# Every notebook's first cell, from lesson 00 on, calls advise(): the grader binds this module (standard
+# library only) into the sandbox of every later lesson, so that the exercises' first cell runs there too.
+__lesson__ = "00"
+
 import sys
 
 if __name__ == "__main__" and sys.path:

@@ -137,3 +137,30 @@ def test_script_commands(tmp_path):
     argv = json.loads(kernel.read_text())["argv"]
     assert argv[:4] == ["/py", blas.__file__, "exec", "--"]
     assert argv[4:] == ["/py", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+COURSE_ROOT = Path(__file__).resolve().parents[1]
+FIRST_CELL_NOTEBOOKS = sorted(
+    [*COURSE_ROOT.glob("notebooks/0*.ipynb"), COURSE_ROOT / "notebooks" / "demo_attention_explorer.ipynb",
+     *COURSE_ROOT.glob("exercise_sources/*.ipynb"), *COURSE_ROOT.glob("exercises/*.ipynb"),
+     *COURSE_ROOT.glob("solutions/*.ipynb")])
+
+
+@pytest.mark.parametrize("path", FIRST_CELL_NOTEBOOKS, ids=[str(p.relative_to(COURSE_ROOT)) for p in FIRST_CELL_NOTEBOOKS])
+def test_every_notebooks_first_code_cell_gives_the_fast_path_note(path):
+    import ast
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    tree = ast.parse(first)
+    assert any(isinstance(n, ast.ImportFrom) and n.module == "mhacourse.blas" and n.names[0].name == "advise"
+               for n in tree.body), first[:200]
+    assert any(isinstance(n, ast.Expr) and ast.unparse(n.value) == "advise()" for n in tree.body), first[:200]
+
+
+def test_the_graders_sandbox_can_import_advise():
+    """The exercises' first cell imports mhacourse.blas: the graded view of every lesson holds it."""
+    from mhacourse.grading.view import bound_modules
+
+    for lesson in ("01", "05", "08"):
+        assert "mhacourse.blas" in bound_modules(lesson)

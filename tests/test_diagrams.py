@@ -117,6 +117,51 @@ def test_sizes_that_do_not_split_into_heads_are_refused(plot):
         plot(dims=10, num_heads=4)
 
 
+def test_transformer_overview_names_every_part_in_words_and_saves_a_picture():
+    fig = diagrams.plot_transformer_overview()
+    shown = "\n".join(texts(fig))
+    for words in ("a transformer block (pre-norm)", "LayerNorm", "multi-head attention", "MLP",
+                  "residual: x + attention(norm(x))", "residual: x + MLP(norm(x))", "queries", "keys", "values",
+                  "encoder self-attention", "masked self-attention", "causal mask", "cross-attention",
+                  "queries from the decoder", "keys and values\nfrom the encoder", "encoder output"):
+        assert words in shown, words
+    assert shown.count("multi-head attention") == 5     # the block's, and three in the encoder-decoder + key
+    # Only Okabe-Ito colours (and greys) fill boxes and arrows, so red-green colour blindness loses nothing.
+    allowed = {matplotlib.colors.to_hex(c) for c in (*diagrams.OKABE_ITO.values(), "#DDDDDD", "#333333", "white", "black")}
+    fills = {matplotlib.colors.to_hex(patch.get_facecolor(), keep_alpha=False)
+             for patch in fig.findobj(matplotlib.patches.Patch) if patch.get_fill()}
+    fills.discard("#ffffff")
+    assert fills <= allowed, fills - allowed
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = figure_to_png(fig, dpi=80)
+    (ARTIFACTS / "transformer_overview.png").write_bytes(png)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_the_overview_draws_the_blocks_the_course_trains():
+    """Left panel = capstone.TransformerBlock; cross-attention = seq2seq's: queries from x, keys/values memory."""
+    from mhacourse.capstone import TransformerBlock
+    from mhacourse.seq2seq import _Block
+
+    mx.random.seed(0)
+    x = mx.random.normal((2, 5, 8))                                    # (B, L, dims)
+    block = TransformerBlock(8, 2)
+    h = block.attention_norm(x)
+    x1 = x + block.attention(h, h, h, mask="causal")                   # norm -> MHA -> residual add
+    expected = x1 + block.mlp(block.mlp_norm(x1))                      # norm -> MLP -> residual add
+    assert mx.allclose(block(x)[0], expected, atol=1e-5)
+
+    decoder = _Block(8, 2, cross=True)
+    memory = mx.random.normal((2, 7, 8))                               # encoder output (B, L_k, dims)
+    h = decoder.self_norm(x)
+    x1 = x + decoder.self_attention(h, h, h, mask="causal")
+    x2 = x1 + decoder.cross_attention(decoder.cross_norm(x1), memory, memory)   # queries: decoder
+    expected = x2 + decoder.mlp(decoder.mlp_norm(x2))
+    out, weights = decoder(x, "causal", memory)
+    assert mx.allclose(out, expected, atol=1e-5)
+    assert weights.shape == (2, 2, 5, 7)                               # (B, H, L_q, L_k)
+
+
 def all_diagrams():
     q = mx.array([[1, 0], [0, 2], [1, 1]])
     kv = mx.array([[1, 0], [0, 1], [2, 1]])
@@ -126,6 +171,7 @@ def all_diagrams():
         "reshape_mistake": diagrams.plot_reshape_mistake(),
         "worked_example": diagrams.plot_worked_example(q, kv, kv, tokens=["a", "b", "c"]),
         "packed_in_proj": diagrams.plot_packed_in_proj(),
+        "transformer_overview": diagrams.plot_transformer_overview(),
     }
 
 

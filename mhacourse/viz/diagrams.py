@@ -34,12 +34,17 @@ __all__ = [
     "plot_packed_in_proj",
     "plot_induction_training",
     "plot_ablation",
+    "OKABE_ITO",
+    "plot_transformer_overview",
 ]
 
 HEAD_COLOURS = matplotlib.colormaps["tab10"].colors
 KIND_COLOURS = {"model": "#dbe9f6", "heads": "#fde3c8", "weights": "#d9f0d3"}
 QKV_COLOURS = {"q": "#4c78a8", "k": "#f58518", "v": "#54a24b"}
 FONT = 12
+# Okabe & Ito's palette: its colours stay apart under red-green (and blue-yellow) colour blindness.
+OKABE_ITO = {"orange": "#E69F00", "sky blue": "#56B4E9", "bluish green": "#009E73", "yellow": "#F0E442",
+             "blue": "#0072B2", "vermillion": "#D55E00", "reddish purple": "#CC79A7", "grey": "#999999"}
 
 
 def _figure(width, height):
@@ -582,4 +587,151 @@ def plot_ablation(effects, labels=None):
     ax.set_ylim(min(0.0, *change) - 0.1, max(change) * 1.2 + 0.2)
     ax.set_ylabel("loss change on the repeated part (nats)", fontsize=FONT - 2)
     ax.set_title(f"switch one head off (all heads on: {effects['none']:.2f} nats)", fontsize=FONT)
+    return fig
+
+
+# What each kind of box in the overview is, and its colour (every box also says what it is in words).
+OVERVIEW_PARTS = {
+    "attention": OKABE_ITO["orange"],
+    "norm": OKABE_ITO["sky blue"],
+    "mlp": OKABE_ITO["bluish green"],
+    "add": OKABE_ITO["yellow"],
+    "io": "#DDDDDD",
+}
+QUERY_COLOUR, KEY_VALUE_COLOUR = OKABE_ITO["vermillion"], OKABE_ITO["blue"]
+
+
+def _overview_box(ax, centre, width, height, text, part, font=FONT - 1):
+    """A labelled box centred at ``centre``; attention boxes get a thick border."""
+    x, y = centre
+    attention = part == "attention"
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.06",
+                                facecolor=to_rgba(OVERVIEW_PARTS[part], 0.45 if part != "io" else 1.0),
+                                edgecolor="black" if attention else "#555555", linewidth=2.2 if attention else 1.0))
+    ax.text(x, y, text, ha="center", va="center", fontsize=font, weight="bold" if attention else "normal")
+    return (x, y - height / 2), (x, y + height / 2)      # bottom and top middle
+
+
+def _overview_arrow(ax, start, end, colour="#333333", label=None, label_at=0.5, side="left", connection=None,
+                    style="-|>"):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=13, color=colour, lw=1.6,
+                                 shrinkA=1, shrinkB=1, connectionstyle=connection or "arc3"))
+    if label:
+        x = start[0] + (end[0] - start[0]) * label_at
+        y = start[1] + (end[1] - start[1]) * label_at
+        ax.text(x + (-0.12 if side == "left" else 0.12), y, label, ha="right" if side == "left" else "left",
+                va="center", fontsize=FONT - 3, color=colour, style="italic")
+
+
+def _residual_add(ax, centre, radius=0.28):
+    ax.add_patch(matplotlib.patches.Circle(centre, radius, facecolor=to_rgba(OVERVIEW_PARTS["add"], 0.8),
+                                           edgecolor="#555555"))
+    ax.text(*centre, "+", ha="center", va="center", fontsize=FONT + 2, weight="bold")
+    return (centre[0], centre[1] - radius), (centre[0], centre[1] + radius)
+
+
+def _block_column(ax, x, y):
+    """A pre-norm transformer block from ``y`` upwards at ``x``; returns the top of its output arrow."""
+    width = 4.2
+    _overview_box(ax, (x, y), width, 0.6, "input x   (B, L, dims)", "io")
+    _, norm_top = _overview_box(ax, (x, y + 1.3), 2.6, 0.6, "LayerNorm", "norm")
+    _overview_arrow(ax, (x, y + 0.36), (x, y + 0.95))
+    mha_bottom, mha_top = _overview_box(ax, (x, y + 2.95), width, 0.95,
+                                        "multi-head attention\n(this course's layer)", "attention")
+    for dx, name, colour in ((-1.3, "queries", QUERY_COLOUR), (0.0, "keys", KEY_VALUE_COLOUR),
+                             (1.3, "values", KEY_VALUE_COLOUR)):
+        _overview_arrow(ax, (x, norm_top[1] + 0.02), (x + dx, mha_bottom[1] - 0.06), colour=colour)
+        ax.text(x + dx + (0.1 if dx >= 0 else -0.1), mha_bottom[1] - 0.2, name, fontsize=FONT - 3, color=colour,
+                ha="left" if dx >= 0 else "right", va="center", style="italic")
+    add1_bottom, add1_top = _residual_add(ax, (x, y + 4.35))
+    _overview_arrow(ax, mha_top, add1_bottom)
+    _, norm2_top = _overview_box(ax, (x, y + 5.3), 2.6, 0.6, "LayerNorm", "norm")
+    _overview_arrow(ax, add1_top, (x, y + 4.96))
+    mlp_bottom, mlp_top = _overview_box(ax, (x, y + 6.5), width, 0.8, "MLP\nLinear → GELU → Linear", "mlp")
+    _overview_arrow(ax, norm2_top, mlp_bottom)
+    add2_bottom, add2_top = _residual_add(ax, (x, y + 7.7))
+    _overview_arrow(ax, mlp_top, add2_bottom)
+    _overview_box(ax, (x, y + 8.7), width, 0.6, "output   (B, L, dims)", "io")
+    _overview_arrow(ax, add2_top, (x, y + 8.36))
+    # The residual (skip) connections go around each sub-layer.
+    skip = x + width / 2 + 0.45
+    for start, end, name in ((y + 0.7, y + 4.35, "residual: x + attention(norm(x))"),
+                             (y + 4.7, y + 7.7, "residual: x + MLP(norm(x))")):
+        ax.plot([x, skip, skip], [start, start, end], color="#333333", lw=1.4, ls="--")
+        _overview_arrow(ax, (skip, end), (x + 0.3, end))
+        ax.text(skip + 0.12, (start + end) / 2, name, rotation=90, ha="left", va="center", fontsize=FONT - 3)
+
+
+def plot_transformer_overview():
+    """Where multi-head attention sits: in a pre-norm transformer block and in an encoder–decoder.
+
+    Left, one pre-norm block (as ``mhacourse.capstone.TransformerBlock`` computes it): LayerNorm →
+    multi-head attention → residual add → LayerNorm → MLP → residual add. Right, an encoder–decoder (as
+    ``mhacourse.seq2seq`` builds it): the encoder's self-attention, the decoder's masked (causal)
+    self-attention, and cross-attention, whose queries come from the decoder and whose keys and values
+    come from the encoder's output. Every multi-head attention is an orange box with a thick border.
+    The colours are Okabe and Ito's, which stay distinct under red–green colour blindness, and every
+    box and arrow is also labelled in words.
+
+    Returns:
+        matplotlib.figure.Figure: The two pictures side by side, read from the bottom up.
+    """
+    fig, ax = _canvas(15.5, 8.6)
+    ax.set_xlim(-0.4, 26.6)
+    ax.set_ylim(-1.25, 13.6)
+    ax.text(3.4, 13.1, "a transformer block (pre-norm)", ha="center", fontsize=FONT + 2, weight="bold")
+    _block_column(ax, 3.0, 2.4)
+    ax.text(3.4, 11.95, "stacked N times; read from the bottom up", ha="center", fontsize=FONT - 2)
+
+    ax.text(18.3, 13.1, "an encoder–decoder (translation, reversal, ...)", ha="center", fontsize=FONT + 2,
+            weight="bold")
+    enc, dec, w = 13.3, 21.3, 4.6
+    # Encoder, bottom up.
+    _overview_box(ax, (enc, 0.2), w, 0.6, "source tokens   (B, L_k)", "io")
+    _, emb_top = _overview_box(ax, (enc, 1.4), w, 0.6, "embedding + positions", "io")
+    _overview_arrow(ax, (enc, 0.56), (enc, 1.04))
+    sa_bottom, sa_top = _overview_box(ax, (enc, 3.5), w, 1.1,
+                                      "encoder self-attention\n(multi-head attention;\nqueries = keys = values)",
+                                      "attention")
+    _overview_arrow(ax, emb_top, sa_bottom)
+    ax.text(enc + 0.15, 2.45, "mask: padding only", ha="left", fontsize=FONT - 3, style="italic")
+    _, emlp_top = _overview_box(ax, (enc, 5.5), w, 0.7, "MLP", "mlp")
+    _overview_arrow(ax, sa_top, (enc, 5.09))
+    memory_bottom, memory_top = _overview_box(ax, (enc, 7.6), w, 0.8,
+                                              "encoder output\n(B, L_k, dims)", "io")
+    _overview_arrow(ax, emlp_top, memory_bottom)
+    ax.add_patch(FancyBboxPatch((enc - w / 2 - 0.35, 2.1), w + 0.7, 4.2, boxstyle="round,pad=0.05", fill=False,
+                                edgecolor="#777777", ls=":", lw=1.2))
+    ax.text(enc - w / 2 - 0.35, 6.6, "× N encoder blocks", fontsize=FONT - 2, va="center")
+    # Decoder, bottom up.
+    _overview_box(ax, (dec, 0.2), w, 0.6, "target tokens so far   (B, L_q)", "io")
+    _, demb_top = _overview_box(ax, (dec, 1.4), w, 0.6, "embedding + positions", "io")
+    _overview_arrow(ax, (dec, 0.56), (dec, 1.04))
+    msa_bottom, msa_top = _overview_box(ax, (dec, 3.5), w, 1.1,
+                                        "masked self-attention\n(multi-head attention;\ncausal mask)", "attention")
+    _overview_arrow(ax, demb_top, msa_bottom)
+    ax.text(dec + 0.15, 2.45, "sees only earlier positions", ha="left", fontsize=FONT - 3, style="italic")
+    cross_bottom, cross_top = _overview_box(ax, (dec, 6.2), w, 1.1,
+                                            "cross-attention\n(multi-head attention:\nL_q queries, L_k keys)",
+                                            "attention")
+    _overview_arrow(ax, msa_top, (dec - 0.9, cross_bottom[1] - 0.06), colour=QUERY_COLOUR,
+                    label="queries from the decoder", label_at=0.45, side="left")
+    _overview_arrow(ax, (memory_top[0] + w / 2 + 0.05, memory_top[1] - 0.4), (dec - w / 2 - 0.08, 6.0),
+                    colour=KEY_VALUE_COLOUR, connection="arc3,rad=-0.15")
+    ax.text((enc + dec) / 2 + 0.1, 7.55, "keys and values\nfrom the encoder", ha="center", va="bottom",
+            fontsize=FONT - 3, color=KEY_VALUE_COLOUR, style="italic")
+    _, dmlp_top = _overview_box(ax, (dec, 8.3), w, 0.7, "MLP", "mlp")
+    _overview_arrow(ax, cross_top, (dec, 7.89))
+    ax.add_patch(FancyBboxPatch((dec - w / 2 - 0.35, 2.1), w + 0.7, 6.85, boxstyle="round,pad=0.05", fill=False,
+                                edgecolor="#777777", ls=":", lw=1.2))
+    ax.text(dec + w / 2 + 0.5, 5.5, "× N decoder blocks", fontsize=FONT - 2, va="center", rotation=90)
+    _, head_top = _overview_box(ax, (dec, 10.0), w, 0.6, "Linear + softmax", "io")
+    _overview_arrow(ax, dmlp_top, (dec, 9.64))
+    _overview_box(ax, (dec, 11.2), w, 0.6, "next-token probabilities", "io")
+    _overview_arrow(ax, head_top, (dec, 10.84))
+    ax.text(18.3, 11.95, "in each block, every box also has a LayerNorm before it and a residual add after it",
+            ha="center", fontsize=FONT - 3)
+    ax.text(13.0, -1.0, "orange, thick border: one multi-head attention layer (mlx.nn.MultiHeadAttention)   ·   "
+            "blue: LayerNorm   ·   green: MLP   ·   yellow +: residual add   ·   grey: inputs and outputs",
+            ha="center", fontsize=FONT - 2)
     return fig
