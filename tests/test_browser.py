@@ -225,6 +225,18 @@ def test_compare_and_stepper_render(lab):
     stepper.screenshot(path=str(ARTIFACTS / "9_stepper_output.png"))
 
 
+def test_static_pictures_are_kept_but_hidden_where_the_widget_runs(lab):
+    page, _, _ = lab
+    pictures = page.evaluate("""() => [...document.querySelectorAll('img.mha-static-picture')].map(img => ({
+        alt: img.alt, height: img.getBoundingClientRect().height,
+        output: img.closest('.jp-OutputArea-child').getBoundingClientRect().height}))""")
+    assert len(pictures) == EXPLORERS, pictures  # one under each explorer, for nbconvert and nbviewer
+    assert all(p["height"] == 0 and p["output"] == 0 for p in pictures), pictures  # explorer.css hides them
+    assert all(p["alt"].startswith("Attention explorer") for p in pictures)
+    # The cell after the explorer set its mask from Python: the picture above was redrawn to match.
+    assert "mask: causal" in pictures[0]["alt"], pictures[0]["alt"]
+
+
 def test_save_html_opens_offline_and_shows_the_matrix(lab, tmp_path):
     from mhacourse.viz import AttentionExplorer
     from mhacourse.viz.demo import demo_layer

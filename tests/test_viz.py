@@ -378,28 +378,63 @@ def test_the_javascript_ships_inside_the_package():
     assert AttentionExplorer._esm == HERE / "explorer.js" or "export default" in str(AttentionExplorer._esm)
 
 
-def test_static_fallback_is_a_png_of_all_heads(setup):
+def test_explorer_displays_the_widget_then_a_labelled_picture(setup):
     from IPython.core.formatters import DisplayFormatter
+    from IPython.core.interactiveshell import InteractiveShell
 
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    data, _ = DisplayFormatter().format(explorer)
-    assert "application/vnd.jupyter.widget-view+json" in data
-    png = base64.b64decode(data["image/png"])
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-    assert "4 heads" in data["text/plain"]
-    labels = [t.get_text() for t in explorer.static_figure().axes[0].get_xticklabels()]
-    assert labels == ["head 0", "head 1", "head 2", "head 3"]
+    data = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data and "4 heads" in data["text/plain"]
+    assert DisplayFormatter().format(explorer) == ({}, {})  # _ipython_display_ shows both outputs
+    shell = InteractiveShell.instance()
+    published = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: published.append((data, kw))
+    try:
+        explorer._ipython_display_()
+        widget, (picture, options) = published
+        assert "application/vnd.jupyter.widget-view+json" in widget[0]
+        png = base64.b64decode(picture["image/png"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        assert 'class="mha-static-picture"' in picture["text/html"] and 'alt="Attention explorer' in picture["text/html"]
+        assert options["transient"]["display_id"] == explorer._picture_id
+        # A change from Python redraws it once, when the cell ends (post_execute), under the same id.
+        published.clear()
+        explorer.mask, explorer.head = "causal", 2
+        assert not published
+        shell.events.trigger("post_execute")
+        (update, options), = published
+        assert options["update"] and options["transient"]["display_id"] == explorer._picture_id
+        assert "head 2 of 4" in update["text/plain"] and "mask: causal" in update["text/plain"]
+    finally:
+        del shell.display_pub.publish
 
 
-def test_static_fallback_pools_long_inputs():
-    weights = np.zeros((2, 3, 300, 300), dtype=np.float32)
-    weights[..., np.arange(300), np.arange(300)] = 1.0  # one-hot diagonals
+def test_static_picture_labels_tokens_and_greys_masked_keys(setup):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x, tokens=TOKENS)
+    explorer.mask, explorer.head = "causal", 1
+    fig = explorer.static_figure()
+    main = fig.axes[0]
+    assert [t.get_text() for t in main.get_xticklabels()] == TOKENS
+    assert [t.get_text() for t in main.get_yticklabels()] == TOKENS
+    assert (main.get_xlabel(), main.get_ylabel()) == ("key", "query")
+    assert "head 1 of 4" in fig.texts[0].get_text() and "mask: causal" in fig.texts[1].get_text()
+    assert "square-root" in fig.axes[1].get_ylabel()  # the colour bar names its scale
+    image = np.ma.filled(main.images[0].get_array(), np.nan)
+    assert np.isnan(image[0, 1]) and not np.isnan(image[1, 0])  # above the diagonal: masked, grey
+    assert any(t.get_text() == "masked" for legend in fig.legends for t in legend.get_texts())
+    heads = [t.get_text() for t in fig.axes[2].get_yticklabels()]
+    assert heads == ["head 0", "head 1", "head 2", "head 3"]
+
+
+def test_static_picture_pools_long_inputs():
+    weights = np.zeros((2, 3, 600, 600), dtype=np.float32)
+    weights[..., np.arange(600), np.arange(600)] = 1.0  # one-hot diagonals
     fig = AttentionExplorer(weights=list(weights)).static_figure()
-    image = fig.axes[0].images[0].get_array()
-    assert "pooled to 100 × 100" in fig.axes[0].get_title()
-    assert image.shape == (2 * 100 + 12, 3 * 100 + 2 * 12)
-    assert np.nanmax(image) == 1.0  # max-pooling keeps the peaks
+    image = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    assert "max-pooled over blocks of 3 × 3" in fig.texts[1].get_text()
+    assert image.shape == (200, 200) and np.nanmax(image) == 1.0  # max-pooling keeps the peaks
 
 
 def test_static_views_name_heads_and_layers():
