@@ -752,3 +752,71 @@ def test_a_control_change_sends_only_the_layer_or_the_grid_shown(comm):
         np.testing.assert_allclose(thumbs[layer], full.reshape(heads, 64, 60, 5).max(-1), atol=2 / 255)
     keep = np.frombuffer(buffers[("_thumb_keep",)], np.uint8).reshape(64, 60)
     np.testing.assert_array_equal(keep, causal[rows].reshape(64, 60, 5).any(-1))
+
+
+def test_neuron_view_sends_one_heads_queries_and_keys_on_demand(setup, comm):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x, tokens=TOKENS)
+    assert explorer._meta["has_vectors"] and not len(explorer._vectors)  # nothing sent at build
+    sent = len(comm[-1].messages)
+    explorer._want_vectors = "0:2"  # the browser asks for head 2's vectors
+    data, buffers = comm[-1].messages[-1]
+    assert len(comm[-1].messages) == sent + 2  # its request echoed, then one answer
+    assert data["state"]["_vectors_meta"] == {"layer": 0, "head": 2, "dims": 8, "n_queries": 9, "n_keys": 9}
+    (vectors,) = buffers
+    assert memoryview(vectors).nbytes == (9 + 9) * 8 * 4  # one head: Lq x D_h and Lk x D_h, float32
+    values = np.frombuffer(vectors, np.float32)
+    q, k = values[:72].reshape(9, 8), values[72:].reshape(9, 8)
+    # Independent: the layer's query and key projections, split into heads as MLX does.
+    q_ref = np.array(x[0] @ layer.query_proj.weight.T).reshape(9, 4, 8)[:, 2]
+    k_ref = np.array(x[0] @ layer.key_proj.weight.T).reshape(9, 4, 8)[:, 2]
+    np.testing.assert_allclose(q, q_ref, atol=1e-5)
+    np.testing.assert_allclose(k, k_ref, atol=1e-5)
+    # What the view draws: the products q_d k_d of a cell add up, times the scale, to its score.
+    products = q[5] * k[3]  # (D_h,)
+    scores = SCALE * q @ k.T
+    assert products.sum() * SCALE == pytest.approx(scores[5, 3], rel=1e-5)
+    np.testing.assert_allclose(softmax(scores), explorer.state.weights[2], atol=1e-5)
+    precomputed = AttentionExplorer(weights=explorer.state.weights)
+    assert not precomputed._meta["has_vectors"]
+    precomputed._want_vectors = "0:1"
+    assert "precomputed weights carry no queries or keys" in precomputed._vectors_meta["error"]
+
+
+def test_encoder_decoder_input_different_query_and_key_tokens(setup):
+    layer, _ = setup
+    source_tokens = "le chat est assis sur le tapis rouge ici".split()  # 9 keys (encoder)
+    target_tokens = "the cat sat down".split()  # 4 queries (decoder)
+    mx.random.seed(5)
+    encoded = mx.random.normal((1, len(source_tokens), 32))
+    decoded = mx.random.normal((1, len(target_tokens), 32))
+    explorer = AttentionExplorer(layer, decoded, encoded, tokens=target_tokens, key_tokens=source_tokens)
+    assert (explorer.source.n_queries, explorer.source.n_keys) == (4, 9)
+    assert explorer._meta["query_labels"] == target_tokens and explorer._meta["key_labels"] == source_tokens
+    # Independent NumPy: queries from the decoder, keys from the encoder.
+    q = np.array(decoded[0] @ layer.query_proj.weight.T).reshape(4, 4, 8).transpose(1, 0, 2)
+    k = np.array(encoded[0] @ layer.key_proj.weight.T).reshape(9, 4, 8).transpose(1, 0, 2)
+    expected = softmax(SCALE * q @ k.transpose(0, 2, 1))  # (H, 4, 9)
+    _, returned = layer(decoded, encoded, encoded, return_weights=True)
+    np.testing.assert_allclose(np.array(returned[0]), expected, atol=1e-5)
+    np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(), expected, atol=ATOL_16)
+    # A causal mask with L_q != L_k is aligned to the lower right (as in MLX): query i sees keys <= i + 5.
+    explorer.mask = "causal"
+    weights = explorer.state.weights
+    blocked = np.arange(9)[None, :] > np.arange(4)[:, None] + 5
+    assert np.all(weights[:, blocked] == 0) and np.all(weights[:, ~blocked] > 0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    # Padding keeps the first valid_keys keys of the encoder.
+    explorer.mask, explorer.valid_keys = "padding", 6
+    assert np.all(explorer.state.weights[..., 6:] == 0)
+    # The grid's thumbnails, the picture and the neuron view all use both lengths.
+    assert explorer._meta["thumb_rows"] == 4 and explorer._meta["thumb_cols"] == 9
+    fig = explorer.static_figure()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == source_tokens
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == target_tokens
+    assert "4 queries × 9 keys" in explorer.picture_description()
+    q0, k0 = explorer.vectors(head=0)
+    assert q0.shape == (4, 8) and k0.shape == (9, 8)
+    with pytest.raises(ValueError, match="key_tokens has 4 entries"):
+        AttentionExplorer(layer, decoded, encoded, tokens=target_tokens, key_tokens=target_tokens)

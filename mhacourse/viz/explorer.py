@@ -14,7 +14,10 @@ the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
 to the kernel, which recomputes and answers with what is shown only: the
 layer on screen, or the grid's thumbnails. ``view``, ``layer``,
 ``head``, ``query`` and ``large`` can be set from Python to steer the
-browser; the browser does not report its own changes back.
+browser; the browser does not report its own changes back. The neuron view
+(**q·k**) asks the kernel once per head for that head's queries and keys
+(:meth:`AttentionExplorer.vectors`); the lines view overlays up to eight
+heads in the Okabe-Ito colours without asking anything.
 
 Under the widget, in its own output, the explorer shows a labelled static
 picture (:mod:`mhacourse.viz.picture`): what nbconvert, nbviewer and GitHub
@@ -175,6 +178,11 @@ class ExplorerBase(anywidget.AnyWidget):
     _thumb_keep = traitlets.Any(b"").tag(sync=True)
     _thumbs_generation = traitlets.Int(-1).tag(sync=True)
     _want = traitlets.Unicode("").tag(sync=True)
+    # The neuron view, on demand: the browser asks for one head's vectors ("layer:head"); the kernel
+    # answers with that head's queries and keys as float32 (Lq x D_h, then Lk x D_h) in ``_vectors``.
+    _want_vectors = traitlets.Unicode("").tag(sync=True)
+    _vectors = traitlets.Any(b"").tag(sync=True)
+    _vectors_meta = traitlets.Dict().tag(sync=True)
 
     _picture_id = None  # the display id of the static picture, once displayed
 
@@ -217,6 +225,7 @@ class ExplorerBase(anywidget.AnyWidget):
                 "mask_labels": {"given": given_label} if given is not None else {},
                 "colormap": _colour_map(CMAP), "diverging": _colour_map(DIVERGING),
                 "colormap_name": CMAP, "diverging_name": "RdBu",
+                "has_vectors": self.kind == "explorer" and isinstance(source, LayerSource),
                 **self._thumb_meta(),
                 **(meta or {}),
             },
@@ -473,6 +482,7 @@ class AttentionExplorer(ExplorerBase):
         self._sent = self._settings()
         self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys", "_request"])
         self.observe(self._on_steer, names=["layer", "view"])
+        self.observe(self._on_want_vectors, names=["_want_vectors"])
 
     # -- the kernel's only job: new weights ----------------------------------------------------
 
@@ -536,6 +546,51 @@ class AttentionExplorer(ExplorerBase):
             self._note = self.source.note(self.scale)
             self._error = ""
             self._revision += 1
+
+    def vectors(self, head=None, layer=0):
+        """One head's queries and keys: what the neuron view draws behind a weight.
+
+        The score of query ``i`` and key ``j`` is ``scale * sum_d q[i, d] * k[j, d]``:
+        the view shows each product ``q[i, d] * k[j, d]``.
+
+        Args:
+            head (int, optional): Default: the head shown.
+            layer (int): Only ``0``: a layer's explorer has one layer.
+
+        Returns:
+            tuple(np.ndarray, np.ndarray): ``q`` of shape ``(Lq, D_h)`` and ``k``
+            of shape ``(Lk, D_h)``, float32.
+
+        Raises:
+            ValueError: For precomputed weights, which carry no vectors.
+        """
+        import mlx.core as mx
+
+        s = self.source
+        if not isinstance(s, LayerSource):
+            raise ValueError("precomputed weights carry no queries or keys: give the layer and its inputs "
+                             "to see the vectors behind a weight.")
+        head = self.head if head is None else head
+        if layer != 0 or not 0 <= head < s.num_heads:
+            raise ValueError(f"no head {head} in layer {layer}: the explorer has 1 layer of {s.num_heads} heads.")
+        group = s.num_heads // s.k.shape[1]  # grouped-query attention: head h reads key head h // group
+        q = np.array(s.q[0, head].astype(mx.float32))
+        k = np.array(s.k[0, head // group].astype(mx.float32))
+        return q, k
+
+    def _on_want_vectors(self, change):
+        layer, _, head = (self._want_vectors or "").partition(":")
+        if not (layer.isdigit() and head.isdigit()):
+            return
+        try:
+            q, k = self.vectors(int(head), int(layer))
+        except ValueError as error:
+            self._vectors_meta = {"layer": int(layer), "head": int(head), "error": str(error)}
+            return
+        with self.hold_sync():
+            self._vectors = memoryview(np.concatenate([q.ravel(), k.ravel()])).cast("B")
+            self._vectors_meta = {"layer": int(layer), "head": int(head), "dims": int(q.shape[1]),
+                                  "n_queries": int(q.shape[0]), "n_keys": int(k.shape[0])}
 
     @classmethod
     def compare(cls, yours, reference, *, tokens=None, key_tokens=None, large=False):
