@@ -225,6 +225,20 @@ def test_compare_and_stepper_render(lab):
     stepper.screenshot(path=str(ARTIFACTS / "9_stepper_output.png"))
 
 
+def test_static_pictures_are_kept_but_hidden_where_the_widget_runs(lab):
+    page, _, _ = lab
+    # The last cell's picture follows its widget: wait for all of them.
+    page.wait_for_function(f"document.querySelectorAll('img.mha-static-picture').length === {EXPLORERS}")
+    pictures = page.evaluate("""() => [...document.querySelectorAll('img.mha-static-picture')].map(img => ({
+        alt: img.alt, height: img.getBoundingClientRect().height,
+        output: img.closest('.jp-OutputArea-child').getBoundingClientRect().height}))""")
+    assert len(pictures) == EXPLORERS, pictures  # one under each explorer, for nbconvert and nbviewer
+    assert all(p["height"] == 0 and p["output"] == 0 for p in pictures), pictures  # explorer.css hides them
+    assert all(p["alt"].startswith("Attention explorer") for p in pictures)
+    # The cell after the explorer set its mask from Python: the picture above was redrawn to match.
+    assert "mask: causal" in pictures[0]["alt"], pictures[0]["alt"]
+
+
 def test_save_html_opens_offline_and_shows_the_matrix(lab, tmp_path):
     from mhacourse.viz import AttentionExplorer
     from mhacourse.viz.demo import demo_layer
@@ -345,3 +359,37 @@ def test_exported_png_carries_the_title(lab):
 
     with Image.open(path) as image:
         assert image.height == page.evaluate(f"(k) => ({JS_EXPLORER})(k).base.height", 0) + band["extra"]
+
+
+def test_lines_overlay_heads_and_the_query_key_vectors(lab):
+    page, _, _ = lab
+    main = explorer(page, 0)
+    main.scroll_into_view_if_needed()
+    main.locator("button[data-view='lines']").click()
+    main.locator("button.mha-overlay").click()
+    overlaid = main.get_attribute("data-overlay").split(",")
+    assert len(overlaid) == 8 and len(set(overlaid)) == 8  # every head of the demo layer, one colour each
+    colours = page.evaluate(f"""(k) => {{
+        const c = ({JS_EXPLORER})(k).overlay, d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const seen = new Set();
+        for (let p = 0; p < d.length; p += 4) if (d[p + 3] > 200) seen.add((d[p] >> 5) * 64 + (d[p + 1] >> 5) * 8 + (d[p + 2] >> 5));
+        return seen.size;
+    }}""", 0)
+    assert colours >= 8, colours
+    main.screenshot(path=str(ARTIFACTS / "10_lines_overlay.png"))
+    main.locator("button.mha-overlay").click()  # off again
+    assert main.get_attribute("data-overlay") is None
+    # The neuron view: asks the kernel once for this head's vectors, then hover needs nothing.
+    main.locator("button[data-view='heatmap']").click()
+    main.locator("button.mha-vector-toggle").click()
+    page.wait_for_function("!document.querySelector('.mha-explorer .mha-vectors').innerText.includes('asking')")
+    x, y = cell_centre(page, 0, 5, 4)
+    page.mouse.move(x, y)
+    page.wait_for_function("document.querySelector('.mha-explorer').dataset.vectors !== undefined")
+    head = int(main.get_attribute("data-vectors").split(":")[1])
+    rows = main.locator(".mha-vector-table tr[data-dim]")
+    assert rows.count() == 16  # D_h = 128 / 8
+    text = main.locator(".mha-vectors").inner_text()
+    assert f"head {head}" in text and "score = scale × Σ" in text
+    main.screenshot(path=str(ARTIFACTS / "11_query_key_vectors.png"))
+    main.locator("button.mha-vector-toggle").click()

@@ -378,28 +378,63 @@ def test_the_javascript_ships_inside_the_package():
     assert AttentionExplorer._esm == HERE / "explorer.js" or "export default" in str(AttentionExplorer._esm)
 
 
-def test_static_fallback_is_a_png_of_all_heads(setup):
+def test_explorer_displays_the_widget_then_a_labelled_picture(setup):
     from IPython.core.formatters import DisplayFormatter
+    from IPython.core.interactiveshell import InteractiveShell
 
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)
-    data, _ = DisplayFormatter().format(explorer)
-    assert "application/vnd.jupyter.widget-view+json" in data
-    png = base64.b64decode(data["image/png"])
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-    assert "4 heads" in data["text/plain"]
-    labels = [t.get_text() for t in explorer.static_figure().axes[0].get_xticklabels()]
-    assert labels == ["head 0", "head 1", "head 2", "head 3"]
+    data = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data and "4 heads" in data["text/plain"]
+    assert DisplayFormatter().format(explorer) == ({}, {})  # _ipython_display_ shows both outputs
+    shell = InteractiveShell.instance()
+    published = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: published.append((data, kw))
+    try:
+        explorer._ipython_display_()
+        widget, (picture, options) = published
+        assert "application/vnd.jupyter.widget-view+json" in widget[0]
+        png = base64.b64decode(picture["image/png"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        assert 'class="mha-static-picture"' in picture["text/html"] and 'alt="Attention explorer' in picture["text/html"]
+        assert options["transient"]["display_id"] == explorer._picture_id
+        # A change from Python redraws it once, when the cell ends (post_execute), under the same id.
+        published.clear()
+        explorer.mask, explorer.head = "causal", 2
+        assert not published
+        shell.events.trigger("post_execute")
+        (update, options), = published
+        assert options["update"] and options["transient"]["display_id"] == explorer._picture_id
+        assert "head 2 of 4" in update["text/plain"] and "mask: causal" in update["text/plain"]
+    finally:
+        del shell.display_pub.publish
 
 
-def test_static_fallback_pools_long_inputs():
-    weights = np.zeros((2, 3, 300, 300), dtype=np.float32)
-    weights[..., np.arange(300), np.arange(300)] = 1.0  # one-hot diagonals
+def test_static_picture_labels_tokens_and_greys_masked_keys(setup):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x, tokens=TOKENS)
+    explorer.mask, explorer.head = "causal", 1
+    fig = explorer.static_figure()
+    main = fig.axes[0]
+    assert [t.get_text() for t in main.get_xticklabels()] == TOKENS
+    assert [t.get_text() for t in main.get_yticklabels()] == TOKENS
+    assert (main.get_xlabel(), main.get_ylabel()) == ("key", "query")
+    assert "head 1 of 4" in fig.texts[0].get_text() and "mask: causal" in fig.texts[1].get_text()
+    assert "square-root" in fig.axes[1].get_ylabel()  # the colour bar names its scale
+    image = np.ma.filled(main.images[0].get_array(), np.nan)
+    assert np.isnan(image[0, 1]) and not np.isnan(image[1, 0])  # above the diagonal: masked, grey
+    assert any(t.get_text() == "masked" for legend in fig.legends for t in legend.get_texts())
+    heads = [t.get_text() for t in fig.axes[2].get_yticklabels()]
+    assert heads == ["head 0", "head 1", "head 2", "head 3"]
+
+
+def test_static_picture_pools_long_inputs():
+    weights = np.zeros((2, 3, 600, 600), dtype=np.float32)
+    weights[..., np.arange(600), np.arange(600)] = 1.0  # one-hot diagonals
     fig = AttentionExplorer(weights=list(weights)).static_figure()
-    image = fig.axes[0].images[0].get_array()
-    assert "pooled to 100 × 100" in fig.axes[0].get_title()
-    assert image.shape == (2 * 100 + 12, 3 * 100 + 2 * 12)
-    assert np.nanmax(image) == 1.0  # max-pooling keeps the peaks
+    image = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    assert "max-pooled over blocks of 3 × 3" in fig.texts[1].get_text()
+    assert image.shape == (200, 200) and np.nanmax(image) == 1.0  # max-pooling keeps the peaks
 
 
 def test_static_views_name_heads_and_layers():
@@ -717,3 +752,71 @@ def test_a_control_change_sends_only_the_layer_or_the_grid_shown(comm):
         np.testing.assert_allclose(thumbs[layer], full.reshape(heads, 64, 60, 5).max(-1), atol=2 / 255)
     keep = np.frombuffer(buffers[("_thumb_keep",)], np.uint8).reshape(64, 60)
     np.testing.assert_array_equal(keep, causal[rows].reshape(64, 60, 5).any(-1))
+
+
+def test_neuron_view_sends_one_heads_queries_and_keys_on_demand(setup, comm):
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x, tokens=TOKENS)
+    assert explorer._meta["has_vectors"] and not len(explorer._vectors)  # nothing sent at build
+    sent = len(comm[-1].messages)
+    explorer._want_vectors = "0:2"  # the browser asks for head 2's vectors
+    data, buffers = comm[-1].messages[-1]
+    assert len(comm[-1].messages) == sent + 2  # its request echoed, then one answer
+    assert data["state"]["_vectors_meta"] == {"layer": 0, "head": 2, "dims": 8, "n_queries": 9, "n_keys": 9}
+    (vectors,) = buffers
+    assert memoryview(vectors).nbytes == (9 + 9) * 8 * 4  # one head: Lq x D_h and Lk x D_h, float32
+    values = np.frombuffer(vectors, np.float32)
+    q, k = values[:72].reshape(9, 8), values[72:].reshape(9, 8)
+    # Independent: the layer's query and key projections, split into heads as MLX does.
+    q_ref = np.array(x[0] @ layer.query_proj.weight.T).reshape(9, 4, 8)[:, 2]
+    k_ref = np.array(x[0] @ layer.key_proj.weight.T).reshape(9, 4, 8)[:, 2]
+    np.testing.assert_allclose(q, q_ref, atol=1e-5)
+    np.testing.assert_allclose(k, k_ref, atol=1e-5)
+    # What the view draws: the products q_d k_d of a cell add up, times the scale, to its score.
+    products = q[5] * k[3]  # (D_h,)
+    scores = SCALE * q @ k.T
+    assert products.sum() * SCALE == pytest.approx(scores[5, 3], rel=1e-5)
+    np.testing.assert_allclose(softmax(scores), explorer.state.weights[2], atol=1e-5)
+    precomputed = AttentionExplorer(weights=explorer.state.weights)
+    assert not precomputed._meta["has_vectors"]
+    precomputed._want_vectors = "0:1"
+    assert "precomputed weights carry no queries or keys" in precomputed._vectors_meta["error"]
+
+
+def test_encoder_decoder_input_different_query_and_key_tokens(setup):
+    layer, _ = setup
+    source_tokens = "le chat est assis sur le tapis rouge ici".split()  # 9 keys (encoder)
+    target_tokens = "the cat sat down".split()  # 4 queries (decoder)
+    mx.random.seed(5)
+    encoded = mx.random.normal((1, len(source_tokens), 32))
+    decoded = mx.random.normal((1, len(target_tokens), 32))
+    explorer = AttentionExplorer(layer, decoded, encoded, tokens=target_tokens, key_tokens=source_tokens)
+    assert (explorer.source.n_queries, explorer.source.n_keys) == (4, 9)
+    assert explorer._meta["query_labels"] == target_tokens and explorer._meta["key_labels"] == source_tokens
+    # Independent NumPy: queries from the decoder, keys from the encoder.
+    q = np.array(decoded[0] @ layer.query_proj.weight.T).reshape(4, 4, 8).transpose(1, 0, 2)
+    k = np.array(encoded[0] @ layer.key_proj.weight.T).reshape(9, 4, 8).transpose(1, 0, 2)
+    expected = softmax(SCALE * q @ k.transpose(0, 2, 1))  # (H, 4, 9)
+    _, returned = layer(decoded, encoded, encoded, return_weights=True)
+    np.testing.assert_allclose(np.array(returned[0]), expected, atol=1e-5)
+    np.testing.assert_allclose(explorer.state.weights, expected, atol=1e-5)
+    np.testing.assert_allclose(explorer.shown_weights(), expected, atol=ATOL_16)
+    # A causal mask with L_q != L_k is aligned to the lower right (as in MLX): query i sees keys <= i + 5.
+    explorer.mask = "causal"
+    weights = explorer.state.weights
+    blocked = np.arange(9)[None, :] > np.arange(4)[:, None] + 5
+    assert np.all(weights[:, blocked] == 0) and np.all(weights[:, ~blocked] > 0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    # Padding keeps the first valid_keys keys of the encoder.
+    explorer.mask, explorer.valid_keys = "padding", 6
+    assert np.all(explorer.state.weights[..., 6:] == 0)
+    # The grid's thumbnails, the picture and the neuron view all use both lengths.
+    assert explorer._meta["thumb_rows"] == 4 and explorer._meta["thumb_cols"] == 9
+    fig = explorer.static_figure()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == source_tokens
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == target_tokens
+    assert "4 queries × 9 keys" in explorer.picture_description()
+    q0, k0 = explorer.vectors(head=0)
+    assert q0.shape == (4, 8) and k0.shape == (9, 8)
+    with pytest.raises(ValueError, match="key_tokens has 4 entries"):
+        AttentionExplorer(layer, decoded, encoded, tokens=target_tokens, key_tokens=target_tokens)

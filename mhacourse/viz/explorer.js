@@ -15,6 +15,9 @@ const NAN_COLOUR = 0xffff00ff;
 const MAX_BARS = 48;
 const DEADLINE_MS = 10000; // a kernel request unanswered this long shows an error and a retry button
 const BAR_TICKS = [0, 0.01, 0.05, 0.2, 0.5, 1];
+// Okabe-Ito: eight colours told apart with every common colour vision deficiency (heads overlaid).
+const HEAD_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"];
+const POSITIVE = "#0072B2", NEGATIVE = "#D55E00"; // products q_d k_d in the neuron view
 const VECTOR_CELLS = 4096; // SVG export draws cells as rectangles up to this many, else one image
 
 // ---------------------------------------------------------------- data
@@ -390,6 +393,9 @@ class Explorer {
     this.key = -1;
     this.pinned = false;
     this.step = 3; // stepper: start at the softmax; -1 is Q, K, V
+    this.overlayHeads = null; // lines view: a Set of heads drawn together, each in its colour
+    this.showVectors = false; // the neuron view: q and k behind the hovered weight
+    this.vectorCache = new Map(); // "layer:head" -> {q, k, dims} (asked for on demand)
     this.win = { r0: 0, c0: 0, rows: m.n_queries, cols: m.n_keys };
     this.inFlight = false;
     this.pending = null;
@@ -414,7 +420,8 @@ class Explorer {
     this.side = element("div", "mha-side");
     this.numbers = element("div", "mha-numbers");
     this.bars = element("div", "mha-bars");
-    this.side.append(this.numbers, this.bars);
+    this.vectorBox = element("div", "mha-vectors");
+    this.side.append(this.numbers, this.vectorBox, this.bars);
     this.body.append(this.stage, this.side);
     this.root.append(this.title, this.subtitle, this.toolbar, this.kernelBar, this.body);
     this.basePainter = new CanvasPainter(this.base);
@@ -551,6 +558,16 @@ class Explorer {
         this.ensureData();
       });
     }
+    this.on("change:_vectors_meta", () => {
+      const v = this.model.get("_vectors_meta") || {};
+      const key = `${v.layer}:${v.head}`;
+      if (v.error) this.vectorCache.set(key, { error: v.error });
+      else {
+        const all = typed(this.model.get("_vectors"), Float32Array);
+        this.vectorCache.set(key, { dims: v.dims, q: all.subarray(0, v.n_queries * v.dims), k: all.subarray(v.n_queries * v.dims) });
+      }
+      this.updateSide();
+    });
     this.on("change:large", () => {
       this.root.classList.toggle("mha-large", this.model.get("large"));
       this.redraw();
@@ -958,7 +975,7 @@ class Explorer {
     const yk = (j) => top + (slot.get(j) + 0.5) * (height / nk);
     if (!overlayOnly) this.linesGeo = { r0, nq, nk, xL, xR, top, height, labelW, keys, fit, query: this.query };
     if (!overlayOnly) {
-      painter.size(width, top + height + 8);
+      painter.size(width, top + height + 8 + (this.overlayHeads ? Math.round(font * 1.8) : 0));
       painter.background(this.theme.bg);
       painter.text("queries", xL - 6, 2, { size: font, align: "right", baseline: "top", bold: true });
       painter.text(nk < m.n_keys ? `keys (${nk} strongest of ${m.n_keys})` : "keys", xR + 6, 2, { size: font, baseline: "top", bold: true });
@@ -975,6 +992,25 @@ class Explorer {
       this.root.dataset.linesKeys = keys.join(",");
       if (!(painter instanceof SvgPainter)) return;
     }
+    // Heads overlaid: the selected query's lines from each head, one colour per head, and a legend.
+    if (this.overlayHeads && this.kind === "explorer" && this.codes[this.layer]) {
+      const heads = [...this.overlayHeads];
+      let x = xL;
+      heads.forEach((h, n) => {
+        const colour = HEAD_COLOURS[n % HEAD_COLOURS.length];
+        painter.text(`head ${h}`, x, top + height + 2, { size: font * 0.9, baseline: "top", colour, bold: true });
+        x += Math.round(font * 4.2);
+        if (this.query < r0 || this.query >= r0 + nq) return;
+        const hp = weightsPanel(m, this.codes[this.layer], this.keep, h, this.lut);
+        for (const j of keys) {
+          const w = hp.value(this.query, j);
+          if (w > 0.01) painter.line(xL, yq(this.query) + (n - heads.length / 2) * 1.5, xR, yk(j) + (n - heads.length / 2) * 1.5, colour, Math.max(0.35, Math.min(1, w)), 1 + 4 * w);
+        }
+      });
+      this.root.dataset.overlay = heads.join(",");
+      return;
+    }
+    if (this.root.dataset.overlay) delete this.root.dataset.overlay;
     // The selected query: its lines on top, opacity = weight.
     if (this.query >= r0 && this.query < r0 + nq) {
       painter.rect(0, yq(this.query) - rowPx / 2, xL - 2, rowPx, "rgba(255,64,64,0.25)");
@@ -1114,6 +1150,7 @@ class Explorer {
       lines.push(`hover: ${label(rowLabels, q)} → ${label(colLabels, this.key)}: <b>${fmt(p.value(q, this.key), 4)}</b>`);
     }
     this.numbers.innerHTML = lines.join("<br>");
+    this.drawVectors();
     this.drawBars(p, rowLabels, colLabels);
   }
 
@@ -1218,6 +1255,18 @@ class Explorer {
         this.buttons.view.push(b);
         g.append(b);
       }
+      if (m.num_heads > 1) {
+        this.overlayButton = button("overlay heads", "lines view: several heads at once, one colour each "
+          + "(then click head numbers to add or remove them)", () => this.toggleOverlay());
+        this.overlayButton.classList.add("mha-overlay");
+        g.append(this.overlayButton);
+      }
+      if (m.has_vectors) {
+        this.vectorButton = button("q·k", "the query and key vectors behind the hovered weight, "
+          + "and their product in each dimension (asks the kernel for this head's vectors)", () => this.toggleVectors());
+        this.vectorButton.classList.add("mha-vector-toggle");
+        g.append(this.vectorButton);
+      }
     }
     if (this.kind === "stepper") {
       const g = group("step");
@@ -1245,7 +1294,8 @@ class Explorer {
       const g = group("head");
       if (m.num_heads <= 16) {
         for (let h = 0; h < m.num_heads; h++) {
-          const b = button(`${h}`, `head ${h}`, () => this.setHead(this.layer, h));
+          const b = button(`${h}`, `head ${h}`, () => (this.overlayHeads && this.view === "lines"
+            ? this.toggleOverlayHead(h) : this.setHead(this.layer, h)));
           b.dataset.head = h;
           b.classList.add("mha-head");
           this.buttons.head.push(b);
@@ -1365,10 +1415,104 @@ class Explorer {
 
   syncButtons() {
     for (const b of this.buttons.view) b.classList.toggle("mha-on", b.dataset.view === this.view);
-    for (const b of this.buttons.head) b.classList.toggle("mha-on", Number(b.dataset.head) === this.head);
+    const overlaid = (h) => this.overlayHeads !== null && this.view === "lines" && this.overlayHeads.has(h);
+    for (const b of this.buttons.head) {
+      const h = Number(b.dataset.head);
+      b.classList.toggle("mha-on", h === this.head || overlaid(h));
+      b.style.boxShadow = overlaid(h) ? `inset 0 -4px 0 ${HEAD_COLOURS[[...this.overlayHeads].indexOf(h) % HEAD_COLOURS.length]}` : "";
+    }
+    if (this.overlayButton) {
+      this.overlayButton.classList.toggle("mha-on", this.overlayHeads !== null);
+      this.overlayButton.style.display = this.view === "lines" ? "" : "none";
+    }
+    if (this.vectorButton) this.vectorButton.classList.toggle("mha-on", this.showVectors);
     for (const b of this.buttons.step) b.classList.toggle("mha-on", Number(b.dataset.step) === this.step);
     if (this.layerSelect) this.layerSelect.value = this.layer;
     if (this.headSelect) this.headSelect.value = this.head;
+  }
+
+  // Lines view: several heads at once. On: every head (at most eight, from the one shown).
+  toggleOverlay() {
+    if (this.overlayHeads) this.overlayHeads = null;
+    else {
+      const H = this.meta.num_heads;
+      this.overlayHeads = new Set(Array.from({ length: Math.min(H, HEAD_COLOURS.length) }, (_, n) => (this.head + n) % H));
+    }
+    this.syncButtons();
+    this.redraw();
+  }
+
+  toggleOverlayHead(h) {
+    if (this.overlayHeads.has(h)) {
+      if (this.overlayHeads.size > 1) this.overlayHeads.delete(h);
+    } else if (this.overlayHeads.size < HEAD_COLOURS.length) this.overlayHeads.add(h);
+    this.syncButtons();
+    this.redraw();
+  }
+
+  // The neuron view: this head's q and k come from the kernel once, when first needed.
+  toggleVectors() {
+    this.showVectors = !this.showVectors;
+    this.syncButtons();
+    this.askVectors();
+    this.updateSide();
+  }
+
+  askVectors() {
+    if (!this.showVectors || this.meta.offline) return;
+    const key = `${this.layer}:${this.head}`;
+    if (this.vectorCache.has(key)) return;
+    this.model.set("_want_vectors", key);
+    this.model.save_changes();
+  }
+
+  // q_i, k_j and q_i,d · k_j,d for each dimension d: their sum times the scale is the score.
+  drawVectors() {
+    const box = this.vectorBox;
+    if (!this.showVectors || this.kind !== "explorer" || this.view === "grid") {
+      box.replaceChildren();
+      return;
+    }
+    const v = this.vectorCache.get(`${this.layer}:${this.head}`);
+    const m = this.meta, i = this.query, j = this.key;
+    if (!v) {
+      box.textContent = "q·k: asking the kernel for this head's queries and keys…";
+      return;
+    }
+    if (v.error) {
+      box.textContent = `q·k: ${v.error}`;
+      return;
+    }
+    if (j < 0 || j >= m.n_keys) {
+      box.textContent = "q·k: point at a cell to see its query and key vectors.";
+      return;
+    }
+    const D = v.dims, scale = Number(this.model.get("scale"));
+    const products = [];
+    let sum = 0, top = 0;
+    for (let d = 0; d < D; d++) {
+      const q = v.q[i * D + d], k = v.k[j * D + d], p = q * k;
+      products.push({ d, q, k, p });
+      sum += p;
+      top = Math.max(top, Math.abs(p));
+    }
+    let shown = products;
+    let note = "";
+    if (D > 32) {
+      shown = [...products].sort((a, b) => Math.abs(b.p) - Math.abs(a.p)).slice(0, 32);
+      note = ` (the 32 largest |q_d k_d| of ${D})`;
+    }
+    const label = (labels, n) => `${n} “${escapeXml(labels[n])}”`;
+    const rows = shown.map(({ d, q, k, p }) => {
+      const width = top > 0 ? Math.round(80 * Math.abs(p) / top) : 0;
+      const bar = `<span class="mha-vbar" style="display:inline-block;height:0.8em;width:${width}px;background:${p >= 0 ? POSITIVE : NEGATIVE}"></span>`;
+      return `<tr data-dim="${d}"><td>${d}</td><td>${fmt(q, 3)}</td><td>${fmt(k, 3)}</td><td>${fmt(p, 3)}</td><td>${bar}</td></tr>`;
+    });
+    box.innerHTML = `<div><b>q·k behind ${label(m.query_labels, i)} → ${label(m.key_labels, j)}</b>, head ${this.head}</div>`
+      + `<div>score = scale × Σ<sub>d</sub> q<sub>d</sub> k<sub>d</sub> = ${fmt(scale, 3)} × ${fmt(sum, 4)} = <b class="mha-score">${fmt(scale * sum, 4)}</b>${note}</div>`
+      + `<table class="mha-vector-table"><tr><th>d</th><th>q<sub>d</sub></th><th>k<sub>d</sub></th><th>q<sub>d</sub>k<sub>d</sub></th><th>`
+      + `<span style="color:${POSITIVE}">■ +</span> <span style="color:${NEGATIVE}">■ −</span></th></tr>${rows.join("")}</table>`;
+    this.root.dataset.vectors = `${this.layer}:${this.head}:${i}:${j}`;
   }
 
   setView(view) {
@@ -1392,6 +1536,7 @@ class Explorer {
     this.wantLayer = null;
     this.layer = layer;
     this.syncButtons();
+    this.askVectors();
     this.redraw();
     this.ensureData();
   }

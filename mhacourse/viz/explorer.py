@@ -14,11 +14,16 @@ the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
 to the kernel, which recomputes and answers with what is shown only: the
 layer on screen, or the grid's thumbnails. ``view``, ``layer``,
 ``head``, ``query`` and ``large`` can be set from Python to steer the
-browser; the browser does not report its own changes back.
+browser; the browser does not report its own changes back. The neuron view
+(**q·k**) asks the kernel once per head for that head's queries and keys
+(:meth:`AttentionExplorer.vectors`); the lines view overlays up to eight
+heads in the Okabe-Ito colours without asking anything.
 
-Where no widget front-end runs (nbval, nbconvert, GitHub) the explorer shows
-as a static PNG grid; :meth:`AttentionExplorer.save_html` writes a
-standalone HTML file that works offline.
+Under the widget, in its own output, the explorer shows a labelled static
+picture (:mod:`mhacourse.viz.picture`): what nbconvert, nbviewer and GitHub
+show, redrawn when the settings change; where the widget runs, its
+stylesheet hides it. :meth:`AttentionExplorer.save_html` writes a standalone
+HTML file that works offline.
 
 Three widgets share one base, :class:`ExplorerBase` (traits, validation,
 export, the static picture): :class:`AttentionExplorer`, :class:`Compare`
@@ -39,7 +44,8 @@ import traitlets
 
 from .codes import bits_for
 from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_all_heads
-from .plots import CMAP, _labels, _stack_heads, figure_to_png, plot_attention
+from .picture import REFRESH, head_figure, pool as _pool, show_picture
+from .plots import CMAP, _labels, _stack_heads, plot_attention
 
 __all__ = ["AttentionExplorer", "Compare", "Stepper", "ExplorerBase"]
 
@@ -110,16 +116,6 @@ def mosaic_figure(stacked, row_names, title):
     return fig
 
 
-def _pool(weights, size):
-    """Max-pool the last two axes down to at most ``size`` each (peaks stay visible)."""
-    *lead, n_q, n_k = weights.shape
-    step_q, step_k = math.ceil(n_q / size), math.ceil(n_k / size)
-    pad_q, pad_k = -n_q % step_q, -n_k % step_k
-    padded = np.pad(weights, [(0, 0)] * len(lead) + [(0, pad_q), (0, pad_k)])
-    blocks = padded.reshape(*lead, (n_q + pad_q) // step_q, step_q, (n_k + pad_k) // step_k, step_k)
-    return blocks.max(axis=(-3, -1))
-
-
 def _split_buffers(state):
     """``state`` with every binary value replaced by ``None``, the paths to them and the buffers.
 
@@ -182,6 +178,13 @@ class ExplorerBase(anywidget.AnyWidget):
     _thumb_keep = traitlets.Any(b"").tag(sync=True)
     _thumbs_generation = traitlets.Int(-1).tag(sync=True)
     _want = traitlets.Unicode("").tag(sync=True)
+    # The neuron view, on demand: the browser asks for one head's vectors ("layer:head"); the kernel
+    # answers with that head's queries and keys as float32 (Lq x D_h, then Lk x D_h) in ``_vectors``.
+    _want_vectors = traitlets.Unicode("").tag(sync=True)
+    _vectors = traitlets.Any(b"").tag(sync=True)
+    _vectors_meta = traitlets.Dict().tag(sync=True)
+
+    _picture_id = None  # the display id of the static picture, once displayed
 
     def _start(self, source, tokens, key_tokens, *, large, view, scale_label="scale", controls=True,
                extra=None, meta=None, encode=False):
@@ -222,10 +225,12 @@ class ExplorerBase(anywidget.AnyWidget):
                 "mask_labels": {"given": given_label} if given is not None else {},
                 "colormap": _colour_map(CMAP), "diverging": _colour_map(DIVERGING),
                 "colormap_name": CMAP, "diverging_name": "RdBu",
+                "has_vectors": self.kind == "explorer" and isinstance(source, LayerSource),
                 **self._thumb_meta(),
                 **(meta or {}),
             },
         )
+        self.observe(self._picture_is_stale, names=["scale", "mask", "valid_keys", "view", "layer", "head"])
 
     # -- validation ---------------------------------------------------------------------
 
@@ -388,18 +393,45 @@ class ExplorerBase(anywidget.AnyWidget):
         """A static picture of what the widget holds (matplotlib ``Figure``)."""
         raise NotImplementedError
 
+    def picture_description(self):
+        """What the static picture shows, in words: its alt text."""
+        s = self.source
+        return (f"Attention explorer ({self.kind}), static picture: {s.num_layers} layer(s) × "
+                f"{s.num_heads} heads, {s.n_queries} queries × {s.n_keys} keys")
+
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, tuple):
             bundle = bundle[0]
-        png = figure_to_png(self.static_figure(), dpi=80)
-        bundle["image/png"] = base64.b64encode(png).decode("ascii")
         s = self.source
         bundle["text/plain"] = (
             f"AttentionExplorer ({self.kind}): {s.num_layers} layer(s) × {s.num_heads} heads, "
-            f"{s.n_queries} queries × {s.n_keys} keys (the static grid shows without a widget front-end)"
+            f"{s.n_queries} queries × {s.n_keys} keys (a static picture shows without a widget front-end)"
         )
         return bundle
+
+    def _ipython_display_(self):
+        """The widget, then its static picture in an output of its own (with a display id)."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
+        show_picture(self)
+
+    def _picture_is_stale(self, change):
+        if self._picture_id is not None:
+            REFRESH.mark(self)
+
+    def _update_picture(self):
+        """Redraw the displayed static picture at the current settings."""
+        from IPython.display import update_display
+
+        from .picture import picture_bundle
+
+        try:
+            data, metadata = picture_bundle(self)
+        except Exception as error:  # the picture must never break a control: say so in its place
+            data, metadata = {"text/plain": f"(the static picture failed: {type(error).__name__}: {error})"}, {}
+        update_display(data, raw=True, metadata=metadata, display_id=self._picture_id)
 
 
 class AttentionExplorer(ExplorerBase):
@@ -450,6 +482,7 @@ class AttentionExplorer(ExplorerBase):
         self._sent = self._settings()
         self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys", "_request"])
         self.observe(self._on_steer, names=["layer", "view"])
+        self.observe(self._on_want_vectors, names=["_want_vectors"])
 
     # -- the kernel's only job: new weights ----------------------------------------------------
 
@@ -514,6 +547,51 @@ class AttentionExplorer(ExplorerBase):
             self._error = ""
             self._revision += 1
 
+    def vectors(self, head=None, layer=0):
+        """One head's queries and keys: what the neuron view draws behind a weight.
+
+        The score of query ``i`` and key ``j`` is ``scale * sum_d q[i, d] * k[j, d]``:
+        the view shows each product ``q[i, d] * k[j, d]``.
+
+        Args:
+            head (int, optional): Default: the head shown.
+            layer (int): Only ``0``: a layer's explorer has one layer.
+
+        Returns:
+            tuple(np.ndarray, np.ndarray): ``q`` of shape ``(Lq, D_h)`` and ``k``
+            of shape ``(Lk, D_h)``, float32.
+
+        Raises:
+            ValueError: For precomputed weights, which carry no vectors.
+        """
+        import mlx.core as mx
+
+        s = self.source
+        if not isinstance(s, LayerSource):
+            raise ValueError("precomputed weights carry no queries or keys: give the layer and its inputs "
+                             "to see the vectors behind a weight.")
+        head = self.head if head is None else head
+        if layer != 0 or not 0 <= head < s.num_heads:
+            raise ValueError(f"no head {head} in layer {layer}: the explorer has 1 layer of {s.num_heads} heads.")
+        group = s.num_heads // s.k.shape[1]  # grouped-query attention: head h reads key head h // group
+        q = np.array(s.q[0, head].astype(mx.float32))
+        k = np.array(s.k[0, head // group].astype(mx.float32))
+        return q, k
+
+    def _on_want_vectors(self, change):
+        layer, _, head = (self._want_vectors or "").partition(":")
+        if not (layer.isdigit() and head.isdigit()):
+            return
+        try:
+            q, k = self.vectors(int(head), int(layer))
+        except ValueError as error:
+            self._vectors_meta = {"layer": int(layer), "head": int(head), "error": str(error)}
+            return
+        with self.hold_sync():
+            self._vectors = memoryview(np.concatenate([q.ravel(), k.ravel()])).cast("B")
+            self._vectors_meta = {"layer": int(layer), "head": int(head), "dims": int(q.shape[1]),
+                                  "n_queries": int(q.shape[0]), "n_keys": int(k.shape[0])}
+
     @classmethod
     def compare(cls, yours, reference, *, tokens=None, key_tokens=None, large=False):
         """Your weights next to the reference's: see :class:`Compare`."""
@@ -526,20 +604,34 @@ class AttentionExplorer(ExplorerBase):
         return Stepper(layer_or_fn, queries, keys, values, head=head, scale=scale, mask=mask,
                        tokens=tokens, key_tokens=key_tokens, large=large)
 
-    def static_figure(self):
-        """A static picture: every head (and layer) at the current settings, titled with them."""
+    def _mask_name(self):
+        return self.mask if self.mask != "given" else self._meta["mask_labels"].get("given", "given")
+
+    def picture_description(self):
+        """What the static picture shows, in words: its alt text."""
         s = self.source
-        controls = self.controls()
-        rows = []
-        for layer in range(min(s.num_layers, max(1, STATIC_PANELS // s.num_heads))):
-            controls["layer"] = layer
-            rows.append(explorer_state(s, **controls).weights)
-        names = [f"layer {i}" for i in range(len(rows))] if s.num_layers > 1 else [""]
-        if len(rows) < s.num_layers:
-            names[-1] += f" (of {s.num_layers})"
-        mask = self.mask if self.mask != "given" else self._meta["mask_labels"].get("given", "given")
-        title = f"mask: {mask} · scale {self.scale:.3f}"
-        return mosaic_figure(np.stack(rows), names, title)
+        return (f"Attention explorer: layer {self.layer} of {s.num_layers}, head {self.head} of {s.num_heads}, "
+                f"{s.n_queries} queries × {s.n_keys} keys, mask: {self._mask_name()}, "
+                f"scale {self.scale:.3g} (static picture of the interactive explorer)")
+
+    def static_figure(self):
+        """The picture a notebook keeps: the head shown, with token labels, a colour bar and every head.
+
+        Returns:
+            matplotlib.figure.Figure: Titled with the layer, head, mask and
+            scale; masked keys are grey.
+        """
+        s = self.source
+        state = explorer_state(s, **{**self.controls(), "query": 0})
+        keep = state.keep if self.mask != "none" else None
+        layers = f"layer {self.layer} of {s.num_layers} · " if s.num_layers > 1 else ""
+        title = f"Attention explorer · {layers}head {self.head} of {s.num_heads}"
+        subtitle = f"mask: {self._mask_name()} · scale {self.scale:.3g}"
+        note = s.note(self.scale) if hasattr(s, "note") else ""
+        if note:
+            subtitle += f"\n{note}"
+        return head_figure(state.weights, self.head, self.query_labels, self.key_labels, keep=keep,
+                           title=title, subtitle=subtitle)
 
 
 class Compare(ExplorerBase):
@@ -586,6 +678,12 @@ class Compare(ExplorerBase):
                     meta={"largest_error": [largest if np.isfinite(largest) else None,
                                             *(int(i) for i in where)]})
         self.layer, self.head, self.query = (int(i) for i in where[:3])
+
+    def picture_description(self):
+        """What the static picture shows, in words: its alt text."""
+        largest, layer, head, i, j = self.largest_error
+        return (f"Attention explorer (compare): yours, the reference and |difference| for layer {layer}; "
+                f"largest |difference| {largest:.3g} at head {head}, query {i}, key {j} (static picture)")
 
     def static_figure(self):
         """Yours, the reference and |difference| for the layer with the largest error."""
@@ -682,6 +780,11 @@ class Stepper(ExplorerBase):
         weights = steps[3]["matrix"][None, None]  # (1, 1, Lq, Lk)
         self._start(WeightsSource(weights, detect=False), tokens, key_tokens, large=large, view="heatmap",
                     controls=False, extra=extra, meta=meta)
+
+    def picture_description(self):
+        """What the static picture shows, in words: its alt text."""
+        return (f"Attention explorer (stepper): head {self._meta['head_shown']}, the softmax step, "
+                f"{self.source.n_queries} queries × {self.source.n_keys} keys (static picture)")
 
     def static_figure(self):
         """The softmax step: the head's weights."""
