@@ -160,7 +160,7 @@ def test_every_notebooks_first_code_cell_gives_the_fast_path_note(path):
 
 def test_the_graders_sandbox_can_import_advise():
     """The exercises' first cell imports mhacourse.blas: the graded view of every lesson holds it."""
-    from mhacourse.grading.view import bound_modules
+    from mhacourse.grading.batch.view import bound_modules
 
     for lesson in ("01", "05", "08"):
         assert "mhacourse.blas" in bound_modules(lesson)

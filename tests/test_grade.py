@@ -231,3 +231,17 @@ def test_pasted_notebook_with_new_cell_ids_has_no_missing_cells():
     del gone.cells[answers[-1]]
     missing, _ = submissions.structure_notes(gone, ids[:-1], lesson)
     assert missing
+
+
+def test_the_console_script_grades_in_the_sandbox_on_the_preloaded_blas(tmp_path):
+    """``mhacourse grade`` restarts itself on the optimised BLAS (LD_PRELOAD): the sandbox must still start."""
+    import subprocess
+    import sys
+
+    script = Path(sys.prefix) / "bin" / "mhacourse"
+    done = subprocess.run([str(script), "grade", str(REPO / "solutions" / "02_many_heads.ipynb"), "--out",
+                           str(tmp_path / "g.csv"), "--no-progress", "--no-summary"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "MHACOURSE_BLAS": "auto"})
+    assert done.returncode == 0, done.stderr
+    row = next(csv.DictReader(io.StringIO((tmp_path / "g.csv").read_text())))
+    assert (row["status"], row["total"]) == ("ok", row["max"]), row

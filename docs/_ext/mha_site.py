@@ -454,6 +454,8 @@ def page_weights(outdir):
         for kind, pattern in (("images", r'<img [^>]*src="([^"]+)"'), ("explorer data", r'data-src="([^"]+)"')):
             size = 0
             for src in set(re.findall(pattern, text)):
+                if src.startswith("data:"):  # inline: already counted in the page's own bytes
+                    continue
                 target = (page.parent / html.unescape(src).split("#")[0]).resolve()
                 if target.is_file():
                     size += target.stat().st_size

@@ -310,6 +310,10 @@ def _environment(home, view):
     for key, value in os.environ.items():
         if key.startswith(("OMP_", "OPENBLAS_", "MKL_", "MLX_", "VECLIB_")):
             env[key] = value
+    # One BLAS thread per sandbox (--jobs runs several side by side; the cases are small). A threaded
+    # OpenBLAS preloaded without this aborts at start in the sandbox (no /sys to size its pool from).
+    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(key, "1")
     # The BLAS the grader runs on (mhacourse/blas.py preloads one): answers must compute on the
     # same one as the references they are compared with, or ill-conditioned cases differ.
     if os.environ.get("LD_PRELOAD"):
