@@ -87,6 +87,7 @@ def test_make_model_seeds_the_initialisation():
     assert mx.array_equal(w[0], w[1]) and not mx.array_equal(w[0], w[2])
 
 
+@pytest.mark.slow  # trains for ~20 s
 def test_training_forms_both_heads_and_the_pictures_show_them():
     model = induction.make_model(seed=0)
     history = induction.train(model, seed=0)
