@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mhacourse.grading import grade  # noqa: E402
+from mhacourse.grading import grade
 
 
 def load_fixture_maker():

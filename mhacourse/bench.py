@@ -280,8 +280,8 @@ def benchmark_attention(
         x = mx.random.normal((batch, length, dims), key=kx).astype(dtype)  # (B, L, E)
         mx.eval(q, k, v, x)
         fns = {
-            "explicit": lambda: mhacourse.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
-            "fused": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
+            "explicit": functools.partial(mhacourse.scaled_dot_product_attention, q, k, v, scale=scale, mask=mask),
+            "fused": functools.partial(mx.fast.scaled_dot_product_attention, q, k, v, scale=scale, mask=mask),
         }
         fns.update({name: functools.partial(call, x) for name, call in layers.items()})
         timings = time_interleaved({impl: fns[impl] for impl in impls}, repeats, warmup)

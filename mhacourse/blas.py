@@ -30,7 +30,6 @@ import os
 import re
 import sysconfig
 from dataclasses import asdict, dataclass
-from typing import Mapping, Optional
 
 ENV_VAR = "MHACOURSE_BLAS"
 OFF_VALUES = ("off", "0", "no", "false", "none")
@@ -50,7 +49,7 @@ class BlasInfo:
     """
 
     name: str
-    path: Optional[str]
+    path: str | None
     optimised: bool
     preloaded: bool
 

@@ -35,7 +35,6 @@ import mlx.optimizers as optim
 
 from .attention.fused import MultiHeadAttention
 from .attention.multi_head import merge_heads, split_heads
-from .attention.scaled_dot_product import scaled_dot_product_attention
 
 __all__ = [
     "make_batch",

@@ -12,9 +12,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from mhacourse import MultiHeadAttention, induction  # noqa: E402
-from mhacourse.viz import plot_heads  # noqa: E402
-from mhacourse.viz.diagrams import plot_ablation, plot_induction_training  # noqa: E402
+from mhacourse import MultiHeadAttention, induction
+from mhacourse.viz import plot_heads
+from mhacourse.viz.diagrams import plot_ablation, plot_induction_training
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "lesson09"
 

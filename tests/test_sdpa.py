@@ -10,7 +10,7 @@ import pytest
 
 from mhacourse import attention_weights, attention_with_weights, scaled_dot_product_attention
 from mhacourse.attention.scaled_dot_product import causal_keep
-from tests.conftest import ATOL, assert_close, attention_inputs
+from tests.conftest import assert_close, attention_inputs
 
 fast_sdpa = mx.fast.scaled_dot_product_attention
 

@@ -12,8 +12,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from mhacourse import seq2seq  # noqa: E402
-from mhacourse.viz import plot_heads  # noqa: E402
+from mhacourse import seq2seq
+from mhacourse.viz import plot_heads
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "lesson04"
 

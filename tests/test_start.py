@@ -156,7 +156,6 @@ def executed(kernelspec):
 
 def test_strip_names_the_course_kernel_and_build_exercises_keeps_it(tmp_path):
     from mhacourse import notebooks
-    from mhacourse.grading import build
 
     python3 = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     source = executed(python3)

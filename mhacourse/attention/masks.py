@@ -88,7 +88,8 @@ def padding_mask(lengths, n_keys):
     """
     lengths = _as_array(lengths, "lengths")
     if lengths.ndim != 1 or not mx.issubdtype(lengths.dtype, mx.integer):
-        raise ValueError(f"lengths must be a 1-D list of integers, got {lengths.dtype} of shape {tuple(lengths.shape)}.")
+        raise ValueError(
+            f"lengths must be a 1-D list of integers, got {lengths.dtype} of shape {tuple(lengths.shape)}.")
     low, high = mx.min(lengths).item(), mx.max(lengths).item()
     if low < 0 or high > n_keys:
         raise ValueError(f"lengths must lie in [0, n_keys={n_keys}], got values from {low} to {high}.")
