@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,site]"
+	$(PY) -m pip install --quiet -e ".[dev,site,lab,grading]"
 	@# the course's kernel, "mhacourse (MLX)", in the venv: it starts MLX on the optimised BLAS (Linux)
 	$(PY) -c "from mhacourse.start import register_kernel; register_kernel('env')"
 	touch $(STAMP)
@@ -76,7 +76,7 @@ gpu-check:
 $(CUDA_VENV)/.installed: pyproject.toml
 	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CUDA_VENV)/bin/python -m pip install --quiet -e ".[dev,cuda]"
+	$(CUDA_VENV)/bin/python -m pip install --quiet -e ".[dev,cuda,lab,grading]"
 	$(CUDA_VENV)/bin/python -m pip uninstall --quiet -y mlx-cpu
 	$(CUDA_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps \
 		"mlx-cuda-13==$$($(CUDA_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("mlx"))')"

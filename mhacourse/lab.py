@@ -6,6 +6,7 @@ server starts, so whatever another session left open (another notebook, which
 Run All would then run) never comes back.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -70,6 +71,9 @@ def reset_command(args, empty_file):
 
 
 def run(args):
+    if importlib.util.find_spec("jupyterlab") is None:
+        log.error("lab: JupyterLab is not installed here: pip install 'mhacourse[lab]' (or pip install jupyterlab)")
+        return 2
     if not Path(args.dir).is_dir():
         log.error("lab: --dir %r is not a folder", args.dir)
         return 2
