@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,site]"
+	$(PY) -m pip install --quiet -e ".[dev,site,lab,grading]"
 	@# the course's kernel, "mhacourse (MLX)", in the venv: it starts MLX on the optimised BLAS (Linux)
 	$(PY) -c "from mhacourse.start import register_kernel; register_kernel('env')"
 	touch $(STAMP)
@@ -39,6 +39,13 @@ demo: $(STAMP)
 ## test: the whole test suite (unit tests, and every notebook under nbval)
 test: $(STAMP)
 	$(PY) mhacourse/blas.py exec --threads 1 -- $(PY) -m pytest $(PYTEST_ARGS)
+
+## check: the fast lane: unit tests without notebooks, browsers, sandboxed grading or slow builds
+##   (under 60 s on 2 cores; the markers are applied in conftest.py and registered in pyproject.toml)
+CHECK_MARKERS ?= not slow and not browser and not notebook and not grading
+.PHONY: check
+check: $(STAMP)
+	$(PY) mhacourse/blas.py exec --threads 1 -- $(PY) -m pytest tests -m "$(CHECK_MARKERS)" $(PYTEST_ARGS)
 
 ## bench: time attention, the BLAS, notebooks, widget, grader and the test suite -> bench-results/report.md
 .PHONY: bench doctor
@@ -69,7 +76,7 @@ gpu-check:
 $(CUDA_VENV)/.installed: pyproject.toml
 	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CUDA_VENV)/bin/python -m pip install --quiet -e ".[dev,cuda]"
+	$(CUDA_VENV)/bin/python -m pip install --quiet -e ".[dev,cuda,lab,grading]"
 	$(CUDA_VENV)/bin/python -m pip uninstall --quiet -y mlx-cpu
 	$(CUDA_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps \
 		"mlx-cuda-13==$$($(CUDA_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("mlx"))')"

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mhacourse import blas  # noqa: E402
+from mhacourse import blas
 
 MODES = ("off", "on")  # MLX's own reference BLAS, then the optimised one
 

@@ -36,9 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import nbformat  # noqa: E402
+import nbformat
 
-from tests.browser_harness import chromium, lab_server, missing_browser, open_and_run  # noqa: E402
+from tests.browser_harness import chromium, lab_server, missing_browser, open_and_run
 
 EXPLORER = "(k) => document.querySelectorAll('.mha-explorer')[k].parentElement.mhaExplorer"
 
@@ -64,8 +64,9 @@ before = rss_mb()
 start = time.time()
 big = AttentionExplorer(weights=stack, tokens=tokens_text)
 sent = sum(len(b) for b in big._weights) + len(big._thumbs)
-print(f"BENCH start={{start:.3f}} construct_ms={{1e3 * (time.time() - start):.1f}} bytes={{sent}} bits={{big._meta['bits']}} "
-      f"rss_before_mb={{before:.0f}} rss_after_mb={{rss_mb():.0f}} peak_mb={{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f}}")
+print(f"BENCH start={{start:.3f}} construct_ms={{1e3 * (time.time() - start):.1f}} bytes={{sent}} "
+      f"bits={{big._meta['bits']}} rss_before_mb={{before:.0f}} rss_after_mb={{rss_mb():.0f}} "
+      f"peak_mb={{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f}}")
 big
 """
 
@@ -96,7 +97,8 @@ def _hover(page, k, rows, box=0):
         }}""", [k, i])
         page.mouse.move(x, y)
         # Wait for the animation frame after this hover.
-        page.wait_for_function(f"(k) => {{ const p = ({EXPLORER})(k).perf; return p.framedHover === p.hovers; }}", arg=k)
+        page.wait_for_function(f"(k) => {{ const p = ({EXPLORER})(k).perf; return p.framedHover === p.hovers; }}",
+                               arg=k)
         perf = page.evaluate(f"(k) => ({EXPLORER})(k).perf", k)
         work.append(perf["lastRepaintMs"])
         frame.append(perf["lastFrameMs"])
@@ -143,7 +145,8 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=None, repeats=40):
             result = {
                 "layers": layers, "heads": heads, "tokens": tokens,
                 "bytes_sent": int(fields["bytes"]), "bits": int(fields["bits"]),
-                "kernel_rss_before_mb": float(fields["rss_before_mb"]), "kernel_rss_after_mb": float(fields["rss_after_mb"]),
+                "kernel_rss_before_mb": float(fields["rss_before_mb"]),
+                "kernel_rss_after_mb": float(fields["rss_after_mb"]),
                 "kernel_peak_rss_mb": float(fields["peak_mb"]),
                 "kernel_construct_ms": float(fields["construct_ms"]),
                 "browser_first_draw_ms": perf["firstDrawMs"],
@@ -186,8 +189,10 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=None, repeats=40):
             result["grid_scale_change"] = {"ms": _stats(trips), "bytes": _stats(sizes), "unanswered": len(timeouts)}
             # Opening another layer after a change: it is asked for and drawn when it arrives.
             page.evaluate(f"(k) => ({EXPLORER})(k).setView('heatmap')", 0)
-            start = page.evaluate(f"(k) => {{ const t = performance.now(); ({EXPLORER})(k).setHead(1, 0); return t; }}", 0)
-            page.wait_for_function(f"(k) => ({EXPLORER})(k).layer === 1 && !({EXPLORER})(k).need()", arg=0, timeout=60_000)
+            start = page.evaluate(
+                f"(k) => {{ const t = performance.now(); ({EXPLORER})(k).setHead(1, 0); return t; }}", 0)
+            page.wait_for_function(f"(k) => ({EXPLORER})(k).layer === 1 && !({EXPLORER})(k).need()", arg=0,
+                                   timeout=60_000)
             result["open_other_layer_ms"] = page.evaluate("performance.now()") - start
             result["browser_js_heap_mb"] = page.evaluate(
                 "performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null")
@@ -208,7 +213,8 @@ def main(argv=None):
     print(f"data sent once: {r['bytes_sent'] / 1e6:.1f} MB ({r['bits']}-bit square-root codes, "
           f"{r['bits'] // 8} byte(s) per weight)")
     print(f"first draw: kernel builds the explorer {r['kernel_construct_ms']:.0f} ms; browser render() to "
-          f"picture {r['browser_first_draw_ms']:.0f} ms; cell start to picture {r['cell_start_to_first_draw_ms']:.0f} ms")
+          f"picture {r['browser_first_draw_ms']:.0f} ms; "
+          f"cell start to picture {r['cell_start_to_first_draw_ms']:.0f} ms")
     for name in ("hover_full_matrix", "hover_zoomed_64"):
         work, frame = r[name]["work_ms"], r[name]["event_to_frame_ms"]
         print(f"{name:<20} hover-to-repaint ({work['n']} moves): work median {work['median']:.1f} ms "

@@ -67,9 +67,10 @@ def main(argv=None):
         result.update(notebook=str(path.relative_to(_common.ROOT)), target_s=target_for(path))
         result["within_target"] = result["seconds"] <= result["target_s"]
         results.append(result)
+        errors = f"  errors: {result['errors']}" if result["errors"] else ""
         print(f"{result['notebook']:<45} {result['seconds']:6.1f} s (kernel start {result['kernel_start_s']:.1f} s)"
-              f"  target {result['target_s']:.0f} s {'ok' if result['within_target'] else 'OVER'}"
-              f"{'  errors: %d' % result['errors'] if result['errors'] else ''}", file=sys.stderr)
+              f"  target {result['target_s']:.0f} s {'ok' if result['within_target'] else 'OVER'}{errors}",
+              file=sys.stderr)
     document = {"blas": blas.find_optimised_blas() or "reference", "notebooks": results,
                 "total_s": sum(result["seconds"] for result in results)}
     if args.json:

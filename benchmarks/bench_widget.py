@@ -24,15 +24,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # mhacourse, tests
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
 
-import mlx.core as mx  # noqa: E402
+import mlx.core as mx
 
-from mhacourse import MultiHeadAttention  # noqa: E402
-from mhacourse.viz import AttentionExplorer  # noqa: E402
-from tests.widget_comm import RecordingComm, recording_comms  # noqa: E402
+from mhacourse import MultiHeadAttention
+from mhacourse.viz import AttentionExplorer
+from tests.widget_comm import RecordingComm, recording_comms
 
 TARGET_MS = 50.0
 

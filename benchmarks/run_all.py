@@ -142,8 +142,8 @@ def _section_notebooks(results):
                      f"{other['seconds']:.1f} | " if other else f"| {row['notebook']} | {row['seconds']:.1f} | – | ")
         lines[-1] += f"{row['target_s']:.0f} | {flag} |"
     total_off = results.get("off", {}).get("total_s")
-    lines.append(f"| **total** | {results['on']['total_s']:.1f} | "
-                 f"{total_off:.1f} | | |" if total_off is not None else f"| **total** | {results['on']['total_s']:.1f} | – | | |")
+    total_on = f"| **total** | {results['on']['total_s']:.1f} | "
+    lines.append(total_on + (f"{total_off:.1f} | | |" if total_off is not None else "– | | |"))
     return lines
 
 

@@ -1,5 +1,7 @@
 """mhacourse: multi-head attention, the MLX way, built from scratch in stages."""
 
+from typing import Any
+
 from . import masks
 from .attention.fused import MultiHeadAttention
 from .attention.scaled_dot_product import (
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # ``mhacourse.check`` without importing the grader on every ``import mhacourse``.
     if name == "check":
         from .grading import check

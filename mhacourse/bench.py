@@ -20,6 +20,7 @@ the layers add their four projections, ``8·B·L·E²`` with ``E = H·D``.
 
 import functools
 import json
+import logging
 import math
 import platform
 import sys
@@ -28,6 +29,8 @@ import time
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -280,8 +283,8 @@ def benchmark_attention(
         x = mx.random.normal((batch, length, dims), key=kx).astype(dtype)  # (B, L, E)
         mx.eval(q, k, v, x)
         fns = {
-            "explicit": lambda: mhacourse.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
-            "fused": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
+            "explicit": functools.partial(mhacourse.scaled_dot_product_attention, q, k, v, scale=scale, mask=mask),
+            "fused": functools.partial(mx.fast.scaled_dot_product_attention, q, k, v, scale=scale, mask=mask),
         }
         fns.update({name: functools.partial(call, x) for name, call in layers.items()})
         timings = time_interleaved({impl: fns[impl] for impl in impls}, repeats, warmup)
@@ -575,7 +578,7 @@ def run(args):
           + f" ({args.matmul_size}×{args.matmul_size})")
     if checks:
         print(format_ratios(checks))
-    print(f"benchmark took {elapsed:.1f} s")
+    log.info("benchmark took %.1f s", elapsed)
 
     if args.json:
         document = {"environment": env, "rows": rows, "checks": checks,
@@ -583,10 +586,10 @@ def run(args):
                     "seconds": elapsed, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         with open(args.json, "w") as handle:
             json.dump(document, handle, indent=1, default=str)
-        print(f"wrote {args.json}")
+        log.info("wrote %s", args.json)
     if args.plot:
         plot_benchmark(rows).savefig(args.plot, dpi=100)
-        print(f"wrote {args.plot}")
+        log.info("wrote %s", args.plot)
     if args.strict and any(check["holds"] is False for check in checks):
         return 1
     return 0

@@ -34,7 +34,6 @@ import os
 import re
 import sysconfig
 from dataclasses import asdict, dataclass
-from typing import Mapping, Optional
 
 ENV_VAR = "MHACOURSE_BLAS"
 OFF_VALUES = ("off", "0", "no", "false", "none")
@@ -54,7 +53,7 @@ class BlasInfo:
     """
 
     name: str
-    path: Optional[str]
+    path: str | None
     optimised: bool
     preloaded: bool
 

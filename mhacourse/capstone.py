@@ -29,6 +29,8 @@ Example::
     capstone.token_accuracy(model, digits)  # close to 1.0
 """
 
+from __future__ import annotations
+
 __lesson__ = "08"  # the lesson that teaches this module: the grader binds it only for later lessons
 __given__ = ("NUM_DIGITS", "SEP", "VOCAB_SIZE")  # what lesson 08's exercise notebook may use while graded
 
@@ -61,7 +63,7 @@ SEP = NUM_DIGITS  # token 10 separates the input from the answer
 VOCAB_SIZE = NUM_DIGITS + 1
 
 
-def make_digits(num_samples, seq_len, *, key):
+def make_digits(num_samples: int, seq_len: int, *, key: mx.array) -> mx.array:
     """Random digit sequences.
 
     Args:
@@ -77,7 +79,7 @@ def make_digits(num_samples, seq_len, *, key):
     return mx.random.randint(0, NUM_DIGITS, (num_samples, seq_len), key=key)
 
 
-def make_sequences(digits):
+def make_sequences(digits: mx.array) -> tuple[mx.array, mx.array]:
     """Build the model's inputs and next-token targets for a batch of digits.
 
     Args:
@@ -105,7 +107,7 @@ class TransformerBlock(nn.Module):
         mlp_dims (int, optional): The hidden size of the MLP. Default: ``4 * dims``.
     """
 
-    def __init__(self, dims, num_heads, mlp_dims=None):
+    def __init__(self, dims: int, num_heads: int, mlp_dims: int | None = None) -> None:
         super().__init__()
         mlp_dims = mlp_dims or 4 * dims
         self.attention_norm = nn.LayerNorm(dims)
@@ -113,7 +115,7 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = nn.LayerNorm(dims)
         self.mlp = nn.Sequential(nn.Linear(dims, mlp_dims), nn.GELU(), nn.Linear(mlp_dims, dims))
 
-    def __call__(self, x, *, return_weights=False):
+    def __call__(self, x: mx.array, *, return_weights: bool = False) -> tuple[mx.array, mx.array | None]:
         h = self.attention_norm(x)
         if return_weights:
             h, weights = self.attention(h, h, h, mask="causal", return_weights=True)
@@ -138,7 +140,8 @@ class TinyTransformer(nn.Module):
             costs). Default: ``True``.
     """
 
-    def __init__(self, seq_len, dims=32, num_heads=4, num_layers=2, positions=True):
+    def __init__(self, seq_len: int, dims: int = 32, num_heads: int = 4, num_layers: int = 2,
+                 positions: bool = True) -> None:
         super().__init__()
         self.seq_len = check_size("seq_len", seq_len)
         check_size("num_layers", num_layers)
@@ -152,7 +155,8 @@ class TinyTransformer(nn.Module):
         self.norm = nn.LayerNorm(dims)
         self.head = nn.Linear(dims, VOCAB_SIZE)
 
-    def __call__(self, tokens, *, return_weights=False):
+    def __call__(self, tokens: mx.array, *,
+                 return_weights: bool = False) -> mx.array | tuple[mx.array, list[mx.array]]:
         """Next-token logits for ``tokens``.
 
         Args:
@@ -181,14 +185,15 @@ class TinyTransformer(nn.Module):
         return (logits, all_weights) if return_weights else logits
 
 
-def loss_fn(model, inputs, targets):
+def loss_fn(model: TinyTransformer, inputs: mx.array, targets: mx.array) -> mx.array:
     """Mean cross-entropy over the answer positions (the reversed digits)."""
     L = model.seq_len
     logits = model(inputs)[:, L:]  # (B, L, VOCAB_SIZE): predictions of the answer
     return nn.losses.cross_entropy(logits, targets[:, L:], reduction="mean")
 
 
-def train(model, *, steps=300, batch_size=32, learning_rate=3e-3, seed=0, log_every=0):
+def train(model: TinyTransformer, *, steps: int = 300, batch_size: int = 32, learning_rate: float = 3e-3,
+          seed: int = 0, log_every: int = 0) -> list[float]:
     """Train ``model`` with Adam on fresh random batches.
 
     Args:
@@ -223,7 +228,7 @@ def train(model, *, steps=300, batch_size=32, learning_rate=3e-3, seed=0, log_ev
     return losses
 
 
-def generate(model, digits):
+def generate(model: TinyTransformer, digits: mx.array) -> mx.array:
     """Reverse ``digits`` greedily, one token at a time, as at inference.
 
     Args:
@@ -244,7 +249,7 @@ def generate(model, digits):
     return tokens[:, L + 1 :]
 
 
-def token_accuracy(model, digits):
+def token_accuracy(model: TinyTransformer, digits: mx.array) -> float:
     """The fraction of answer digits that greedy generation gets right.
 
     Returns:
@@ -253,7 +258,7 @@ def token_accuracy(model, digits):
     return (generate(model, digits) == digits[:, ::-1]).mean().item()
 
 
-def attention_maps(model, digits):
+def attention_maps(model: TinyTransformer, digits: mx.array) -> list[mx.array]:
     """Every layer's attention weights on the full sequences of ``digits``.
 
     Returns:
@@ -265,7 +270,7 @@ def attention_maps(model, digits):
     return weights
 
 
-def mirror_positions(seq_len):
+def mirror_positions(seq_len: int) -> mx.array:
     """For each answer query position ``q`` (``L .. 2L-1``), the mirrored input position.
 
     The token at position ``q`` predicts answer digit ``q - L``, which is input
@@ -277,7 +282,7 @@ def mirror_positions(seq_len):
     return 2 * seq_len - 1 - mx.arange(seq_len, 2 * seq_len)
 
 
-def mirror_score(weights, seq_len):
+def mirror_score(weights: mx.array, seq_len: int) -> mx.array:
     """How often each head looks hardest at the mirrored input digit.
 
     Args:

@@ -233,7 +233,8 @@ def _check_sandbox():
         fix = "sudo sysctl -w user.max_user_namespaces=15000"
     else:
         fix = None  # a container that forbids namespaces: run the grader on the host or a privileged pod
-    return Check("sandbox", "warn", f"bwrap cannot make its namespaces here (user namespaces off?): {error or 'failed'}",
+    return Check("sandbox", "warn",
+                 f"bwrap cannot make its namespaces here (user namespaces off?): {error or 'failed'}",
                  fix, "grading (mhacourse grade)")
 
 

@@ -27,7 +27,10 @@ initialisation, and :func:`train` the batches, so a run is repeatable.
 >>> history = induction.train(model, steps=10)
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -35,7 +38,6 @@ import mlx.optimizers as optim
 
 from .attention.fused import MultiHeadAttention
 from .attention.multi_head import merge_heads, split_heads
-from .attention.scaled_dot_product import scaled_dot_product_attention
 
 __all__ = [
     "make_batch",
@@ -52,7 +54,8 @@ __all__ = [
 ]
 
 
-def make_batch(batch_size, seq_len, vocab_size, *, key, min_seg=3, max_seg=None):
+def make_batch(batch_size: int, seq_len: int, vocab_size: int, *, key: mx.array, min_seg: int = 3,
+               max_seg: int | None = None) -> tuple[mx.array, mx.array]:
     """Sequences that end with a random segment repeated: ``prefix, segment, segment``.
 
     Every sequence has ``seq_len`` tokens, drawn uniformly up to the repeat. Its segment length ``n`` is
@@ -84,7 +87,7 @@ def make_batch(batch_size, seq_len, vocab_size, *, key, min_seg=3, max_seg=None)
     return mx.take_along_axis(fresh, source, axis=1), n.astype(mx.int32)
 
 
-def repeated_positions(seg_lens, seq_len):
+def repeated_positions(seg_lens: mx.array, seq_len: int) -> mx.array:
     """``(B, L - 1)`` booleans: the positions ``t`` whose next token the repeat makes predictable.
 
     Position ``t`` predicts token ``t + 1``. That token is a copy, and the token at ``t`` has an
@@ -105,7 +108,8 @@ class InductionModel(nn.Module):
         num_layers (int): Attention layers. Default: ``2``.
     """
 
-    def __init__(self, vocab_size, seq_len, dims=64, num_heads=2, num_layers=2):
+    def __init__(self, vocab_size: int, seq_len: int, dims: int = 64, num_heads: int = 2,
+                 num_layers: int = 2) -> None:
         super().__init__()
         self.vocab_size, self.seq_len, self.num_heads = vocab_size, seq_len, num_heads
         self.embed = nn.Embedding(vocab_size, dims)
@@ -113,7 +117,8 @@ class InductionModel(nn.Module):
         self.layers = [MultiHeadAttention(dims, num_heads) for _ in range(num_layers)]
         self.unembed = nn.Linear(dims, vocab_size, bias=False)
 
-    def __call__(self, tokens, head_mask=None, return_weights=False):
+    def __call__(self, tokens: mx.array, head_mask: mx.array | None = None,
+                 return_weights: bool = False) -> mx.array | tuple[mx.array, list[mx.array]]:
         """Logits for the next token at every position.
 
         Args:
@@ -137,7 +142,8 @@ class InductionModel(nn.Module):
         return (logits, all_weights) if return_weights else logits
 
 
-def make_model(vocab_size=32, seq_len=24, dims=64, num_heads=2, num_layers=2, seed=0):
+def make_model(vocab_size: int = 32, seq_len: int = 24, dims: int = 64, num_heads: int = 2, num_layers: int = 2,
+               seed: int = 0) -> InductionModel:
     """An :class:`InductionModel` whose initial parameters depend only on ``seed``.
 
     MLX draws initial parameters from its global random state, so the seed must be set *before*
@@ -160,7 +166,7 @@ def make_model(vocab_size=32, seq_len=24, dims=64, num_heads=2, num_layers=2, se
     return model
 
 
-def attend(layer, x, keep=None):
+def attend(layer: nn.MultiHeadAttention, x: mx.array, keep: mx.array | None = None) -> tuple[mx.array, mx.array]:
     """Causal self-attention of one course layer, with each head's output scaled by ``keep``.
 
     With ``keep=None`` this is ``layer(x, x, x, mask="causal")``, computed from the layer's own
@@ -197,7 +203,8 @@ def _losses(model, tokens, head_mask=None):
     return nn.losses.cross_entropy(logits, tokens[:, 1:], reduction="none")
 
 
-def half_losses(model, batch, head_mask=None):
+def half_losses(model: InductionModel, batch: tuple[mx.array, mx.array],
+                head_mask: mx.array | None = None) -> tuple[float, float]:
     """Mean loss where the next token is random, and where it repeats an earlier one.
 
     Args:
@@ -220,7 +227,8 @@ def half_losses(model, batch, head_mask=None):
     return first.item(), second.item()
 
 
-def train(model, steps=1000, batch_size=64, learning_rate=5e-3, seed=0, record_every=25):
+def train(model: InductionModel, steps: int = 1000, batch_size: int = 64, learning_rate: float = 5e-3,
+          seed: int = 0, record_every: int = 25) -> dict[str, list]:
     """Train on fresh random batches with Adam; the batches depend only on ``seed``.
 
     Build the model with :func:`make_model` so that its initialisation is seeded too.
@@ -266,7 +274,7 @@ def train(model, steps=1000, batch_size=64, learning_rate=5e-3, seed=0, record_e
     return history
 
 
-def previous_token_score(weights):
+def previous_token_score(weights: mx.array) -> mx.array:
     """How much each head attends to the previous token: the mean of ``weights[i, i - 1]``.
 
     Args:
@@ -280,7 +288,7 @@ def previous_token_score(weights):
     return weights[:, :, rows, rows - 1].mean(axis=(0, 2))
 
 
-def induction_score(weights, seg_lens):
+def induction_score(weights: mx.array, seg_lens: mx.array) -> mx.array:
     """How much each head attends to the token *after* the earlier copy of the current token.
 
     In the repeated part of sequence ``b`` (segment length ``n``), the token at position ``t`` is a
@@ -303,7 +311,7 @@ def induction_score(weights, seg_lens):
     return (picked * counted).sum(axis=(0, 2)) / (counted.sum() * 1.0)
 
 
-def find_head(weights, seg_lens, kind):
+def find_head(weights: Sequence[mx.array], seg_lens: mx.array, kind: str) -> tuple[int, int, float]:
     """The ``(layer, head)`` with the highest score of one kind, and that score.
 
     Args:
@@ -325,7 +333,7 @@ def find_head(weights, seg_lens, kind):
     return best
 
 
-def ablation_effects(model, batch):
+def ablation_effects(model: InductionModel, batch: tuple[mx.array, mx.array]) -> dict:
     """The loss on the repeated part with each head switched off in turn.
 
     Returns:

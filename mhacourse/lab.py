@@ -6,13 +6,17 @@ server starts, so whatever another session left open (another notebook, which
 Run All would then run) never comes back.
 """
 
+import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser):
@@ -67,11 +71,14 @@ def reset_command(args, empty_file):
 
 
 def run(args):
+    if importlib.util.find_spec("jupyterlab") is None:
+        log.error("lab: JupyterLab is not installed here: pip install 'mhacourse[lab]' (or pip install jupyterlab)")
+        return 2
     if not Path(args.dir).is_dir():
-        print(f"mhacourse lab: --dir {args.dir!r} is not a folder", file=sys.stderr)
+        log.error("lab: --dir %r is not a folder", args.dir)
         return 2
     if args.open and not (Path(args.dir) / args.open).exists():
-        print(f"mhacourse lab: --open {args.open!r} is not in {args.dir!r}", file=sys.stderr)
+        log.error("lab: --open %r is not in %r", args.open, args.dir)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.jupyterlab-workspace"

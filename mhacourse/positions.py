@@ -24,6 +24,8 @@ Example::
     q_rotated = positions.rope(q)                          # same shape
 """
 
+from __future__ import annotations
+
 __lesson__ = "07"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -40,7 +42,7 @@ def _check_even(name, value):
         raise ValueError(f"{name} must be even (features come in sin/cos pairs), got {value}.")
 
 
-def frequencies(dims, base=10000.0):
+def frequencies(dims: int, base: float = 10000.0) -> mx.array:
     """The angular frequency of each feature pair: ``base ** (-2i / dims)``.
 
     Args:
@@ -55,7 +57,7 @@ def frequencies(dims, base=10000.0):
     return mx.power(base, -mx.arange(0, dims, 2, dtype=mx.float32) / dims)  # (dims / 2,)
 
 
-def sinusoidal_encoding(num_positions, dims, base=10000.0):
+def sinusoidal_encoding(num_positions: int, dims: int, base: float = 10000.0) -> mx.array:
     """The sinusoidal position table of *Attention Is All You Need*.
 
     Row ``p`` holds ``sin(p·w_i)`` in column ``2i`` and ``cos(p·w_i)`` in
@@ -79,7 +81,7 @@ def sinusoidal_encoding(num_positions, dims, base=10000.0):
     return table.reshape(num_positions, dims)  # (L, dims): sin, cos, sin, cos, ...
 
 
-def rope(x, offset=0, *, base=10000.0, traditional=False):
+def rope(x: mx.array, offset: int = 0, *, base: float = 10000.0, traditional: bool = False) -> mx.array:
     """Rotary position embedding of ``x``, as ``mlx.nn.RoPE(x.shape[-1])(x, offset)``.
 
     The feature pairs of the token at position ``p`` (``offset`` plus its
@@ -116,7 +118,7 @@ def rope(x, offset=0, *, base=10000.0, traditional=False):
     return out.astype(x.dtype)
 
 
-def rope_attention(queries, keys, values, *, base=10000.0):
+def rope_attention(queries: mx.array, keys: mx.array, values: mx.array, *, base: float = 10000.0) -> mx.array:
     """Attention whose queries and keys are rotated by RoPE; the values are not.
 
     The keys sit at positions ``0 .. L_k - 1`` and the queries are the last
@@ -140,7 +142,7 @@ def rope_attention(queries, keys, values, *, base=10000.0):
     return scaled_dot_product_attention(queries, keys, values, scale=head_scale(queries))  # (B, H, L_q, D_v)
 
 
-def unshuffle(outputs, perm):
+def unshuffle(outputs: mx.array, perm: mx.array) -> mx.array:
     """Put rows computed on shuffled tokens back into the original order.
 
     If ``outputs = f(x[:, perm])`` for a permutation-equivariant ``f`` (such

@@ -12,6 +12,8 @@ reversal, answer digit ``j`` of a source of ``n`` digits reads source position `
 >>> losses = seq2seq.train(model, steps=5)
 """
 
+from __future__ import annotations
+
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -27,7 +29,8 @@ FIRST_DIGIT = 3                     # digit d is token d + 3
 VOCAB_SIZE = FIRST_DIGIT + 10
 
 
-def make_batch(batch_size, *, key, min_len=3, max_len=8, task="reverse"):
+def make_batch(batch_size: int, *, key: mx.array, min_len: int = 3, max_len: int = 8,
+               task: str = "reverse") -> tuple[mx.array, mx.array, mx.array]:
     """Padded digit sources and their answers.
 
     Args:
@@ -93,7 +96,7 @@ class Seq2Seq(nn.Module):
         num_heads (int): Heads per attention layer. Default: ``4``.
     """
 
-    def __init__(self, max_len=8, dims=32, num_heads=4):
+    def __init__(self, max_len: int = 8, dims: int = 32, num_heads: int = 4) -> None:
         super().__init__()
         self.max_len = max_len
         self.embed = nn.Embedding(VOCAB_SIZE, dims)
@@ -105,27 +108,29 @@ class Seq2Seq(nn.Module):
         self.out_norm = nn.LayerNorm(dims)
         self.out = nn.Linear(dims, VOCAB_SIZE)
 
-    def encode(self, source, lengths):
+    def encode(self, source: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
         """``(B, L_src, dims)`` encoder states and the ``(B, 1, 1, L_src)`` boolean key padding mask."""
         keys_ok = padding_mask(lengths, source.shape[1])                      # (B, 1, 1, L_src), True = attend
         x = self.embed(source) + self.source_positions(mx.arange(source.shape[1]))   # (B, L_src, dims)
         x, _ = self.encoder(x, keys_ok)
         return self.encoder_norm(x), keys_ok
 
-    def decode(self, memory, keys_ok, answer_so_far):
+    def decode(self, memory: mx.array, keys_ok: mx.array,
+               answer_so_far: mx.array) -> tuple[mx.array, mx.array]:
         """Logits ``(B, L_tgt, VOCAB_SIZE)`` and cross-attention weights ``(B, H, L_tgt, L_src)``."""
         L_tgt = answer_so_far.shape[1]
         y = self.embed(answer_so_far) + self.target_positions(mx.arange(L_tgt))   # (B, L_tgt, dims)
         y, weights = self.decoder(y, "causal", memory, keys_ok)
         return self.out(self.out_norm(y)), weights
 
-    def __call__(self, source, lengths, decoder_input):
+    def __call__(self, source: mx.array, lengths: mx.array,
+                 decoder_input: mx.array) -> tuple[mx.array, mx.array]:
         """Teacher-forced logits ``(B, L_tgt, VOCAB_SIZE)`` and cross-attention weights."""
         memory, keys_ok = self.encode(source, lengths)
         return self.decode(memory, keys_ok, decoder_input)
 
 
-def make_model(max_len=8, dims=32, num_heads=4, seed=0):
+def make_model(max_len: int = 8, dims: int = 32, num_heads: int = 4, seed: int = 0) -> Seq2Seq:
     """A :class:`Seq2Seq` whose initial parameters depend only on ``seed`` (seeded before it is built)."""
     mx.random.seed(seed)
     model = Seq2Seq(max_len, dims, num_heads)
@@ -138,7 +143,8 @@ def _shift_right(target):
     return mx.concatenate([mx.full((target.shape[0], 1), BOS, dtype=target.dtype), target[:, :-1]], axis=1)
 
 
-def train(model, steps=400, batch_size=64, learning_rate=5e-3, seed=0, task="reverse", min_len=3):
+def train(model: Seq2Seq, steps: int = 400, batch_size: int = 64, learning_rate: float = 5e-3, seed: int = 0,
+          task: str = "reverse", min_len: int = 3) -> list[float]:
     """Teacher-forced training with Adam on fresh batches (which depend only on ``seed``).
 
     The loss is the mean cross-entropy over the answer tokens (digits and ``EOS``), never ``PAD``.
@@ -167,7 +173,7 @@ def train(model, steps=400, batch_size=64, learning_rate=5e-3, seed=0, task="rev
     return losses
 
 
-def greedy_decode(model, source, lengths):
+def greedy_decode(model: Seq2Seq, source: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
     """Answer one token at a time, always taking the most likely token, as at inference.
 
     Args:
@@ -189,7 +195,7 @@ def greedy_decode(model, source, lengths):
     return answer[:, 1:], weights
 
 
-def accuracy(model, source, lengths, target):
+def accuracy(model: Seq2Seq, source: mx.array, lengths: mx.array, target: mx.array) -> tuple[float, float]:
     """``(sequence accuracy, token accuracy)`` of greedy decoding, up to and including ``EOS``."""
     answer, _ = greedy_decode(model, source, lengths)
     scored = mx.arange(target.shape[1])[None, :] <= lengths[:, None]         # (B, L_tgt): digits and EOS
@@ -197,7 +203,7 @@ def accuracy(model, source, lengths, target):
     return right.all(axis=1).mean().item(), ((answer == target) & scored).sum().item() / scored.sum().item()
 
 
-def cross_attention(model, source, lengths, target):
+def cross_attention(model: Seq2Seq, source: mx.array, lengths: mx.array, target: mx.array) -> mx.array:
     """Teacher-forced cross-attention weights ``(B, H, L_src + 1, L_src)`` for the correct answers."""
     _, weights = model(source, lengths, _shift_right(target))
     return weights

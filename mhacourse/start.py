@@ -24,11 +24,14 @@ fills the learner's home, later runs change nothing the learner wrote.
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 from .course_files import course_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_DIR", "MANIFEST", "KERNEL_NAME", "KERNEL_DISPLAY_NAME", "start", "register_kernel",
            "kernel_dir", "configure", "run"]
@@ -213,7 +216,7 @@ def run(args):
     try:
         done = start(folder, solutions=args.solutions, update=args.update)
     except (FileNotFoundError, ValueError, OSError) as error:
-        print(f"mhacourse start: {error}", file=sys.stderr)
+        log.error("%s", error)
         return 2
     for relative in done["copied"]:
         print(f"copied   {relative}")
@@ -233,7 +236,7 @@ def run(args):
         try:
             spec = register_kernel(args.kernel)
         except (ImportError, OSError) as error:
-            print(f"mhacourse start: could not register the kernel: {error}", file=sys.stderr)
+            log.error("could not register the kernel: %s", error)
             return 1
         print(f"kernel   '{KERNEL_DISPLAY_NAME}' registered in {spec}")
     print(f"Next: mhacourse lab --dir {args.dir} --open notebooks/00_mlx_primer.ipynb "

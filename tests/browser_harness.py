@@ -40,7 +40,8 @@ COMM_COUNTER = """
   WebSocket.prototype.send = function (data) {
     let text = "";
     try {
-      text = typeof data === "string" ? data : new TextDecoder().decode(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+      text = typeof data === "string" ? data
+        : new TextDecoder().decode(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
     } catch (error) { text = ""; }
     const type = (text.match(/"msg_type":\\s*"([a-z_]+)"/) || [])[1] || "?";
     window.__mhaSent.push(type);
@@ -113,7 +114,7 @@ def lab_server(work, home):
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
                         log.flush()
-                        raise RuntimeError("JupyterLab did not start:\n" + log_path.read_text()[-3000:])
+                        raise RuntimeError("JupyterLab did not start:\n" + log_path.read_text()[-3000:]) from None
                     time.sleep(0.2)
             yield url
         finally:

@@ -9,8 +9,8 @@ parent process, then the victim.
 import argparse
 import csv
 import hashlib
-import io
 import importlib.util
+import io
 import json
 import os
 import re
@@ -242,7 +242,8 @@ def v3(tmp_path_factory):
     expected = make_attacks.make_v3_attacks(folder)
     victim = folder / "alice" / "01_attention_one_head.ipynb"
     victim.parent.mkdir()
-    victim.write_text((REPO / "solutions" / "01_attention_one_head.ipynb").read_text(encoding="utf-8"), encoding="utf-8")
+    victim.write_text((REPO / "solutions" / "01_attention_one_head.ipynb").read_text(encoding="utf-8"),
+                      encoding="utf-8")
     links = folder / "mallory"
     links.mkdir()
     (links / "01_attention_one_head.ipynb").symlink_to(victim)
@@ -443,7 +444,8 @@ def test_v3_the_sandbox_sees_no_reference():
                  " 'mhacourse.grading.policy', 'mhacourse.grading.source_policy', 'mhacourse.grading.batch.cli'):\n"
                  "    try:\n        importlib.import_module(name)\n        print('IMPORTED', name)\n"
                  "    except ImportError:\n        pass\n"
-                 f"print('PACKAGE', os.listdir({str(PACKAGE_DIR)!r}) if os.path.isdir({str(PACKAGE_DIR)!r}) else None)\n")
+                 f"print('PACKAGE', os.listdir({str(PACKAGE_DIR)!r})"
+                 f" if os.path.isdir({str(PACKAGE_DIR)!r}) else None)\n")
         args = (sandbox._bwrap_args(view, sandbox.Limits()) + [
             arg for key, value in sandbox._environment(sandbox.HOME, sandbox.COURSE).items()
             for arg in ("--setenv", key, value)] + ["--"] + sandbox._drop_privileges() + [sys.executable, "-c", probe])

@@ -54,7 +54,8 @@ def test_the_apt_packages_are_installed():
                if "install ok installed" not in subprocess.run(["dpkg", "-s", name], capture_output=True,
                                                                text=True).stdout]
     if missing and not os.environ.get("CI"):
-        pytest.skip(f"binder/apt.txt packages not installed here: {missing} (`sudo apt-get install {' '.join(missing)}`)")
+        pytest.skip(f"binder/apt.txt packages not installed here: {missing} "
+                    f"(`sudo apt-get install {' '.join(missing)}`)")
     assert not missing, f"binder/apt.txt packages not installed: {missing}"
 
 

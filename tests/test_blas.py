@@ -121,7 +121,7 @@ def test_reports_the_optimised_blas_when_preloaded_and_not_when_off():
 
 @linux_only
 def test_script_commands(tmp_path):
-    run = lambda *args, **env: subprocess.run(  # noqa: E731
+    run = lambda *args, **env: subprocess.run(
         [sys.executable, blas.__file__, *args], env=clean_env(**env),
         capture_output=True, text=True, timeout=60)
     assert run("path", **{blas.ENV_VAR: "off"}).stdout == ""

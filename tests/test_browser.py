@@ -81,7 +81,8 @@ def canvas_colours(page, k, canvas="base"):
             const c = ({JS_EXPLORER})(k)[which];
             const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             const seen = new Set();
-            for (let p = 0; p < data.length; p += 4 * 7) seen.add((data[p] << 16) | (data[p + 1] << 8) | data[p + 2] | (data[p + 3] << 24));
+            for (let p = 0; p < data.length; p += 4 * 7)
+                seen.add((data[p] << 16) | (data[p + 1] << 8) | data[p + 2] | (data[p + 3] << 24));
             return seen.size;
         }}""", [k, canvas])
 
@@ -256,7 +257,8 @@ def test_save_html_opens_offline_and_shows_the_matrix(lab, tmp_path):
         page.wait_for_selector(".mha-explorer[data-draws]")
         assert "head 0" in page.inner_text(".mha-title")
         assert page.evaluate("() => document.querySelector('.mha-explorer').parentElement.mhaExplorer"
-                             ".base.getContext('2d').getImageData(0, 0, 600, 600).data.some((v, i) => i % 4 === 1 && v > 150)")
+                             ".base.getContext('2d').getImageData(0, 0, 600, 600).data"
+                             ".some((v, i) => i % 4 === 1 && v > 150)")
         page.screenshot(path=str(ARTIFACTS / "10_standalone_html.png"), full_page=True)
         assert [url for url in requests if not url.startswith(("file:", "blob:", "data:"))] == []
     finally:
@@ -322,7 +324,8 @@ def test_lines_view_at_256_tokens_reaches_the_strongest_keys(lab):
     page.evaluate(f"(k) => {{ const e = ({JS_EXPLORER})(k); e.query = 200; e.redraw(); }}", 1)
     result = page.evaluate(f"""(k) => {{
         const e = ({JS_EXPLORER})(k), g = e.linesGeo, p = e.currentPanels[0];
-        const order = Array.from({{length: e.meta.n_keys}}, (_, j) => j).sort((a, b) => p.value(200, b) - p.value(200, a));
+        const order = Array.from({{length: e.meta.n_keys}}, (_, j) => j)
+            .sort((a, b) => p.value(200, b) - p.value(200, a));
         const data = e.overlay.getContext('2d').getImageData(0, 0, e.overlay.width, e.overlay.height).data;
         const red = (x, y) => {{  // a red pixel where the line ends (within the line's slope)
             for (let dy = -5; dy <= 5; dy++) {{ const i = 4 * (Math.round(y + dy) * e.overlay.width + Math.round(x));
@@ -347,7 +350,8 @@ def test_exported_png_carries_the_title(lab):
         const e = ({JS_EXPLORER})(k), c = e.pngCanvas();
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height - e.base.height).data;
         let ink = 0;
-        for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[0]) + Math.abs(d[i + 1] - d[1]) + Math.abs(d[i + 2] - d[2]) > 200) ink++;
+        for (let i = 0; i < d.length; i += 4)
+            if (Math.abs(d[i] - d[0]) + Math.abs(d[i + 1] - d[1]) + Math.abs(d[i + 2] - d[2]) > 200) ink++;
         return {{extra: c.height - e.base.height, ink, title: e.titleText()}};
     }}""", 0)
     assert band["extra"] > 20 and band["ink"] > 200, band  # a band of text above the picture

@@ -55,7 +55,8 @@ def test_exercise_replaces_each_block_by_an_indented_stub():
 
 
 def test_stub_keeps_the_marker_indentation_at_top_level_and_deeper():
-    source = "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nclass A:\n    def f(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION"
+    source = ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nclass A:\n    def f(self):\n"
+              "        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION")
     exercise, solution, n_blocks = split_solution(source)
     assert n_blocks == 2
     assert exercise == (

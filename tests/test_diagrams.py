@@ -21,7 +21,6 @@ matplotlib.use("Agg")
 from mhacourse import MultiHeadAttention  # noqa: E402
 from mhacourse.viz import diagrams  # noqa: E402
 from mhacourse.viz.static import figure_to_png  # noqa: E402
-
 from tests.browser_harness import chromium, require_browser  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "diagrams"

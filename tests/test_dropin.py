@@ -356,9 +356,11 @@ def with_temperature(base):
             self.head_dim = dims // num_heads
 
         def sharpened(self, queries, keys, values, mask=None):
-            q = mx.unflatten(self.query_proj(queries), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_q, D_h)
+            # (B, H, L_q, D_h)
+            q = mx.unflatten(self.query_proj(queries), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)
             k = mx.unflatten(self.key_proj(keys), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_k, D_h)
-            v = mx.unflatten(self.value_proj(values), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)  # (B, H, L_k, D_v/H)
+            # (B, H, L_k, D_v/H)
+            v = mx.unflatten(self.value_proj(values), -1, (self.num_heads, -1)).transpose(0, 2, 1, 3)
             out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)  # (B, H, L_q, D_v/H)
             return self.out_proj(out.transpose(0, 2, 1, 3).flatten(-2, -1))  # (B, L_q, value_output_dims)
 
@@ -368,7 +370,8 @@ def with_temperature(base):
 def test_a_subclass_may_set_scale_and_head_dim():
     theirs, ours = subclass_pair(with_temperature, DIMS, HEADS, temperature=0.125)
     for layer in (theirs, ours):
-        assert (layer.scale, layer.head_dim, layer.head_dims) == (0.125, DIMS // HEADS, "set before the base's __init__")
+        assert (layer.scale, layer.head_dim, layer.head_dims) == (0.125, DIMS // HEADS,
+                                                                  "set before the base's __init__")
     x = normal((2, 6, DIMS), 1)
     # __call__ ignores the subclass's attributes, on both classes; its own method uses them.
     plain = theirs(x, x, x, mask="causal")
@@ -399,7 +402,7 @@ def test_a_subclass_may_store_an_array_as_scale():
     assert dict(tree_flatten(ours.parameters()))["scale"].item() == pytest.approx(0.3)
     x = normal((2, 5, DIMS), 2)
     assert_identical(ours(x, x, x), theirs(x, x, x))
-    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()  # noqa: E731
+    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()
     grads_ours = nn.value_and_grad(ours, loss)(ours, x)[1]
     grads_theirs = nn.value_and_grad(theirs, loss)(theirs, x)[1]
     assert_same_tree(grads_ours, grads_theirs)
@@ -478,7 +481,7 @@ def test_a_subclass_may_override_call_and_call_super():
     mask = nn.MultiHeadAttention.create_additive_causal_mask(6)
     for m in (None, "causal", mask):
         assert_identical(ours(x, mask=m), theirs(x, mask=m))
-    loss = lambda layer, x: (layer(x, mask="causal") ** 2).mean()  # noqa: E731
+    loss = lambda layer, x: (layer(x, mask="causal") ** 2).mean()
     value_ours, grads_ours = nn.value_and_grad(ours, loss)(ours, x)
     value_theirs, grads_theirs = nn.value_and_grad(theirs, loss)(theirs, x)
     assert_identical(value_ours, value_theirs)
@@ -513,7 +516,7 @@ def test_a_subclass_may_add_parameters():
     assert {"gate", "score_bias", "norm.weight", "norm.bias", "out_proj.bias"} <= set(names)
     x = normal((2, 5, DIMS), 9)
     assert_identical(ours(x, x, x), theirs(x, x, x))
-    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()  # noqa: E731
+    loss = lambda layer, x: (layer(x, x, x) ** 2).mean()
     grads_ours = nn.value_and_grad(ours, loss)(ours, x)[1]
     assert_same_tree(grads_ours, nn.value_and_grad(theirs, loss)(theirs, x)[1])
     assert mx.abs(grads_ours["score_bias"]).max().item() > 0

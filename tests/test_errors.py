@@ -91,10 +91,12 @@ def q_k_v(B=1, Hq=2, Hkv=2, Lq=3, Lk=4, D=8, dtype=mx.float32):
     [
         (lambda q, k, v: (q[0], k, v, None), r"queries must have rank 4"),
         (lambda q, k, v: (q, k[..., :4], v, None), r"keys must have the same last dimension as queries \(8\)"),
-        (lambda q, k, v: (q, mx.zeros((1, 3, 4, 8)), mx.zeros((1, 3, 4, 8)), None), r"query heads \(2\) must be a multiple"),
+        (lambda q, k, v: (q, mx.zeros((1, 3, 4, 8)), mx.zeros((1, 3, 4, 8)), None),
+         r"query heads \(2\) must be a multiple"),
         (lambda q, k, v: (q, k, v[:, :, :2], None), "values must have as many heads and positions as keys"),
         (lambda q, k, v: (q, mx.zeros((2, 2, 4, 8)), v, None), "keys has batch size 2 but queries have 1"),
-        (lambda q, k, v: (q, k, v, mx.zeros((3, 5))), r"cannot broadcast to \(batch, heads, n_queries, n_keys\) = \(1, 2, 3, 4\)"),
+        (lambda q, k, v: (q, k, v, mx.zeros((3, 5))),
+         r"cannot broadcast to \(batch, heads, n_queries, n_keys\) = \(1, 2, 3, 4\)"),
         (lambda q, k, v: (q, k, v, mx.zeros((1, 1, 1, 3, 4))), "at most 4 dimensions"),
         # Broadcasts *with* the target but not *to* it: a batch of masks for a batch of one.
         (lambda q, k, v: (q, k, v, mx.zeros((2, 1, 3, 4))), r"mask of shape \(2, 1, 3, 4\) cannot broadcast"),

@@ -160,7 +160,8 @@ def test_cli_writes_csv_and_json_and_goes_on_after_broken_files(tmp_path, capsys
     submissions = tmp_path / "in"
     (submissions / "alice").mkdir(parents=True)
     (submissions / "alice" / "02_many_heads.ipynb").write_text("{not json")
-    (submissions / "bob.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    empty = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+    (submissions / "bob.ipynb").write_text(json.dumps(empty))
     out, reports = tmp_path / "grades.csv", tmp_path / "json"
     assert run_cli([str(submissions), "--out", str(out), "--json", str(reports), "--no-progress"]) == 0
     rows = list(csv.DictReader(out.open()))

@@ -12,9 +12,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from mhacourse import MultiHeadAttention, induction  # noqa: E402
-from mhacourse.viz import plot_heads  # noqa: E402
-from mhacourse.viz.diagrams import plot_ablation, plot_induction_training  # noqa: E402
+from mhacourse import MultiHeadAttention, induction
+from mhacourse.viz import plot_heads
+from mhacourse.viz.diagrams import plot_ablation, plot_induction_training
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "lesson09"
 
@@ -87,6 +87,7 @@ def test_make_model_seeds_the_initialisation():
     assert mx.array_equal(w[0], w[1]) and not mx.array_equal(w[0], w[2])
 
 
+@pytest.mark.slow  # trains for ~20 s
 def test_training_forms_both_heads_and_the_pictures_show_them():
     model = induction.make_model(seed=0)
     history = induction.train(model, seed=0)

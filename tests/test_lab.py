@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mhacourse import lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,7 @@ def test_make_demo_opens_the_demo_notebook_in_the_demo_workspace():
     assert lab.start_url(plain) == "/lab/tree/notebooks" and lab.reset_command(plain, "x") is None
 
 
+@pytest.mark.slow  # starts JupyterLab's workspace command twice (~8 s)
 def test_the_workspace_is_emptied_whatever_was_open_before(tmp_path):
     """A demo workspace left with another notebook open comes back empty (what ``run`` does first)."""
     spaces = tmp_path / "workspaces"

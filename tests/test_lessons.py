@@ -144,7 +144,8 @@ def test_every_lesson_ends_with_its_exercise_notebook(lesson):
     exercise = exercise_for(number)
     if number in EXERCISES_PENDING:
         assert exercise is None, f"{exercise} exists: remove {number} from EXERCISES_PENDING and link it"
-        assert "no exercise notebook yet" in last, f"{lesson.name}: its last cell should say it has no exercise notebook yet"
+        assert "no exercise notebook yet" in last, \
+            f"{lesson.name}: its last cell should say it has no exercise notebook yet"
         return
     if number == "00":
         assert exercise is None, "lesson 00 now has exercises: link them like the other lessons"
@@ -165,7 +166,8 @@ def test_every_lesson_ends_with_its_exercise_notebook(lesson):
 
 def test_every_lesson_from_01_to_08_is_there():
     numbers = {p.name[:2] for p in lessons()}
-    assert {f"{n:02d}" for n in range(9)} <= numbers, f"missing lessons: {sorted({f'{n:02d}' for n in range(9)} - numbers)}"
+    expected = {f"{n:02d}" for n in range(9)}
+    assert expected <= numbers, f"missing lessons: {sorted(expected - numbers)}"
 
 
 @pytest.mark.parametrize("exercise", sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)

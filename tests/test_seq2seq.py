@@ -8,11 +8,12 @@ from pathlib import Path
 import matplotlib
 import mlx.core as mx
 import numpy as np
+import pytest
 
 matplotlib.use("Agg")
 
-from mhacourse import seq2seq  # noqa: E402
-from mhacourse.viz import plot_heads  # noqa: E402
+from mhacourse import seq2seq
+from mhacourse.viz import plot_heads
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "lesson04"
 
@@ -41,6 +42,7 @@ def test_padding_is_invisible_to_the_encoder_and_the_cross_attention():
     assert mx.allclose(model(source, lengths, target)[0], model(junk, lengths, target)[0], atol=1e-5)
 
 
+@pytest.mark.slow  # trains for ~8 s
 def test_training_reverses_every_held_out_source_and_aligns_anti_diagonally():
     model = seq2seq.make_model(seed=0)
     losses = seq2seq.train(model, seed=0)

@@ -67,7 +67,8 @@ def build_site(outdir, only=None, fresh=False):
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     seconds = time.monotonic() - start
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    warnings = [line for line in done.stderr.splitlines() if re.search(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE): ", line)]
+    warnings = [line for line in done.stderr.splitlines()
+                if re.search(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE): ", line)]
     return seconds, warnings
 
 
@@ -383,7 +384,8 @@ def test_pages_reflow_at_200_percent_zoom(site, browser):
             page.wait_for_timeout(300)
             widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1] + 1, (path, widths)
-            size = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('div.cell_input pre, main p')).fontSize)")
+            size = page.evaluate("() => parseFloat(getComputedStyle("
+                                 "document.querySelector('div.cell_input pre, main p')).fontSize)")
             assert size >= 12, (path, size)
             if path == "notebooks/01_attention_one_head.html":
                 page.screenshot(path=str(ARTIFACTS / "lesson_01_zoom_200.png"))

@@ -247,7 +247,8 @@ def test_a_lesson_and_a_solved_exercise_run_on_the_course_kernel_with_the_fast_b
 # --- grading with the installed package alone ---
 
 def _make_submissions():
-    spec = importlib.util.spec_from_file_location("make_submissions", REPO / "tests" / "fixtures" / "make_submissions.py")
+    spec = importlib.util.spec_from_file_location("make_submissions",
+                                                  REPO / "tests" / "fixtures" / "make_submissions.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -5,6 +5,8 @@ values may be projected to their own size, and the output to yet another.
 Only the constructor changes; projecting, attending and merging are stage 2's.
 """
 
+from __future__ import annotations
+
 __lesson__ = "04"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.nn as nn
@@ -39,13 +41,13 @@ class MultiHeadAttention(multi_head.MultiHeadAttention):
         self,
         dims: int,
         num_heads: int,
-        query_input_dims=None,
-        key_input_dims=None,
-        value_input_dims=None,
-        value_dims=None,
-        value_output_dims=None,
+        query_input_dims: int | None = None,
+        key_input_dims: int | None = None,
+        value_input_dims: int | None = None,
+        value_dims: int | None = None,
+        value_output_dims: int | None = None,
         bias: bool = False,
-    ):
+    ) -> None:
         # This stage replaces stage 2's constructor, so it starts from Module's.
         nn.Module.__init__(self)
         check_size("dims", dims)

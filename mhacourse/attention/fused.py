@@ -11,6 +11,8 @@ MLX's class computes (``__init__``, ``__call__``, ``create_additive_causal_mask`
 every step still runs the course's stages.
 """
 
+from __future__ import annotations
+
 __lesson__ = "05"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -21,7 +23,8 @@ from .masks import causal_mask
 from .scaled_dot_product import check_mask, head_scale, result_dtype
 
 
-def attend(queries, keys, values, mask=None, return_weights=False):
+def attend(queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None,
+           return_weights: bool = False) -> tuple[mx.array, mx.array | None]:
     """Attention over the heads on ``mx.fast.scaled_dot_product_attention``.
 
     Args:
@@ -64,7 +67,8 @@ class MultiHeadAttention(custom_dims.MultiHeadAttention, nn.MultiHeadAttention):
         value_dims, value_output_dims, bias``), with MLX's defaults.
     """
 
-    def __call__(self, queries, keys, values, mask=None, *, return_weights=False):
+    def __call__(self, queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None, *,
+                 return_weights: bool = False) -> mx.array | tuple[mx.array, mx.array]:
         """Attend from ``queries`` to ``keys`` and ``values`` (stage 2's steps, fused attention).
 
         Args:

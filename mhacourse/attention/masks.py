@@ -20,6 +20,10 @@ differed, so do not rely on those rows.) The helpers here build boolean masks, o
 from ``finfo(dtype).min``, so they never produce NaN.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 __lesson__ = "03"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -37,7 +41,7 @@ __all__ = [
 ]
 
 
-def causal_mask(n, dtype=mx.float32):
+def causal_mask(n: int, dtype: mx.Dtype = mx.float32) -> mx.array:
     """The additive causal mask of ``mlx.nn.MultiHeadAttention``.
 
     Args:
@@ -51,7 +55,7 @@ def causal_mask(n, dtype=mx.float32):
     return blocked.astype(dtype) * mx.finfo(dtype).min
 
 
-def causal(n_queries, n_keys=None):
+def causal(n_queries: int, n_keys: int | None = None) -> mx.array:
     """The boolean causal mask (True = attend), aligned like ``mask="causal"``.
 
     Args:
@@ -73,7 +77,7 @@ def _as_array(x, name):
         raise TypeError(f"{name} must be an array-like, got {type(x).__name__}.") from error
 
 
-def padding_mask(lengths, n_keys):
+def padding_mask(lengths: mx.array | Sequence[int], n_keys: int) -> mx.array:
     """A boolean key-padding mask from the number of valid keys per example.
 
     Args:
@@ -88,7 +92,8 @@ def padding_mask(lengths, n_keys):
     """
     lengths = _as_array(lengths, "lengths")
     if lengths.ndim != 1 or not mx.issubdtype(lengths.dtype, mx.integer):
-        raise ValueError(f"lengths must be a 1-D list of integers, got {lengths.dtype} of shape {tuple(lengths.shape)}.")
+        raise ValueError(
+            f"lengths must be a 1-D list of integers, got {lengths.dtype} of shape {tuple(lengths.shape)}.")
     low, high = mx.min(lengths).item(), mx.max(lengths).item()
     if low < 0 or high > n_keys:
         raise ValueError(f"lengths must lie in [0, n_keys={n_keys}], got values from {low} to {high}.")
@@ -96,7 +101,7 @@ def padding_mask(lengths, n_keys):
     return keep[:, None, None, :]  # (B, 1, 1, n_keys)
 
 
-def to_additive(mask, dtype=mx.float32):
+def to_additive(mask: mx.array, dtype: mx.Dtype = mx.float32) -> mx.array:
     """Convert a boolean mask (True = attend) to an additive one.
 
     Blocked entries become ``finfo(dtype).min`` rather than ``-inf`` so that
@@ -108,7 +113,7 @@ def to_additive(mask, dtype=mx.float32):
     return mx.where(mask, mx.array(0, dtype), mx.array(mx.finfo(dtype).min, dtype))
 
 
-def to_boolean(mask, threshold=-1e4):
+def to_boolean(mask: mx.array, threshold: float = -1e4) -> mx.array:
     """Convert an additive mask to a boolean one (True = attend).
 
     Entries at or below ``threshold`` (``-inf``, ``finfo.min``, ``-1e9``...)
@@ -127,7 +132,7 @@ def to_boolean(mask, threshold=-1e4):
     return ~blocked
 
 
-def combine(*masks):
+def combine(*masks: mx.array | None) -> mx.array | None:
     """Combine masks so that a key is attended only if every mask allows it.
 
     ``None`` entries are skipped. Boolean masks are combined with AND; if any

@@ -15,6 +15,10 @@ subclass may store or define any other name (``scale``, ``project``, ...)
 without changing what the layer computes.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 __lesson__ = "02"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -24,7 +28,7 @@ from .scaled_dot_product import attention_with_weights, head_scale
 from .validation import check_divisible, check_features, check_size, projection_input_dims
 
 
-def split_heads(x, num_heads):
+def split_heads(x: mx.array, num_heads: int) -> mx.array:
     """Split the features of ``x`` into heads.
 
     Args:
@@ -41,7 +45,7 @@ def split_heads(x, num_heads):
     return x.transpose(0, 2, 1, 3)  # (B, H, L, D_h)
 
 
-def merge_heads(x):
+def merge_heads(x: mx.array) -> mx.array:
     """Concatenate the heads of ``x`` back into one feature dimension.
 
     Args:
@@ -67,7 +71,8 @@ def _heads(name, proj, x, num_heads):
     return split_heads(x, num_heads)  # (B, H, L, features / H)
 
 
-def project(layer, queries, keys, values):
+def project(layer: nn.Module, queries: mx.array, keys: mx.array,
+            values: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """Check the inputs, project them with the layer's projections and split them into heads.
 
     It reads only what ``mlx.nn.MultiHeadAttention`` itself reads: ``num_heads``,
@@ -109,7 +114,8 @@ def project(layer, queries, keys, values):
     return queries, keys, values
 
 
-def attend(queries, keys, values, mask=None, return_weights=True):
+def attend(queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None,
+           return_weights: bool = True) -> tuple[mx.array, mx.array | None]:
     """Attention over the heads, written out (stage 1) with scale ``1 / sqrt(D_h)``.
 
     The scale is read from the projected queries, as MLX's layer reads it, so
@@ -131,7 +137,9 @@ def attend(queries, keys, values, mask=None, return_weights=True):
     return attention_with_weights(queries, keys, values, scale=head_scale(queries), mask=mask)
 
 
-def forward(layer, queries, keys, values, mask=None, return_weights=False, attend=attend):
+def forward(layer: nn.Module, queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None,
+            return_weights: bool = False,
+            attend: Callable[..., tuple[mx.array, mx.array | None]] = attend) -> mx.array | tuple[mx.array, mx.array]:
     """The whole layer: project, split, attend, merge, project out.
 
     A module-level function rather than methods, so that nothing the layer
@@ -170,7 +178,7 @@ class MultiHeadAttention(nn.Module):
         num_heads (int): The number of attention heads; must divide ``dims``.
     """
 
-    def __init__(self, dims: int, num_heads: int):
+    def __init__(self, dims: int, num_heads: int) -> None:
         super().__init__()
         check_size("dims", dims)
         check_size("num_heads", num_heads)
@@ -181,7 +189,8 @@ class MultiHeadAttention(nn.Module):
         self.value_proj = nn.Linear(dims, dims, bias=False)
         self.out_proj = nn.Linear(dims, dims, bias=False)
 
-    def __call__(self, queries, keys, values, mask=None, *, return_weights=False):
+    def __call__(self, queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None, *,
+                 return_weights: bool = False) -> mx.array | tuple[mx.array, mx.array]:
         """Attend from ``queries`` to ``keys`` and ``values``.
 
         The attention scale is ``sqrt(1 / D_h)`` with ``D_h`` the width of a

@@ -18,6 +18,8 @@ most negative float32 (so a row with no allowed key gives the mean of the
 values), and an additive row that is all ``-inf`` gives NaN.
 """
 
+from __future__ import annotations
+
 __lesson__ = "05"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -27,7 +29,8 @@ from .scaled_dot_product import _repeat_kv_heads, apply_mask, causal_keep, check
 __all__ = ["online_attention", "fused_kernel_available"]
 
 
-def fused_kernel_available(queries, keys, values, mask=None):
+def fused_kernel_available(queries: mx.array, keys: mx.array, values: mx.array,
+                           mask: mx.array | str | None = None) -> bool:
     """Whether ``mx.fast.scaled_dot_product_attention`` runs a fused kernel here.
 
     Asks MLX rather than a list of rules: ``force_fused=True`` raises
@@ -69,7 +72,8 @@ def _tile_scores(queries, keys, mask):
     return apply_mask(scores, mask)
 
 
-def online_attention(queries, keys, values, *, scale, mask=None, tile_size=64):
+def online_attention(queries: mx.array, keys: mx.array, values: mx.array, *, scale: float,
+                     mask: mx.array | str | None = None, tile_size: int = 64) -> mx.array:
     """Scaled dot-product attention computed tile by tile over the keys.
 
     Equal (within rounding) to ``mx.fast.scaled_dot_product_attention`` with

@@ -6,6 +6,8 @@
 errors. Unlike the fused kernel it can also hand back the attention weights.
 """
 
+from __future__ import annotations
+
 __lesson__ = "01"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import functools
@@ -31,13 +33,14 @@ def _shape(x):
 
 
 @functools.lru_cache(maxsize=128)
-def result_dtype(*dtypes):
+def result_dtype(*dtypes: mx.Dtype) -> mx.Dtype:
     """The dtype MLX's type promotion gives to arrays of ``dtypes`` combined."""
     # Adding empty arrays evaluates nothing: only the dtype is read (and remembered).
     return sum((mx.zeros((0,), dtype) for dtype in dtypes[1:]), mx.zeros((0,), dtypes[0])).dtype
 
 
-def check_attention_inputs(queries, keys, values=None, mask=None):
+def check_attention_inputs(queries: mx.array, keys: mx.array, values: mx.array | None = None,
+                           mask: mx.array | str | None = None) -> None:
     """Validate inputs the way ``mx.fast.scaled_dot_product_attention`` does.
 
     Raises ``ValueError`` (``TypeError`` for non-arrays) naming the argument,
@@ -90,7 +93,7 @@ def check_attention_inputs(queries, keys, values=None, mask=None):
     check_mask(mask, target, out_dtype)
 
 
-def check_mask(mask, target, dtype):
+def check_mask(mask: mx.array | str | None, target: tuple[int, ...], dtype: mx.Dtype) -> None:
     """Check that ``mask`` is usable for scores of shape ``target`` and ``dtype``.
 
     Args:
@@ -124,7 +127,7 @@ def check_mask(mask, target, dtype):
         )
 
 
-def head_scale(queries):
+def head_scale(queries: mx.array) -> float:
     """``1 / sqrt(D_h)``, read from the projected queries ``(B, H, L_q, D_h)``.
 
     MLX's layer takes the scale from the queries after the projection, so it
@@ -133,7 +136,7 @@ def head_scale(queries):
     return math.sqrt(1 / queries.shape[-1])
 
 
-def causal_keep(n_queries, n_keys):
+def causal_keep(n_queries: int, n_keys: int) -> mx.array:
     """The boolean causal pattern, aligned to the lower right.
 
     Query ``i`` may attend to key ``j`` when ``j <= i + n_keys - n_queries``,
@@ -153,7 +156,7 @@ def causal_keep(n_queries, n_keys):
     return cols <= rows
 
 
-def apply_mask(scores, mask):
+def apply_mask(scores: mx.array, mask: mx.array | str | None) -> mx.array:
     """Apply an attention mask to the scores ``(B, H, Lq, Lk)``.
 
     An additive mask is added. A boolean mask (True = attend) and
@@ -189,7 +192,7 @@ def _weights(queries, keys, scale, mask):
     return mx.softmax(scores, axis=-1, precise=True)
 
 
-def attention_scores(queries, keys, *, scale):
+def attention_scores(queries: mx.array, keys: mx.array, *, scale: float) -> mx.array:
     """The scaled dot products ``(queries · scale) @ keysᵀ``, before any mask.
 
     Args:
@@ -204,7 +207,8 @@ def attention_scores(queries, keys, *, scale):
     return _scores(queries, keys, scale)
 
 
-def attention_weights(queries, keys, *, scale, mask=None):
+def attention_weights(queries: mx.array, keys: mx.array, *, scale: float,
+                      mask: mx.array | str | None = None) -> mx.array:
     """The attention weights ``softmax(scores + mask)`` over the keys.
 
     Args:
@@ -222,7 +226,8 @@ def attention_weights(queries, keys, *, scale, mask=None):
     return _weights(queries, keys, scale, mask)
 
 
-def attention_with_weights(queries, keys, values, *, scale, mask=None):
+def attention_with_weights(queries: mx.array, keys: mx.array, values: mx.array, *, scale: float,
+                           mask: mx.array | str | None = None) -> tuple[mx.array, mx.array]:
     """Explicit attention that also returns its weights.
 
     Takes the same arguments as :func:`scaled_dot_product_attention`.
@@ -237,7 +242,8 @@ def attention_with_weights(queries, keys, values, *, scale, mask=None):
     return weights @ values, weights  # (B, H_q, L_q, D_v)
 
 
-def scaled_dot_product_attention(queries, keys, values, *, scale, mask=None):
+def scaled_dot_product_attention(queries: mx.array, keys: mx.array, values: mx.array, *, scale: float,
+                                 mask: mx.array | str | None = None) -> mx.array:
     """Explicit attention with the semantics of ``mx.fast.scaled_dot_product_attention``.
 
     Args:

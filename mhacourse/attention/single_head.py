@@ -1,7 +1,10 @@
 """Stage 1b: one attention head with its own query, key and value projections."""
 
+from __future__ import annotations
+
 __lesson__ = "01"  # the lesson that teaches this module: the grader binds it only for later lessons
 
+import mlx.core as mx
 import mlx.nn as nn
 
 from .scaled_dot_product import attention_with_weights, head_scale
@@ -20,14 +23,15 @@ class SingleHeadAttention(nn.Module):
         dims (int): The feature size of the inputs and of the head.
     """
 
-    def __init__(self, dims: int):
+    def __init__(self, dims: int) -> None:
         super().__init__()
         self.dims = check_size("dims", dims)
         self.query_proj = nn.Linear(dims, dims, bias=False)
         self.key_proj = nn.Linear(dims, dims, bias=False)
         self.value_proj = nn.Linear(dims, dims, bias=False)
 
-    def __call__(self, queries, keys, values, mask=None, *, return_weights=False):
+    def __call__(self, queries: mx.array, keys: mx.array, values: mx.array, mask: mx.array | str | None = None, *,
+                 return_weights: bool = False) -> mx.array | tuple[mx.array, mx.array]:
         """Attend from ``queries`` ``(B, L_q, dims)`` to ``keys``/``values`` ``(B, L_k, dims)``.
 
         Returns:

@@ -5,6 +5,10 @@ where it is *allowed*. Lesson 03 uses this conversion; lesson 06 asks the
 learner to write it (so the grader never binds this module there).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __lesson__ = "03"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import mlx.core as mx
@@ -14,7 +18,8 @@ from .masks import _as_array, combine
 __all__ = ["from_torch"]
 
 
-def from_torch(attn_mask=None, key_padding_mask=None, num_heads=None):
+def from_torch(attn_mask: Any = None, key_padding_mask: Any = None,
+               num_heads: int | None = None) -> mx.array | None:
     """Convert PyTorch ``nn.MultiheadAttention`` masks to one MLX mask.
 
     In PyTorch a boolean ``True`` means *blocked*; in MLX it means *attend*.
