@@ -146,7 +146,9 @@ FIRST_CELL_NOTEBOOKS = sorted(
      *COURSE_ROOT.glob("solutions/*.ipynb")])
 
 
-@pytest.mark.parametrize("path", FIRST_CELL_NOTEBOOKS, ids=[str(p.relative_to(COURSE_ROOT)) for p in FIRST_CELL_NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path", FIRST_CELL_NOTEBOOKS, ids=[str(p.relative_to(COURSE_ROOT)) for p in FIRST_CELL_NOTEBOOKS]
+)
 def test_every_notebooks_first_code_cell_gives_the_fast_path_note(path):
     import ast
 

@@ -373,12 +373,16 @@ def test_lines_overlay_heads_and_the_query_key_vectors(lab):
     main.locator("button.mha-overlay").click()
     overlaid = main.get_attribute("data-overlay").split(",")
     assert len(overlaid) == 8 and len(set(overlaid)) == 8  # every head of the demo layer, one colour each
-    colours = page.evaluate(f"""(k) => {{
+    colours = page.evaluate(
+        f"""(k) => {{
         const c = ({JS_EXPLORER})(k).overlay, d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         const seen = new Set();
-        for (let p = 0; p < d.length; p += 4) if (d[p + 3] > 200) seen.add((d[p] >> 5) * 64 + (d[p + 1] >> 5) * 8 + (d[p + 2] >> 5));
+        for (let p = 0; p < d.length; p += 4)
+            if (d[p + 3] > 200) seen.add((d[p] >> 5) * 64 + (d[p + 1] >> 5) * 8 + (d[p + 2] >> 5));
         return seen.size;
-    }}""", 0)
+    }}""",
+        0,
+    )
     assert colours >= 8, colours
     main.screenshot(path=str(ARTIFACTS / "10_lines_overlay.png"))
     main.locator("button.mha-overlay").click()  # off again

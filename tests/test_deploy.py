@@ -247,7 +247,9 @@ def test_the_sandboxing_pod_states_its_security_context():
     assert not context.get("privileged") and context.get("allowPrivilegeEscalation") is not False
     assert context["seccompProfile"]["type"] == "RuntimeDefault" and context["appArmorProfile"]["type"] == "Unconfined"
     (merge,) = by_name(docs, "Job", "mhacourse-grade-merge")["spec"]["template"]["spec"]["containers"]
-    assert "capabilities" not in merge["securityContext"] and merge["securityContext"]["allowPrivilegeEscalation"] is False
+    assert (
+        "capabilities" not in merge["securityContext"] and merge["securityContext"]["allowPrivilegeEscalation"] is False
+    )
     # a set-up error (exit 2, e.g. bubblewrap cannot run) fails the Job at once instead of 8 retries
     rules = by_name(docs, "Job", "mhacourse-grade")["spec"]["podFailurePolicy"]["rules"]
     assert {"action": "FailJob", "onExitCodes": {"containerName": "grade", "operator": "In", "values": [2]}} in rules

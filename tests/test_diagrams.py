@@ -126,7 +126,9 @@ def test_transformer_overview_names_every_part_in_words_and_saves_a_picture():
         assert words in shown, words
     assert shown.count("multi-head attention") == 5     # the block's, and three in the encoder-decoder + key
     # Only Okabe-Ito colours (and greys) fill boxes and arrows, so red-green colour blindness loses nothing.
-    allowed = {matplotlib.colors.to_hex(c) for c in (*diagrams.OKABE_ITO.values(), "#DDDDDD", "#333333", "white", "black")}
+    allowed = {
+        matplotlib.colors.to_hex(c) for c in (*diagrams.OKABE_ITO.values(), "#DDDDDD", "#333333", "white", "black")
+    }
     fills = {matplotlib.colors.to_hex(patch.get_facecolor(), keep_alpha=False)
              for patch in fig.findobj(matplotlib.patches.Patch) if patch.get_fill()}
     fills.discard("#ffffff")

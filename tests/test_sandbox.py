@@ -9,11 +9,11 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mhacourse.grading import exercise_ids, get_exercise
-from mhacourse.grading.sandbox import codec
 from mhacourse.grading.compare import matches
 from mhacourse.grading.compute import calls_for, compute
 from mhacourse.grading.exercise import ModuleExercise
 from mhacourse.grading.judge import judge
+from mhacourse.grading.sandbox import codec
 
 
 def roundtrip(value, folder):

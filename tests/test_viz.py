@@ -396,7 +396,9 @@ def test_explorer_displays_the_widget_then_a_labelled_picture(setup):
         assert "application/vnd.jupyter.widget-view+json" in widget[0]
         png = base64.b64decode(picture["image/png"])
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-        assert 'class="mha-static-picture"' in picture["text/html"] and 'alt="Attention explorer' in picture["text/html"]
+        assert (
+            'class="mha-static-picture"' in picture["text/html"] and 'alt="Attention explorer' in picture["text/html"]
+        )
         assert options["transient"]["display_id"] == explorer._picture_id
         # A change from Python redraws it once, when the cell ends (post_execute), under the same id.
         published.clear()

@@ -147,8 +147,11 @@ class Exercise:
                 f"Pass the class itself, not a layer built from it: check({self.id!r}, {self.answer_name}).")
         if code == "wrong_answer_type":
             what = "a class" if self.kind == "class" else "a function"
-            return AnswerProblem(f"check({self.id!r}, ...) expects {what} {self.signature}, got {got}.",
-                                 "wrong_answer_type", f"Pass the {what[2:]} itself: check({self.id!r}, {self.answer_name}).")
+            return AnswerProblem(
+                f"check({self.id!r}, ...) expects {what} {self.signature}, got {got}.",
+                "wrong_answer_type",
+                f"Pass the {what[2:]} itself: check({self.id!r}, {self.answer_name}).",
+            )
         if code == "not_a_module":
             return AnswerProblem(
                 f"{self.answer_name}(...) built a {got}, not an nn.Module.", "not_a_module",

@@ -62,7 +62,8 @@ NUDGES = {
     "neg_inf_vs_finfo_min": "What fill value does MLX use for a blocked key?",
     "boolean_as_number": "What does True become when cast to a float, and is that an additive mask?",
     "padding_inverted": "In MLX, does True mean *attend* or *blocked*?",
-    "padding_shape": "Print your mask's shape under the scores' shape (B, H, L_q, L_k): do they line up from the right?",
+    "padding_shape": "Print your mask's shape under the scores' shape (B, H, L_q, L_k): "
+    "do they line up from the right?",
     "padding_not_boolean": "What dtype should the mask have?",
     "padding_axis": "Which axis of the scores are the keys?",
     "padding_off_by_one": "Is position `length` a real token?",
@@ -385,7 +386,9 @@ def tiers_shown(sources):
             if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
                     and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 continue
-            tier = next((k.value.value for k in node.keywords if k.arg == "hint" and isinstance(k.value, ast.Constant)), 1)
+            tier = next(
+                (k.value.value for k in node.keywords if k.arg == "hint" and isinstance(k.value, ast.Constant)), 1
+            )
             tier = 2 if tier in (2, "2") else 1
             exercise_id = node.args[0].value
             tiers[exercise_id] = max(tiers.get(exercise_id, 1), tier)

@@ -9,7 +9,7 @@ import mlx.core as mx
 from . import hints
 from .compare import compare, describe, matches
 from .compute import DEFAULT_TIME_LIMIT
-from .exercise import safe_text, _type_name
+from .exercise import _type_name, safe_text
 from .result import ERROR, FAILED, INVALID, NOT_IMPLEMENTED, PASSED, TIMEOUT, CaseResult, CheckResult
 from .runner import evaluate
 

@@ -61,7 +61,7 @@ def describe_code(code):
     and the local names counts as copied (see the README's threat model).
     """
     consts = []
-    for index, const in enumerate(code.co_consts):
+    for const in code.co_consts:
         if isinstance(const, types.CodeType):
             consts.append({"code": describe_code(const)})
         else:
@@ -166,7 +166,7 @@ def _all_implementations():
     return _implementations_of(tuple(course_folders()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _implementations_of(folders):
     from .registry import exercises
 
@@ -214,7 +214,7 @@ def course_code(exercise):
     return digests
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _given_code(lesson):
     """Digests of the code the lesson's exercise notebook gives the learner (allowed in answers)."""
     import json
@@ -421,7 +421,7 @@ def _course_file(obj):
 
 def _cell_filled(cell):
     try:
-        cell.cell_contents
+        _ = cell.cell_contents
         return True
     except ValueError:
         return False

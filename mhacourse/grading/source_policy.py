@@ -477,7 +477,7 @@ def _first_doc_line(node):
     return " ".join(doc.split("\n")[0].split()) if doc else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _course_trees(qualname):
     """``{normalised text: first docstring line or None}`` of a course object's functions and classes
     (``qualname``: ``module.name``). A large one is a copy by its structure alone (``None``); a
@@ -541,8 +541,12 @@ def _review(cells, aliases):
                 targets = node.targets
             elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
                 targets = [node.target]
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr")
-                  and node.args):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("setattr", "delattr")
+                and node.args
+            ):
                 targets = [node.args[0]]
             for target in targets:
                 chain = _chain(target) if isinstance(target, (ast.Attribute, ast.Name)) else None
@@ -557,7 +561,9 @@ def _review(cells, aliases):
             for dotted in _dotted_candidates(chain, aliases, [], set()) | {".".join(chain)}:
                 for prefix, what in _CHAINS.items():
                     if dotted == prefix or dotted.startswith(prefix + "."):
-                        review.append(f"cell {cell.number}, line {getattr(node, 'lineno', '?')}: uses {prefix} ({what})")
+                        review.append(
+                            f"cell {cell.number}, line {getattr(node, 'lineno', '?')}: uses {prefix} ({what})"
+                        )
     unique = []
     for line in review:
         if line not in unique:

@@ -3,10 +3,17 @@
 >>> from mhacourse.viz import plot_attention, plot_heads, plot_mask, AttentionExplorer
 """
 
-from .diagrams import plot_matrices, plot_packed_in_proj, plot_reshape_mistake, plot_shape_flow, plot_split_merge_heads, plot_worked_example  # noqa: F401, E501
+from .diagrams import (  # noqa: F401, E501
+    plot_matrices,
+    plot_packed_in_proj,
+    plot_reshape_mistake,
+    plot_shape_flow,
+    plot_split_merge_heads,
+    plot_worked_example,
+)
+from .plots import figure_to_png, plot_attention, plot_heads, plot_mask
 from .reference import attention_steps, reference_weights, sdpa_weights
 from .state import ExplorerState, LayerSource, WeightsSource, build_mask, explorer_state
-from .plots import figure_to_png, plot_attention, plot_heads, plot_mask
 
 __all__ = [
     "plot_attention",

@@ -43,9 +43,10 @@ import numpy as np
 import traitlets
 
 from .codes import bits_for
-from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_all_heads
-from .picture import REFRESH, head_figure, pool as _pool, show_picture
+from .picture import REFRESH, head_figure, show_picture
+from .picture import pool as _pool
 from .plots import CMAP, _labels, _stack_heads, plot_attention
+from .state import LayerSource, WeightsSource, build_mask, explorer_state, keep_all_heads
 
 __all__ = ["AttentionExplorer", "Compare", "Stepper", "ExplorerBase"]
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
 from .masking import keep_of, mask_to_numpy
-from .reference import _as_batch, project_heads, softmax_rows
 from .plots import to_numpy
+from .reference import _as_batch, project_heads, softmax_rows
 
 __all__ = [
     "MASK_KINDS",

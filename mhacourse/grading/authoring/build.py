@@ -112,7 +112,9 @@ def split_solution(source, *, path="<source>", cell_index=0):
             exercise.extend(open_indent + stub_line for stub_line in STUB)
             open_line, n_blocks = None, n_blocks + 1
         elif _ANY_MARKER.search(line):
-            fail(f"malformed marker {line.strip()!r}: write '{BEGIN_MARKER}' or '{END_MARKER}' alone on its line", number)
+            fail(
+                f"malformed marker {line.strip()!r}: write '{BEGIN_MARKER}' or '{END_MARKER}' alone on its line", number
+            )
         else:
             solution.append(line)
             if open_line is None:
@@ -328,7 +330,8 @@ def configure(parser):
         "--root",
         type=Path,
         default=None,
-        help="project folder holding exercise_sources/ (default: the checkout, or the course inside the installed package)",
+        help="project folder holding exercise_sources/ "
+        "(default: the checkout, or the course inside the installed package)",
     )
 
 

@@ -11,13 +11,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
 from mhacourse.grading import textio
 
 from .outputs import Journal, _format_points, _secret_hash, check_outputs, write_reports
 from .pool import Interrupted, grade_many
 from .submissions import collect_submissions
-
 
 SECRET_ENV = "MHACOURSE_GRADE_SECRET"
 

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 __all__ = ["Limits", "HarnessRun", "bwrap_available", "run_harness", "sandbox_overhead", "guarantees", "NO_BWRAP"]
@@ -116,7 +116,7 @@ def _is_root():
     return os.geteuid() == 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def bwrap_available():
     """Whether ``bwrap`` exists and can make the namespaces (tried once)."""
     if shutil.which("bwrap") is None:
@@ -129,7 +129,7 @@ def bwrap_available():
     return done.returncode == 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def sandbox_overhead():
     """Seconds bwrap adds to starting a process (median of 5 starts of ``true``)."""
     if not bwrap_available():
@@ -153,7 +153,9 @@ def _cgroup_mode():
     """``"v2"``, ``"v1"`` or ``None``: where this process can make a cgroup with memory and pids limits."""
     v2 = Path("/sys/fs/cgroup")
     if (v2 / "cgroup.controllers").is_file():
-        controllers = (v2 / "cgroup.subtree_control").read_text().split() if (v2 / "cgroup.subtree_control").is_file() else []
+        controllers = (
+            (v2 / "cgroup.subtree_control").read_text().split() if (v2 / "cgroup.subtree_control").is_file() else []
+        )
         if {"memory", "pids"} <= set(controllers) and os.access(v2, os.W_OK):
             return "v2"
         return None
@@ -205,7 +207,7 @@ class _Cgroup:
                     time.sleep(0.02)
 
 
-@lru_cache(maxsize=None)
+@cache
 def guarantees():
     """What holds on this machine: ``{"sandbox", "uid", "limits", "weaker"}``.
 

@@ -3,9 +3,7 @@ course view the sandbox gets, and the policy read from a submission's source.
 """
 
 import hashlib
-from functools import lru_cache
-
-
+from functools import cache, lru_cache
 
 
 def _registry():
@@ -82,7 +80,7 @@ def hint_tiers(nb, exercises):
     return {exercise["id"]: shown.get(exercise["id"], 1) for exercise in exercises}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _view(lesson):
     """The course view for ``lesson``: earlier lessons' modules, none holding this lesson's implementations."""
     from mhacourse.grading import get_exercise, policy
@@ -97,7 +95,7 @@ def _view(lesson):
     return view.build_view(lesson, frozenset(excluded))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _policy_tables(lesson):
     """What each exercise of ``lesson`` forbids by name, and the course implementations it may not use."""
     from mhacourse.grading import get_exercise, policy
@@ -111,7 +109,7 @@ def _policy_tables(lesson):
     return forbidden, implementations
 
 
-@lru_cache(maxsize=None)
+@cache
 def _allowed_sources(lesson):
     """The code cells of ``lesson``'s exercise notebook and of its worked solutions (learners may reuse them)."""
     from mhacourse.grading.authoring import build

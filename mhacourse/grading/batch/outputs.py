@@ -9,7 +9,6 @@ import secrets
 import sys
 from pathlib import Path
 
-
 from mhacourse.grading import textio
 
 

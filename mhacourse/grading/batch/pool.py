@@ -8,8 +8,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
-
-
 from .report import _failed_report, grade_submission
 
 
@@ -60,7 +58,12 @@ def grade_many(paths, *, jobs=1, timeout=60, lesson=None, progress=None, secret=
         if on_report is not None:
             on_report(index, report)
 
-    bar = tqdm(total=len(todo), unit="nb", desc="grading", disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    bar = tqdm(
+        total=len(todo),
+        unit="nb",
+        desc="grading",
+        disable=(not sys.stderr.isatty()) if progress is None else not progress,
+    )
     try:
         with bar:
             if jobs == 1 or len(todo) <= 1:

@@ -10,12 +10,9 @@ import secrets
 import time
 from pathlib import Path
 
-
-
 from .job import _lesson_job, _registry, _view, audit_source, hint_tiers
 from .run import _run_with_reruns
 from .submissions import InvalidNotebook, _Refused, identify_lesson, read_submission, structure_notes
-
 
 STATUSES = (
     "refused",  # a symbolic link, not a notebook of the student's (not opened)

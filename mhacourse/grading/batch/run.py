@@ -5,9 +5,6 @@ and reading the records back as outcomes.
 import tempfile
 from pathlib import Path
 
-
-
-
 STARTUP_TIMEOUT = 120  # seconds for the sandbox's Python to import MLX and the course
 
 

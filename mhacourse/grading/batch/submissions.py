@@ -9,13 +9,12 @@ import json
 import os
 import re
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import nbformat
 
 from mhacourse.grading import textio
-
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20
 
@@ -187,7 +186,7 @@ def structure_notes(nb, ids, lesson):
     return missing, duplicated
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_cells(lesson):
     """The cells of the generated exercise notebook for ``lesson``, or None."""
     from mhacourse.grading.authoring import build
@@ -201,8 +200,13 @@ def _reference_cells(lesson):
         if str(source.metadata.get("mhacourse", {}).get("lesson")) == lesson:
             exercise, _ = build.build_notebook(source, path=path)
             return tuple(
-                (cell["id"], cell.cell_type, cell.source.strip(), cell.cell_type == "code" and build.STUB[1] in cell.source,
-                 frozenset(_defined_names(cell.source)) if cell.cell_type == "code" else frozenset())
+                (
+                    cell["id"],
+                    cell.cell_type,
+                    cell.source.strip(),
+                    cell.cell_type == "code" and build.STUB[1] in cell.source,
+                    frozenset(_defined_names(cell.source)) if cell.cell_type == "code" else frozenset(),
+                )
                 for cell in exercise.cells
             )
     return None

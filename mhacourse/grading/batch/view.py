@@ -25,7 +25,7 @@ import ast
 import atexit
 import shutil
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import mhacourse
@@ -69,7 +69,7 @@ def _course_imports(tree, module_name):
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def course_modules():
     """``{module name: {"path", "lesson", "given", "imports"}}`` of every module that names its lesson."""
     modules = {}
@@ -117,7 +117,7 @@ def _root():
     return _ROOT[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def build_view(lesson, excluded=frozenset()):
     """Write (once per process) the view of the course for ``lesson``; return the folder to put on
     ``PYTHONPATH`` (it holds the package ``mhacourse``).

@@ -38,7 +38,13 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from mhacourse.grading.classroom.feedback import as_points, exercise_feedback, exercise_text, failed_cells, notebook_problem
+from mhacourse.grading.classroom.feedback import (
+    as_points,
+    exercise_feedback,
+    exercise_text,
+    failed_cells,
+    notebook_problem,
+)
 from mhacourse.grading.textio import csv_text, safe_name, write_text
 
 CANVAS_FIXED_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")

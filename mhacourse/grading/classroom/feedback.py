@@ -14,7 +14,7 @@ per-exercise text feeds the Gradescope export (:mod:`exports`).
 
 import html
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from mhacourse.grading.textio import write_text
@@ -64,7 +64,7 @@ class ExerciseFeedback:
     report: str = ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _title(exercise_id):
     try:
         from mhacourse.grading import get_exercise

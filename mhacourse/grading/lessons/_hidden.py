@@ -14,7 +14,17 @@ from mhacourse import masks
 
 from ..exercise import Case
 
-__all__ = ["normal", "fixed_case", "sizes", "sparse_additive_mask", "attention_calls", "layer_case", "layer_calls", "seed", "other_dims"]
+__all__ = [
+    "normal",
+    "fixed_case",
+    "sizes",
+    "sparse_additive_mask",
+    "attention_calls",
+    "layer_case",
+    "layer_calls",
+    "seed",
+    "other_dims",
+]
 
 
 def normal(rng, *shape):
@@ -59,8 +69,13 @@ def attention_calls(rng):
 def layer_case(constructor, call, call_kwargs=None):
     """A layer case: ``((constructor, call_args), call_kwargs)`` with fresh arrays on every call."""
     call_kwargs = call_kwargs or {}
-    return Case("hidden", lambda: ((dict(constructor), tuple(mx.array(a) for a in call)),
-                                   {k: mx.array(v) if isinstance(v, mx.array) else v for k, v in call_kwargs.items()}))
+    return Case(
+        "hidden",
+        lambda: (
+            (dict(constructor), tuple(mx.array(a) for a in call)),
+            {k: mx.array(v) if isinstance(v, mx.array) else v for k, v in call_kwargs.items()},
+        ),
+    )
 
 
 def layer_calls(rng, boolean_masks=False):
@@ -70,7 +85,10 @@ def layer_calls(rng, boolean_masks=False):
     dims = H * D
     call = (normal(rng, B, L_q, dims), normal(rng, B, L_k, dims), normal(rng, B, L_k, dims))
     constructor = {"dims": dims, "num_heads": H}
-    cases = [layer_case(constructor, call), layer_case(constructor, call, {"mask": sparse_additive_mask(rng, L_q, L_k)})]
+    cases = [
+        layer_case(constructor, call),
+        layer_case(constructor, call, {"mask": sparse_additive_mask(rng, L_q, L_k)}),
+    ]
     if boolean_masks:
         lengths = rng.integers(1, L_k + 1, size=B).tolist()
         cases.append(layer_case({**constructor, "bias": True, "value_dims": H * D_v}, call,

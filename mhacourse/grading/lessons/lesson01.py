@@ -10,7 +10,7 @@ from mhacourse.attention.single_head import SingleHeadAttention
 from .. import properties as props
 from ..exercise import Exercise, Mistake, ModuleExercise
 from . import _hidden
-from ._common import (HINTS, additive_mask, attention_bug, case, explicit_attention, predicted_wrong, rand)
+from ._common import HINTS, additive_mask, attention_bug, case, explicit_attention, predicted_wrong, rand
 
 EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
@@ -25,15 +25,20 @@ def _scores(queries, keys, *, scale):
 
 def _hidden_attention_scores(rng):
     B, _, L_q, L_k, D, _ = _hidden.sizes(rng)
-    return [_hidden.fixed_case((_hidden.normal(rng, B, L_q, D), _hidden.normal(rng, B, L_k, D)), {"scale": float(rng.uniform(0.1, 0.5))})]
-
+    return [
+        _hidden.fixed_case(
+            (_hidden.normal(rng, B, L_q, D), _hidden.normal(rng, B, L_k, D)), {"scale": float(rng.uniform(0.1, 0.5))}
+        )
+    ]
 
 
 def _hidden_softmax(rng):
     B, H, L_q, L_k, _, _ = _hidden.sizes(rng)
     offsets = mx.array(rng.choice([-200.0, 0.0, 200.0], size=(L_q, 1)).astype("float32"))  # rows far apart
-    return [_hidden.fixed_case((_hidden.normal(rng, B, H, L_k),)), _hidden.fixed_case((50 * _hidden.normal(rng, L_q, L_k) + offsets,))]
-
+    return [
+        _hidden.fixed_case((_hidden.normal(rng, B, H, L_k),)),
+        _hidden.fixed_case((50 * _hidden.normal(rng, L_q, L_k) + offsets,)),
+    ]
 
 
 def _hidden_single_head_attention(rng):
@@ -49,31 +54,51 @@ def _hidden_attention_shapes(rng):
     return [_hidden.fixed_case((B, L_q, L_k, H * D, D_v)), _hidden.fixed_case((B, L_k, L_k, H * D, H * D))]
 
 
-EXERCISES.append(Exercise(
-    id="attention_scores",
-    hidden_cases=_hidden_attention_scores,
-    lesson="01",
-    title="Scaled scores q·kᵀ",
-    answer_name="attention_scores",
-    signature="attention_scores(queries, keys, *, scale)",
-    reference=_scores,
-    cases=[
-        case("1 sequence, 4 queries, 4 keys, dims 8", lambda: rand(1, 1, 4, 8), lambda: rand(2, 1, 4, 8),
-             scale=1 / math.sqrt(8)),
-        case("batch 2, 3 queries, 5 keys, dims 6, scale 0.3", lambda: rand(3, 2, 3, 6), lambda: rand(4, 2, 5, 6),
-             scale=0.3),
-    ],
-    mistakes=[
-        Mistake("missing_scale", HINTS["missing_scale"], lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2)),
-        Mistake("divide_by_scale", HINTS["divide_by_scale"],
-                lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2) / scale),
-        Mistake("scale_ignored", "Use the `scale` argument you are given rather than computing your own.",
-                lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2) / math.sqrt(queries.shape[-1])),
-        Mistake("keys_times_queries",
+EXERCISES.append(
+    Exercise(
+        id="attention_scores",
+        hidden_cases=_hidden_attention_scores,
+        lesson="01",
+        title="Scaled scores q·kᵀ",
+        answer_name="attention_scores",
+        signature="attention_scores(queries, keys, *, scale)",
+        reference=_scores,
+        cases=[
+            case(
+                "1 sequence, 4 queries, 4 keys, dims 8",
+                lambda: rand(1, 1, 4, 8),
+                lambda: rand(2, 1, 4, 8),
+                scale=1 / math.sqrt(8),
+            ),
+            case(
+                "batch 2, 3 queries, 5 keys, dims 6, scale 0.3",
+                lambda: rand(3, 2, 3, 6),
+                lambda: rand(4, 2, 5, 6),
+                scale=0.3,
+            ),
+        ],
+        mistakes=[
+            Mistake(
+                "missing_scale", HINTS["missing_scale"], lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2)
+            ),
+            Mistake(
+                "divide_by_scale",
+                HINTS["divide_by_scale"],
+                lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2) / scale,
+            ),
+            Mistake(
+                "scale_ignored",
+                "Use the `scale` argument you are given rather than computing your own.",
+                lambda queries, keys, *, scale: queries @ keys.swapaxes(-1, -2) / math.sqrt(queries.shape[-1]),
+            ),
+            Mistake(
+                "keys_times_queries",
                 "scores[b, i, j] = q_i · k_j: compute queries @ keysᵀ (L_q, L_k), not keys @ queriesᵀ.",
-                lambda queries, keys, *, scale: (keys @ queries.swapaxes(-1, -2)) * scale),
-    ],
-))
+                lambda queries, keys, *, scale: (keys @ queries.swapaxes(-1, -2)) * scale,
+            ),
+        ],
+    )
+)
 
 # ---------------------------------------------------------------------------
 # softmax(x) over the last axis
@@ -96,47 +121,68 @@ def _softmax_axis(axis):
     return wrong
 
 
-EXERCISES.append(Exercise(
-    id="softmax",
-    hidden_cases=_hidden_softmax,
-    lesson="01",
-    title="A numerically stable softmax",
-    answer_name="softmax",
-    signature="softmax(x)",
-    reference=_softmax,
-    forbidden=("mx.softmax", "nn.softmax", "nn.Softmax"),
-    cases=[
-        case("(2, 3, 5) small values", lambda: rand(5, 2, 3, 5)),
-        case("(4, 4) square", lambda: rand(6, 4, 4)),
-        case("(3, 6) large values (scores of 100s)", lambda: 100 * rand(7, 3, 6)),
-        case("(2, 5) with -inf entries", lambda: mx.where(mx.arange(5) % 2 == 0, rand(8, 2, 5), -mx.inf)),
-        case("(2, 4) rows far apart (one near 500, one near -500)",
-             lambda: rand(9, 2, 4) + mx.array([[500.0], [-500.0]])),
-    ],
-    mistakes=[
-        Mistake("softmax_unstable",
+EXERCISES.append(
+    Exercise(
+        id="softmax",
+        hidden_cases=_hidden_softmax,
+        lesson="01",
+        title="A numerically stable softmax",
+        answer_name="softmax",
+        signature="softmax(x)",
+        reference=_softmax,
+        forbidden=("mx.softmax", "nn.softmax", "nn.Softmax"),
+        cases=[
+            case("(2, 3, 5) small values", lambda: rand(5, 2, 3, 5)),
+            case("(4, 4) square", lambda: rand(6, 4, 4)),
+            case("(3, 6) large values (scores of 100s)", lambda: 100 * rand(7, 3, 6)),
+            case("(2, 5) with -inf entries", lambda: mx.where(mx.arange(5) % 2 == 0, rand(8, 2, 5), -mx.inf)),
+            case(
+                "(2, 4) rows far apart (one near 500, one near -500)",
+                lambda: rand(9, 2, 4) + mx.array([[500.0], [-500.0]]),
+            ),
+        ],
+        mistakes=[
+            Mistake(
+                "softmax_unstable",
                 "exp overflows for large scores (exp(100) = inf, inf/inf = NaN): subtract each row's "
                 "maximum first, x - x.max(axis=-1, keepdims=True); the result does not change.",
-                _naive_softmax),
-        Mistake("softmax_axis", "Normalise over the last axis (axis=-1): every row must sum to 1.",
-                _softmax_axis(0)),
-        Mistake("softmax_axis", "Normalise over the last axis (axis=-1): every row must sum to 1.",
-                _softmax_axis(-2)),
-        Mistake("softmax_keepdims",
+                _naive_softmax,
+            ),
+            Mistake(
+                "softmax_axis", "Normalise over the last axis (axis=-1): every row must sum to 1.", _softmax_axis(0)
+            ),
+            Mistake(
+                "softmax_axis", "Normalise over the last axis (axis=-1): every row must sum to 1.", _softmax_axis(-2)
+            ),
+            Mistake(
+                "softmax_keepdims",
                 "Sum with keepdims=True: e / e.sum(axis=-1) divides along the wrong axis by broadcasting.",
-                lambda x: mx.exp(x - x.max(axis=-1, keepdims=True)) / mx.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1)),
-        Mistake("softmax_not_normalised", "Divide by the sum over the row so that the weights sum to 1.",
-                lambda x: mx.exp(x - x.max(axis=-1, keepdims=True))),
-        Mistake("softmax_global_sum", "Sum over each row (axis=-1), not over the whole array.",
-                lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum()),
-        Mistake("softmax_global_max", HINTS["softmax_global_max"],
-                lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum(axis=-1, keepdims=True)),
-    ],
-    properties=[
-    props.rows_sum_to_one(lambda rng: {"x": props.normal(rng, 2, 3, 5)}, props.function_call(("x",))),
-    props.batch_order_invariant(lambda rng: {"x": props.normal(rng, 3, 2, 5)}, props.function_call(("x",))),
-],
-))
+                lambda x: (
+                    mx.exp(x - x.max(axis=-1, keepdims=True)) / mx.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1)
+                ),
+            ),
+            Mistake(
+                "softmax_not_normalised",
+                "Divide by the sum over the row so that the weights sum to 1.",
+                lambda x: mx.exp(x - x.max(axis=-1, keepdims=True)),
+            ),
+            Mistake(
+                "softmax_global_sum",
+                "Sum over each row (axis=-1), not over the whole array.",
+                lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum(),
+            ),
+            Mistake(
+                "softmax_global_max",
+                HINTS["softmax_global_max"],
+                lambda x: mx.exp(x - x.max()) / mx.exp(x - x.max()).sum(axis=-1, keepdims=True),
+            ),
+        ],
+        properties=[
+            props.rows_sum_to_one(lambda rng: {"x": props.normal(rng, 2, 3, 5)}, props.function_call(("x",))),
+            props.batch_order_invariant(lambda rng: {"x": props.normal(rng, 3, 2, 5)}, props.function_call(("x",))),
+        ],
+    )
+)
 
 # ---------------------------------------------------------------------------
 # scaled_dot_product_attention(queries, keys, values, *, scale, mask=None)

@@ -8,8 +8,7 @@ from mhacourse.attention.multi_head import merge_heads, split_heads
 
 from ..exercise import Exercise, Mistake, ModuleExercise
 from . import _hidden
-from ._common import (HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, predicted_wrong,
-                      rand)
+from ._common import HINTS, LAYER_BUGS, additive_mask, buggy_layer, case, layer_properties, predicted_wrong, rand
 
 EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
@@ -52,8 +51,12 @@ def _hidden_merge_heads(rng):
 
 def _hidden_parameter_count(rng):
     dims, H, sizes = _hidden.other_dims(rng)
-    return [_hidden.fixed_case((dims, H), {"bias": True}), _hidden.fixed_case((dims, H), {**sizes, "bias": True}), _hidden.fixed_case((dims, H), sizes),
-            _hidden.fixed_case((dims, H), {"key_input_dims": sizes["key_input_dims"]})]
+    return [
+        _hidden.fixed_case((dims, H), {"bias": True}),
+        _hidden.fixed_case((dims, H), {**sizes, "bias": True}),
+        _hidden.fixed_case((dims, H), sizes),
+        _hidden.fixed_case((dims, H), {"key_input_dims": sizes["key_input_dims"]}),
+    ]
 
 
 

@@ -10,8 +10,16 @@ from mhacourse import masks
 from .. import properties as props
 from ..exercise import Exercise, Mistake
 from . import _hidden
-from ._common import (HINTS, additive_mask, attention_bug, blocked_pattern, case, predicted_wrong, rand,
-                      upper_left_causal)
+from ._common import (
+    HINTS,
+    additive_mask,
+    attention_bug,
+    blocked_pattern,
+    case,
+    predicted_wrong,
+    rand,
+    upper_left_causal,
+)
 
 EXERCISES = []  # this lesson's exercises, declared whole, in notebook order; the registry collects them
 
@@ -47,8 +55,10 @@ def _hidden_masked_attention(rng):
 
 
 def _hidden_causal_mask(rng):
-    return [_hidden.fixed_case((int(rng.integers(9, 14)), mx.float16)), _hidden.fixed_case((int(rng.integers(9, 14)), mx.float32))]
-
+    return [
+        _hidden.fixed_case((int(rng.integers(9, 14)), mx.float16)),
+        _hidden.fixed_case((int(rng.integers(9, 14)), mx.float32)),
+    ]
 
 
 def _hidden_causal_boolean_mask(rng):
@@ -61,8 +71,11 @@ def _hidden_boolean_to_additive(rng):
     B, _, L_q, L_k, _, _ = _hidden.sizes(rng)
     pattern = mx.array(rng.random((L_q, L_k)) > 0.4) | upper_left_causal(L_q, L_k)
     lengths = rng.integers(1, L_k + 1, size=B).tolist()
-    return [_hidden.fixed_case((pattern, mx.float32)), _hidden.fixed_case((masks.padding_mask(lengths, L_k), mx.bfloat16)),
-            _hidden.fixed_case((masks.causal(L_q), mx.float16))]
+    return [
+        _hidden.fixed_case((pattern, mx.float32)),
+        _hidden.fixed_case((masks.padding_mask(lengths, L_k), mx.bfloat16)),
+        _hidden.fixed_case((masks.causal(L_q), mx.float16)),
+    ]
 
 
 

@@ -6,7 +6,6 @@ import time
 import mlx.core as mx
 
 import mhacourse
-
 from mhacourse.attention.online import online_attention
 
 from .. import properties as props

@@ -35,10 +35,15 @@ def _hidden_debug_layer(rng):
     B, H, L_q, L_k, D, _ = _hidden.sizes(rng)
     dims = H * D
     x = _hidden.normal(rng, B, L_q, dims)
-    return [_hidden.layer_case({"dims": dims, "num_heads": H, "bias": True},
-                        (_hidden.normal(rng, B, L_q, dims), _hidden.normal(rng, B, L_k, dims), _hidden.normal(rng, B, L_k, dims))),
-            _hidden.layer_case({"dims": dims, "num_heads": H}, (x, x, x),
-                        {"mask": nn.MultiHeadAttention.create_additive_causal_mask(L_q)})]
+    return [
+        _hidden.layer_case(
+            {"dims": dims, "num_heads": H, "bias": True},
+            (_hidden.normal(rng, B, L_q, dims), _hidden.normal(rng, B, L_k, dims), _hidden.normal(rng, B, L_k, dims)),
+        ),
+        _hidden.layer_case(
+            {"dims": dims, "num_heads": H}, (x, x, x), {"mask": nn.MultiHeadAttention.create_additive_causal_mask(L_q)}
+        ),
+    ]
 
 
 
@@ -189,33 +194,54 @@ def _mask_bug(bug):
     return wrong
 
 
-EXERCISES.append(Exercise(
-    id="torch_mask_to_mlx",
-    hidden_cases=_hidden_torch_mask_to_mlx,
-    lesson="06",
-    title="PyTorch masks to an MLX mask",
-    answer_name="torch_mask_to_mlx",
-    signature="torch_mask_to_mlx(attn_mask, key_padding_mask)",
-    reference=_torch_mask_to_mlx,
-    cases=[
-        case("batch 2, 4 queries, 4 keys", lambda: _torch_masks(220, 2, 4, 4)[0], lambda: _torch_masks(220, 2, 4, 4)[1]),
-        case("batch 3, 2 queries, 5 keys", lambda: _torch_masks(221, 3, 2, 5)[0], lambda: _torch_masks(221, 3, 2, 5)[1]),
-    ],
-    mistakes=[
-        Mistake("inverted_boolean_mask",
+EXERCISES.append(
+    Exercise(
+        id="torch_mask_to_mlx",
+        hidden_cases=_hidden_torch_mask_to_mlx,
+        lesson="06",
+        title="PyTorch masks to an MLX mask",
+        answer_name="torch_mask_to_mlx",
+        signature="torch_mask_to_mlx(attn_mask, key_padding_mask)",
+        reference=_torch_mask_to_mlx,
+        cases=[
+            case(
+                "batch 2, 4 queries, 4 keys",
+                lambda: _torch_masks(220, 2, 4, 4)[0],
+                lambda: _torch_masks(220, 2, 4, 4)[1],
+            ),
+            case(
+                "batch 3, 2 queries, 5 keys",
+                lambda: _torch_masks(221, 3, 2, 5)[0],
+                lambda: _torch_masks(221, 3, 2, 5)[1],
+            ),
+        ],
+        mistakes=[
+            Mistake(
+                "inverted_boolean_mask",
                 "PyTorch's boolean masks say True = *blocked*; MLX's say True = *attend*: invert both "
-                "(~mask) before combining.", _mask_bug("not_inverted")),
-        Mistake("inverted_boolean_mask",
+                "(~mask) before combining.",
+                _mask_bug("not_inverted"),
+            ),
+            Mistake(
+                "inverted_boolean_mask",
                 "PyTorch's boolean masks say True = *blocked*; MLX's say True = *attend*: invert both "
-                "(~mask) before combining.", _mask_bug("not_inverted_or")),
-        Mistake("mask_or",
+                "(~mask) before combining.",
+                _mask_bug("not_inverted_or"),
+            ),
+            Mistake(
+                "mask_or",
                 "A key is attended only if both masks allow it: combine the MLX masks with &, not |.",
-                _mask_bug("or")),
-        Mistake("mask_missing_head_axis",
+                _mask_bug("or"),
+            ),
+            Mistake(
+                "mask_missing_head_axis",
                 "Give the mask a head axis, (B, 1, L, S), so that it broadcasts to (B, H, L, S): "
-                "key_padding_mask[:, None, None, :].", _mask_bug("no_head_axis")),
-    ],
-))
+                "key_padding_mask[:, None, None, :].",
+                _mask_bug("no_head_axis"),
+            ),
+        ],
+    )
+)
 
 # ---------------------------------------------------------------------------
 # parameter_gradients(layer, queries, keys, values)

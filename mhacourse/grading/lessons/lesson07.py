@@ -152,7 +152,12 @@ def _rope_case(name, seed, shape, offset):
 def _rope_hidden(rng):
     cases = []
     for number in range(3):
-        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(7, 12)), 2 * int(rng.integers(1, 9)))
+        shape = (
+            int(rng.integers(1, 3)),
+            int(rng.integers(1, 4)),
+            int(rng.integers(7, 12)),
+            2 * int(rng.integers(1, 9)),
+        )
         cases.append(_rope_case(f"hidden {number}", int(rng.integers(10**6)), shape, int(rng.integers(0, 30))))
     return cases
 

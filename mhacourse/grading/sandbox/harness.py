@@ -408,7 +408,7 @@ class _Guard:
 
 def _filled(cell):
     try:
-        cell.cell_contents
+        _ = cell.cell_contents
         return True
     except ValueError:
         return False
