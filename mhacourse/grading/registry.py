@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["exercise_ids", "get_exercise", "exercises", "add_course", "course_folders", "COURSE_ENV"]
+__all__ = ["exercise_ids", "get_exercise", "exercises", "numbers", "add_course", "course_folders", "COURSE_ENV"]
 
 COURSE_ENV = "MHACOURSE_COURSE"
 _LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08")
@@ -89,12 +89,34 @@ def _collect():
 
 
 def exercises():
-    """``{id: Exercise}`` of every exercise, built-in and added, in lesson order."""
+    """``{id: Exercise}`` of every exercise, built-in and added, in lesson order, and within a lesson
+    in the order of its exercise notebook (each exercise's ``number`` set from its heading there,
+    :mod:`.numbering`)."""
+    from .numbering import numbers_for, source_folders
+
+    return _collected()[0]
+
+
+def numbers():
+    """``{exercise id: "NN.M"}``: each exercise's number, from its exercise notebook's heading."""
+    return dict(_collected()[1])
+
+
+def _collected():
+    from .numbering import numbers_for, source_folders
+
     key = tuple(course_folders())
     if key not in _CACHE:
         _CACHE.clear()
         registry = _collect()
-        _CACHE[key] = dict(sorted(registry.items(), key=lambda item: item[1].lesson))
+        found = numbers_for(registry.values(), source_folders())
+        order = list(registry)
+
+        def position(item):
+            number = found.get(item[0]) or "99.999"
+            return item[1].lesson, tuple(int(p) for p in number.split(".")), order.index(item[0])
+
+        _CACHE[key] = (dict(sorted(registry.items(), key=position)), found)
     return _CACHE[key]
 
 

@@ -97,12 +97,14 @@ def gradescope_results(report):
     Args:
         report (dict): the grading report.
     """
+    from mhacourse.grading.numbering import number_of
+
     tests = []
-    for number, row in enumerate(report.get("exercises") or [], start=1):
+    for position, row in enumerate(report.get("exercises") or [], start=1):
         item = exercise_feedback(row)
         tests.append({
             "name": item.id + (f": {item.title}" if item.title else ""),
-            "number": f"{report.get('lesson') or '?'}.{number}",
+            "number": number_of(item.id) or f"{report.get('lesson') or '?'}.{position}",
             "score": item.points, "max_score": item.max_points,
             "status": "passed" if item.passed else "failed",
             "output": exercise_text(item), "visibility": "visible",
