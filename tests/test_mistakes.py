@@ -630,6 +630,97 @@ class DebugSplitFixedOnly(BuggyAttention):
         return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)
 
 
+
+# ---------------------------------------------------------------------------
+# Mistakes whose hints pointed the wrong way, or were missing (issue: lessons v3)
+
+
+class BasicKeysFromQueries(nn.Module):
+    def __init__(self, dims, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query_proj = nn.Linear(dims, dims, bias=False)
+        self.key_proj = nn.Linear(dims, dims, bias=False)
+        self.value_proj = nn.Linear(dims, dims, bias=False)
+        self.out_proj = nn.Linear(dims, dims, bias=False)
+
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, dims = queries.shape
+        q = self.query_proj(queries).reshape(B, L_q, self.num_heads, -1).swapaxes(1, 2)
+        k = self.key_proj(queries).reshape(B, L_q, self.num_heads, -1).swapaxes(1, 2)  # the bug: queries
+        v = self.value_proj(values).reshape(B, values.shape[1], self.num_heads, -1).swapaxes(1, 2)
+        scores = (q * q.shape[-1] ** -0.5) @ k.swapaxes(-1, -2)
+        if mask is not None:
+            scores = scores + mask
+        out = (mx.softmax(scores, axis=-1) @ v).swapaxes(1, 2).reshape(B, L_q, dims)
+        return self.out_proj(out)
+
+
+class LayerKeysSplitWithQueryLength(FullLayer):
+    def __call__(self, queries, keys, values, mask=None):
+        B, L_q, _ = queries.shape
+        q = self.split(self.query_proj(queries))
+        k = self.key_proj(keys).reshape(B, L_q, self.num_heads, -1).transpose(0, 2, 1, 3)  # the bug: L_q
+        v = self.split(self.value_proj(values))
+        return self.out_proj(self.merge(self.attend(q, k, v, mask)))
+
+
+def cross_attention_roles_swapped(layer, decoder_states, encoder_states, encoder_lengths):
+    keep = mx.arange(encoder_states.shape[1])[None] < mx.array(encoder_lengths)[:, None]  # (B, L_k)
+    return layer(encoder_states, decoder_states, decoder_states, mask=keep[:, None, None, :])
+
+
+def online_sum_not_rescaled(queries, keys, values, *, scale, tile_size):
+    queries = queries * scale
+    m = mx.full((*queries.shape[:3], 1), -mx.inf)
+    total = mx.zeros_like(m)
+    acc = mx.zeros((*queries.shape[:3], values.shape[-1]))
+    for start in range(0, keys.shape[2], tile_size):
+        scores = queries @ keys[:, :, start:start + tile_size].swapaxes(-1, -2)
+        new_m = mx.maximum(m, scores.max(axis=-1, keepdims=True))
+        weights = mx.exp(scores - new_m)
+        acc = acc * mx.exp(m - new_m) + weights @ values[:, :, start:start + tile_size]
+        total = total + weights.sum(axis=-1, keepdims=True)  # the bug: the old sum is not rescaled
+        m = new_m
+    return acc / total
+
+
+def decode_caches_repeated_heads(query, new_key, new_value, cached_keys, cached_values, *, scale):
+    group = query.shape[1] // new_key.shape[1]
+    keys = mx.concatenate([cached_keys, new_key], axis=2)
+    values = mx.concatenate([cached_values, new_value], axis=2)
+    keys, values = mx.repeat(keys, group, axis=1), mx.repeat(values, group, axis=1)
+    weights = mx.softmax((query * scale) @ keys.swapaxes(-1, -2), axis=-1)
+    return weights @ values, keys, values  # the bug: the cache comes back with H_q heads
+
+
+def count_bias_as_four_dims(dims, num_heads, query_input_dims=None, key_input_dims=None, value_input_dims=None,
+                            value_dims=None, value_output_dims=None, bias=False):
+    q_in, k_in = query_input_dims or dims, key_input_dims or dims
+    v_in, v_dims, out = value_input_dims or k_in, value_dims or dims, value_output_dims or dims
+    weights = q_in * dims + k_in * dims + v_in * v_dims + v_dims * out
+    return weights + (4 * dims if bias else 0)
+
+
+def torch_split_on_axis_1(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias):
+    w_q, w_k, w_v = np.split(np.asarray(in_proj_weight), 3, axis=1)
+    b_q, b_k, b_v = np.split(np.asarray(in_proj_bias), 3)
+    return {name: {"weight": mx.array(w), "bias": mx.array(b)} for name, w, b in (
+        ("query_proj", w_q, b_q), ("key_proj", w_k, b_k), ("value_proj", w_v, b_v),
+        ("out_proj", np.asarray(out_proj_weight), np.asarray(out_proj_bias)))}
+
+
+class BlockWithOneNorm(BlockWithoutCausalMask):
+    def __call__(self, x):
+        h = self.attention_norm(x)
+        x = x + self.attention(h, h, h, mask="causal")
+        return x + self.mlp(self.attention_norm(x))  # the bug: the attention's norm again
+
+
+def softmax_with_mx(x):
+    return mx.softmax(x, axis=-1)
+
+
 MISTAKES = [
     ("scaled_dot_product_attention", sdpa_softmax_axis_1, "softmax_axis"),
     ("scaled_dot_product_attention", sdpa_mask_before_scale, "mask_scaled"),
@@ -705,6 +796,15 @@ MISTAKES = [
     ("layer_shapes", layer_shapes_values_like_keys, "shape_value_dims"),
     ("online_softmax_attention", online_without_rescaling, "online_no_rescale"),
     ("online_softmax_attention", online_without_dividing, "online_no_normalise"),
+    ("online_softmax_attention", online_sum_not_rescaled, "online_sum_not_rescaled"),
+    ("multi_head_attention_basic", BasicKeysFromQueries, "keys_from_queries"),
+    ("multi_head_attention", LayerKeysSplitWithQueryLength, "split_with_query_length"),
+    ("cross_attention", cross_attention_roles_swapped, "cross_roles_swapped"),
+    ("decode_step", decode_caches_repeated_heads, "decode_cache_repeated"),
+    ("parameter_count", count_bias_as_four_dims, "count_bias_4dims"),
+    ("torch_in_proj_to_mlx", torch_split_on_axis_1, "torch_split_axis"),
+    ("transformer_block", BlockWithOneNorm, "block_shared_norm"),
+    ("softmax", softmax_with_mx, "policy"),
     ("decode_step", decode_forgets_to_grow_cache, "kv_cache_not_grown"),
     ("decode_step", decode_tiles_the_heads, "gqa_tile"),
     ("decode_step", decode_only_new_token, "decode_no_cache"),

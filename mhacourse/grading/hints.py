@@ -22,6 +22,42 @@ GENERIC_NUDGE = "Compare your output with the expected one case by case: which c
 # Tier 1 for every hint id the checks use. Exercise-specific mistakes may
 # carry their own nudge; these are the defaults.
 NUDGES = {
+    "scale_full_dims_not_sqrt": "Is your scale one head's, and is it a square root?",
+    "shuffled_again": "Does your answer put each output back where it came from, or move it once more?",
+    "sorted_values": "Are you sorting the outputs' values, or undoing the permutation of their positions?",
+    "halves": "Where do the sines and the cosines go: side by side, or interleaved column by column?",
+    "cos_first": "Which of sine and cosine goes in the even columns?",
+    "exponent_not_doubled": "What is the exponent of 10000 for the pair of columns 2i and 2i + 1?",
+    "positive_exponent": "Should the frequencies grow or shrink along the columns?",
+    "positions_from_one": "What is the first position's number?",
+    "traditional": "Which features does RoPE rotate together: neighbours, or the two halves?",
+    "reversed": "Which way does the rotation turn for a positive angle?",
+    "offset_ignored": "Where do the positions start when offset is not 0?",
+    "query_offset_zero": "Where do the queries' positions start, compared with the keys'?",
+    "values_rotated": "Which of queries, keys and values does RoPE rotate?",
+    "queries_only": "Does your RoPE reach the keys too?",
+    "no_rope": "Where in your function do the positions enter?",
+    "reversal_not_reversed": "Print one row of your targets next to its digits: is the answer reversed?",
+    "reversal_no_shift": "Which token should each position predict: itself, or the next one?",
+    "reversal_shift_direction": "Are the targets the inputs moved one step to the left or to the right?",
+    "reversal_no_sep": "Which token separates the digits from the answer?",
+    "block_not_causal": "Can a position in your block see the positions after it?",
+    "block_post_norm": "Where does the layer norm sit: before each sub-layer, or after the sum?",
+    "block_no_residual": "What is added back to each sub-layer's output?",
+    "block_unnormed_keys": "Which tensor do the keys and values come from?",
+    "loss_all_positions": "Which positions can the model know the answer of?",
+    "loss_sum": "Does your loss grow with the batch size?",
+    "loss_off_by_one": "Print the logits' and the targets' positions you compare: are they the same positions?",
+    "positions_by_token": "What does the position embedding look up: the token, or its place in the sequence?",
+    "positions_never_added": "Where do the position embeddings join the token embeddings?",
+    "no_final_norm": "What comes between the last block and the head?",
+    "policy": "Which function does the message name? The exercise asks you to write that part yourself.",
+    "online_sum_not_rescaled": "When the running maximum grows, what happens to the running sum you kept?",
+    "count_bias_4dims": "How many entries does each projection's bias have when value_dims or "
+                        "value_output_dims differ from dims?",
+    "torch_split_axis": "Along which axis are the three weights of in_proj_weight stacked?",
+    "block_shared_norm": "Which norm does each of the two sub-layers use?",
+    "full_score_matrix": "How much of the score matrix does your answer hold at once?",
     # scale
     "missing_scale": "Look at what the scores are multiplied by before the softmax.",
     "divide_by_scale": "Look at how `scale` enters the scores: multiplied or divided?",
@@ -113,7 +149,6 @@ NUDGES = {
     "eval_once": "Which of the timed calls' results are computed?",
     "timing_no_warmup": "Is the first call, which pays for one-time work, inside your timing?",
     "timing_total": "Is the number you return per call, or for the whole loop?",
-    "full_score_matrix": "How much of the score matrix does your answer hold at once?",
     "timing_constant": "Where does the number you return come from: did a clock measure it?",
     # drop-in parity
     "copy_return_target": "What does your function return?",
@@ -219,6 +254,16 @@ _PADDING_EXERCISES = ("cross_attention", "masked_attention", "multi_head_attenti
 
 ERROR_HINTS = [
     # Most specific first: the first match wins.
+    ErrorHint("cross_roles_swapped", ("ValueError",), r".",
+              "In cross-attention, which sequence asks (the queries) and which is looked up (keys and values)?",
+              "The decoder asks and the encoder answers: layer(decoder_states, encoder_states, encoder_states, "
+              "mask=...), with the padding mask over the encoder's keys.",
+              code=r"layer\(\s*encoder", exercises=("cross_attention",)),
+    ErrorHint("split_with_query_length", ("ValueError",), r"\[reshape\]",
+              "Which length do the keys and values have: the queries' L_q, or their own L_k?",
+              "Split the keys and values with their own length: keys.shape[1] (L_k), not the queries' L_q; "
+              "the two differ in cross-attention.",
+              code=r"\b(?:keys|k|values|v)\b[^=]*=.*reshape\(.*\bL_q\b"),
     ErrorHint("padding_shape", ("ValueError",),
               r"\[broadcast_shapes\] Shapes \((\d+),(\d+)\) and \((\d+),\d+,\d+,\2\) cannot be broadcast",
               "Print your mask's shape under the scores' shape (B, H, L_q, L_k): do they line up from the right?",
@@ -236,6 +281,21 @@ ERROR_HINTS = [
               "`.T` on an array with more than two axes does not do what it does on a matrix.",
               "`.T` reverses *every* axis: on keys (B, L_k, D_h) it gives (D_h, L_k, B). Swap only the last "
               "two axes: keys.swapaxes(-1, -2).", fits=_reversed_batch),
+    ErrorHint("keys_from_queries", ("ValueError",),
+              r"\[matmul\] Last dimension of first input with shape \((?:\d+,)*(\d+),\1\) must match second to last "
+              r"dimension of second input with shape \((?:\d+,)*(\d+),\d+\)",
+              "Your weights are (L_q, L_q), square: which input did your keys come from?",
+              "The keys come from the keys input: keys = self.key_proj(keys). Projected from the queries, they "
+              "have L_q rows, the weights become (L_q, L_q) and no longer fit the values' L_k.",
+              exercises=("multi_head_attention_basic", "multi_head_attention", "single_head_attention", "debug_layer"),
+              fits=lambda match: match.group(1) != match.group(2)),
+    ErrorHint("decode_cache_repeated", ("ValueError",),
+              r"\[concatenate\] All the input array dimensions must match exactly.*shapes are \(\d+,(\d+),\d+,\d+\), "
+              r"\(\d+,(\d+),\d+,\d+\)",
+              "How many heads does the cache you return have, and how many does the next token bring?",
+              "Keep the cache with the key/value heads it has (B, H_kv, L, D_h): repeat them for the query heads "
+              "only to attend, and return the cache unrepeated.",
+              exercises=("decode_step",), fits=lambda match: match.group(1) != match.group(2)),
     ErrorHint("matmul_shapes", ("ValueError",), r"\[matmul\] Last dimension of first input",
               "Write the two shapes of your `@` one above the other: which sizes must match?",
               "In a @ b the last axis of a must equal the second-to-last of b: (..., L_q, D_h) @ (..., D_h, L_k). "

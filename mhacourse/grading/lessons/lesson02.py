@@ -161,6 +161,8 @@ def _count_bug(bug):
             shapes = shapes[:3]
         weights = sum(i * o for i, o in shapes)
         biases = sum((i if bug == "count_bias_sizes" else o) for i, o in shapes)
+        if bug == "count_bias_4dims":
+            biases = 4 * dims
         if bug == "count_forgot_bias":
             biases = 0
         total = weights + (biases if bias else 0)
@@ -197,6 +199,9 @@ EXERCISES.append(Exercise(
                 "values usually come from the same sequence.", _count_bug("count_value_input_default")),
         Mistake("count_value_dims_ignored", "value_proj writes value_dims features and out_proj reads them: "
                 "value_dims (default dims) sizes both.", _count_bug("count_value_dims_ignored")),
+        Mistake("count_bias_4dims", "Not every bias has dims entries: each projection's bias has one entry per "
+                "output feature, so value_proj's has value_dims and out_proj's value_output_dims.",
+                _count_bug("count_bias_4dims")),
         Mistake("count_bias_sizes", "A bias has one entry per *output* feature: nn.Linear(input_dims, "
                 "output_dims) has output_dims biases.", _count_bug("count_bias_sizes")),
     ],

@@ -43,7 +43,8 @@ def _online_bug(bug):
             if bug in ("online_no_rescale", "online_last_tile_only"):
                 correction = mx.zeros_like(correction) if bug == "online_last_tile_only" else mx.ones_like(correction)
             weights = mx.exp(scores - new_max)  # (B, H, L_q, tile)
-            running_sum = running_sum * correction + weights.sum(axis=-1, keepdims=True)
+            kept = running_sum if bug == "online_sum_not_rescaled" else running_sum * correction
+            running_sum = kept + weights.sum(axis=-1, keepdims=True)
             output = output * correction + weights @ values[:, :, start:start + tile_size]
             running_max = new_max
         return output if bug == "online_no_normalise" else output / running_sum
@@ -129,6 +130,10 @@ EXERCISES.append(Exercise(
                 "When a tile raises the running maximum from m_old to m_new, the sum and the output "
                 "accumulated so far were computed with exp(score - m_old): multiply both by "
                 "exp(m_old - m_new) before adding the new tile.", _online_bug("online_no_rescale")),
+        Mistake("online_sum_not_rescaled",
+                "You rescale the accumulated output by exp(m_old - m_new) but not the running sum: both were "
+                "computed with the old maximum, so multiply the sum by the same factor before adding the tile's.",
+                _online_bug("online_sum_not_rescaled")),
         Mistake("online_no_normalise",
                 "The loop accumulates the *unnormalised* output Σ exp(score - m)·value: divide it by the "
                 "running sum Σ exp(score - m) at the end.", _online_bug("online_no_normalise")),

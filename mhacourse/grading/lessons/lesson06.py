@@ -107,8 +107,8 @@ EXERCISES.append(ModuleExercise(
 
 
 def _from_torch(in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, *, order="qkv",
-                transpose=False):
-    weights = dict(zip(order, np.split(np.asarray(in_proj_weight), 3, axis=0)))
+                transpose=False, axis=0):
+    weights = dict(zip(order, np.split(np.asarray(in_proj_weight), 3, axis=axis)))
     biases = dict(zip(order, np.split(np.asarray(in_proj_bias), 3, axis=0)))
 
     def linear(weight, bias):
@@ -150,6 +150,10 @@ EXERCISES.append(Exercise(
                 "PyTorch's nn.Linear and MLX's nn.Linear both store a weight as (out_features, "
                 "in_features): copy it as it is, without transposing.",
                 lambda *a: _from_torch(*a, transpose=True)),
+        Mistake("torch_split_axis",
+                "in_proj_weight is (3E, E): the three weights are stacked along the rows, so split it "
+                "along axis 0, not along the input features (axis 1).",
+                lambda *a: _from_torch(*a, axis=1)),
         Mistake("torch_qkv_order",
                 "in_proj_weight stacks the query, key and value weights in that order: rows "
                 "[0:E] are the queries', [E:2E] the keys', [2E:3E] the values'.",

@@ -87,6 +87,25 @@ class _Block(capstone.TransformerBlock):
         return super().__call__(x)[0]
 
 
+class _DistinctNormsBlock(_Block):
+    """The block whose weights the check copies, with two different, non-trivial layer norms: in a fresh
+    block both norms are ones and zeros, so a block that used one norm twice would pass."""
+
+    def __init__(self, dims, num_heads):
+        super().__init__(dims, num_heads)
+        keys = mx.random.split(mx.random.key(77), 4)
+        for norm, (scale_key, shift_key) in ((self.attention_norm, keys[:2]), (self.mlp_norm, keys[2:])):
+            norm.weight = 1.0 + 0.5 * mx.random.normal((dims,), key=scale_key)
+            norm.bias = 0.5 * mx.random.normal((dims,), key=shift_key)
+
+
+class _SharedNormBlock(capstone.TransformerBlock):
+    def __call__(self, x):
+        h = self.attention_norm(x)
+        x = x + self.attention(h, h, h, mask="causal")
+        return x + self.mlp(self.attention_norm(x))  # the bug: the attention's norm again
+
+
 class _NotCausalBlock(capstone.TransformerBlock):
     def __call__(self, x):
         h = self.attention_norm(x)
@@ -122,11 +141,16 @@ EXERCISES.append(ModuleExercise(
     answer_name="TransformerBlock",
     signature="TransformerBlock(dims, num_heads)(x)",
     reference=_Block,
+    source_class=_DistinctNormsBlock,
     cases=[
         case("dims 8, 2 heads, batch 2, 5 positions", {"dims": 8, "num_heads": 2}, lambda: (rand(310, 2, 5, 8),)),
         case("dims 16, 4 heads, batch 1, 7 positions", {"dims": 16, "num_heads": 4}, lambda: (rand(311, 1, 7, 16),)),
     ],
     mistakes=[
+        Mistake("block_shared_norm",
+                "Each sub-layer has its own norm: self.attention_norm before the attention and self.mlp_norm "
+                "before the MLP. Both start as ones and zeros, so reusing one only shows once they are trained.",
+                _SharedNormBlock),
         Mistake("block_not_causal",
                 "A language model must not see the future: call the attention with mask=\"causal\".",
                 _NotCausalBlock),
