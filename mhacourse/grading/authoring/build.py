@@ -251,6 +251,22 @@ def source_paths(root):
     return sorted(sources.glob("*.ipynb"))
 
 
+def all_source_paths():
+    """Every exercise source the registry knows: the course's, then those of instructors' course folders
+    (``MHACOURSE_COURSE``, ``--course``)."""
+    from mhacourse.grading.registry import course_folders
+
+    paths = []
+    try:
+        paths += source_paths(project_root())
+    except FileNotFoundError:
+        pass
+    for folder in course_folders():
+        if (folder / SOURCES_DIR).is_dir():
+            paths += source_paths(folder)
+    return paths
+
+
 def render(root):
     """Build every exercise and solution notebook in memory.
 

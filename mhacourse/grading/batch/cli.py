@@ -35,6 +35,9 @@ def configure(parser):
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run submissions without bubblewrap, with your rights (every row is flagged)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--course", action="append", default=[], metavar="DIR",
+                        help="an instructor's course folder: its *.py files declare more EXERCISES, its "
+                             "exercise_sources/ their notebooks (repeatable; or set MHACOURSE_COURSE)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the reports OUT.journal.jsonl holds from an interrupted run (same notebooks, "
                              "same secret) and grade only the rest")
@@ -63,6 +66,10 @@ def read_secret(secret_file=None):
 def run(args):
     from mhacourse.grading import classroom
 
+    from mhacourse.grading.registry import COURSE_ENV
+
+    for folder in getattr(args, "course", None) or []:  # in the environment, so the pool's workers see it too
+        os.environ[COURSE_ENV] = os.pathsep.join(filter(None, [os.environ.get(COURSE_ENV), str(Path(folder))]))
     journal = Journal(args.out) if args.out not in (None, "-") else None
     resume = bool(getattr(args, "resume", False))
     try:

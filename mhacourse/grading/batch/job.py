@@ -114,11 +114,7 @@ def _allowed_sources(lesson):
     """The code cells of ``lesson``'s exercise notebook and of its worked solutions (learners may reuse them)."""
     from mhacourse.grading.authoring import build
 
-    try:
-        paths = build.source_paths(build.project_root())
-    except FileNotFoundError:
-        return ()
-    for path in paths:
+    for path in build.all_source_paths():
         source = build.read_source(path)
         if str(source.metadata.get("mhacourse", {}).get("lesson")) == lesson:
             notebooks = build.build_notebook(source, path=path)

@@ -191,11 +191,7 @@ def _reference_cells(lesson):
     """The cells of the generated exercise notebook for ``lesson``, or None."""
     from mhacourse.grading.authoring import build
 
-    try:
-        paths = build.source_paths(build.project_root())
-    except FileNotFoundError:
-        return None
-    for path in paths:
+    for path in build.all_source_paths():
         source = build.read_source(path)
         if str(source.metadata.get("mhacourse", {}).get("lesson")) == lesson:
             exercise, _ = build.build_notebook(source, path=path)
