@@ -65,7 +65,6 @@ def read_secret(secret_file=None):
 
 def run(args):
     from mhacourse.grading import classroom
-
     from mhacourse.grading.registry import COURSE_ENV
 
     for folder in getattr(args, "course", None) or []:  # in the environment, so the pool's workers see it too
