@@ -27,7 +27,10 @@ initialisation, and :func:`train` the batches, so a run is repeatable.
 >>> history = induction.train(model, steps=10)
 """
 
+
 from __future__ import annotations
+
+__lesson__ = "09"  # the lesson that teaches this module: the grader binds it only for later lessons
 
 import math
 from collections.abc import Sequence

@@ -22,7 +22,8 @@ from pathlib import Path
 __all__ = ["exercise_ids", "get_exercise", "exercises", "numbers", "add_course", "course_folders", "COURSE_ENV"]
 
 COURSE_ENV = "MHACOURSE_COURSE"
-_LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08")
+_LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08",
+            "lesson09")
 _EXTRA_FOLDERS = []
 _CACHE = {}
 
