@@ -1,18 +1,10 @@
 """Grades for learning-management systems: Gradescope and Canvas.
 
-**Student ids.** A submission's student id comes from its key (its path
-relative to the SUBMISSION folder it was found in), by the first rule that
-applies:
-
-1. ``--student-id REGEX``: the regular expression's group ``id`` (or its first
-   group, or the whole match) searched in the key.
-2. A notebook inside a folder: the name of the top folder
-   (``alice/02_many_heads.ipynb`` → ``alice``; Gradescope's export
-   ``submission_123/…`` → ``submission_123``).
-3. A file named the way Canvas' "Download submissions" names them,
-   ``name_[LATE_]USERID_ATTACHMENTID_original.ipynb``: the Canvas user id
-   (``doejane_LATE_4021_77_02.ipynb`` → ``4021``).
-4. Otherwise the file name without ``.ipynb``.
+**Student ids.** A report carries its student (``report["student"]``, from
+:mod:`.identity`: Gradescope's metadata, Canvas's download names, a roster).
+Reports without one (older reports, merged parts of an older run) fall back to
+the key (the path relative to the SUBMISSION folder): ``--student-id REGEX``'s
+group ``id``; the top folder; a Canvas download name's user id; the file name.
 
 **Gradescope** (``--gradescope DIR``): ``DIR/<name>/results.json`` per
 submission, in the autograder format Gradescope documents
@@ -28,8 +20,11 @@ imports it back: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one
 column per lesson (``Lesson 02``) or, with ``--canvas-columns exercise``, per
 exercise (``Lesson 02: split_heads``), then a ``Points Possible`` row. Canvas
 matches a row to a student by any one of ``ID``, ``SIS User ID`` or
-``SIS Login ID``: student ids that are all digits (Canvas user ids, rule 3)
+``SIS Login ID``: for a report without an identity, ids that are all digits
 go to ``ID``, others to ``SIS Login ID``; ``--canvas-id-column`` chooses.
+A report with an identity fills the columns it knows. A notebook that could
+not be graded (:data:`UNGRADED`) or matched to no student leaves its cell
+empty, never 0.
 A column whose name matches no assignment creates one on import. One row per
 student; a student with two notebooks of one lesson keeps the better score.
 """
