@@ -22,6 +22,7 @@ COMMANDS = {
     "start": ("mhacourse.start", "copy the lessons and exercises into a working folder; register the course's kernel"),
     "lab": ("mhacourse.lab", "open the course in JupyterLab"),
     "grade": ("mhacourse.grading.batch.cli", "grade a folder of submitted exercise notebooks"),
+    "gradescope": ("mhacourse.grading.classroom.autograder", "build the Gradescope autograder zip (and run it there)"),
     "build-exercises": ("mhacourse.grading.authoring.build", "write exercises/ and solutions/ from their sources"),
     "bench": ("mhacourse.bench", "time explicit vs fused attention on this device"),
     "doctor": ("mhacourse.doctor", "can this machine run the course? each check, and the command that fixes it"),

@@ -531,7 +531,7 @@ def test_real_canvas_csv_and_feedback(graded_class):
     by_student = {r[0]: r[-1] for r in rows[2:]}
     assert sorted(by_student) == sorted([*REAL_CASES, "dan"])
     assert by_student["alice"] == f"{graded_class['reports']['alice']['total']:g}"
-    assert by_student["carol"] == "0" and by_student["dan"] == ""  # no lesson: no column to fill
+    assert by_student["carol"] == "" and by_student["dan"] == ""  # not graded: left empty, never 0
     page = (graded_class["whole"] / "fb" / f"{next((graded_class['whole'] / 'fb').glob('alice*')).name}").read_text()
     assert "raised an error" in page and "Every check passed" not in page
     carol = next((graded_class["whole"] / "fb").glob("carol*")).read_text()

@@ -10,6 +10,7 @@ nothing. Debian's Chromium through ``tests/browser_harness.py`` (no
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,41 @@ def test_failed_cells_show_their_error_as_text(student_view):
 def test_the_page_is_self_contained(student_view):
     for name, view in student_view.items():
         assert len(view["requests"]) == 1 and view["requests"][0].endswith(f"/{name}.html")
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "feedback"
+
+
+def test_screenshot_of_a_failed_visible_case_shows_expected_vs_got(tmp_path):
+    """A failed visible case, as the student's Chromium draws it: expected vs got, the first
+    difference, and nothing for the instructor (saved as artifacts/feedback/failed_visible_case.png)."""
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    failed = {"name": "batch 2, 3 heads, 5 queries", "status": "failed", "hidden": False, "message": "",
+              "hint_id": "transposed_heads", "expected": "mx.array float32 (2, 3, 5, 8)",
+              "got": "mx.array float32 (2, 3, 5, 8)",
+              "difference": "output: first difference at index (0, 1, 0, 0): got 0.25, expected -1.5 "
+                            "(largest difference 3.2)"}
+    rows = [{"id": "split_heads", "answer_name": "split_heads", "max_points": 1.0, "defined": True, "passed": False,
+             "points": 0.0, "report": "", "error": None, "tampered": [], "policy": [], "cases": [failed],
+             "hint_id": "transposed_heads", "hint": "Reshape to (B, L, H, D_h) first, then swap axes 1 and 2."}]
+    report = {"file": "02_many_heads.ipynb", "lesson": "02", "status": "ok", "detail": "needs review: x",
+              "total": 0.0, "max": 1.0, "exercises": rows, "cells": [], "flags": ["unsandboxed", "unmatched"],
+              "seconds": 1.0}
+    feedback.write_feedback([report], ["alice"], tmp_path)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "failed_visible_case.png"
+    with chromium(tmp_path / "profile", downloads=False) as browser:
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        page.set_viewport_size({"width": 900, "height": 700})
+        page.goto((tmp_path / "alice.html").as_uri())
+        text = page.inner_text("body")
+        page.screenshot(path=str(shot), full_page=True)
+    assert "expected: mx.array float32 (2, 3, 5, 8)" in text and "got: mx.array float32" in text
+    assert "first difference at index (0, 1, 0, 0): got 0.25, expected -1.5" in text
+    for word in ("unsandboxed", "unmatched", "needs review", "--"):
+        assert word not in text
+    assert shot.stat().st_size > 5000

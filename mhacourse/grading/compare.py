@@ -38,6 +38,9 @@ class Comparison:
         close (bool): Every element is within the tolerance.
         max_abs_diff (float): The largest absolute difference (NaN = NaN).
         where (tuple): The index of the largest difference.
+        first (tuple or None): The first index (in row-major order) outside the tolerance.
+        first_got (float): The answer's value there.
+        first_expected (float): The expected value there.
     """
 
     path: str
@@ -45,6 +48,9 @@ class Comparison:
     close: bool
     max_abs_diff: float
     where: tuple = ()
+    first: tuple = None
+    first_got: float = float("nan")
+    first_expected: float = float("nan")
 
     def summary(self):
         verdict = "exact" if self.exact else ("close" if self.close else "DIFFERENT")
@@ -112,7 +118,14 @@ def _array_comparison(path, actual, expected):
     close = bool(np.all(same | (diff <= atol + rtol * finite_e)))
     max_diff = float(diff.max()) if diff.size else 0.0
     where = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), diff.shape)) if diff.size else ()
-    return Comparison(path, bool(same.all()), close, max_diff, where)
+    comparison = Comparison(path, bool(same.all()), close, max_diff, where)
+    if not close:
+        outside = np.argwhere(~(same | (diff <= atol + rtol * finite_e)))
+        if len(outside):
+            first = tuple(int(i) for i in outside[0])
+            comparison.first = first
+            comparison.first_got, comparison.first_expected = float(a64[first]), float(e64[first])
+    return comparison
 
 
 def compare(actual, expected, *, path="output", check_dtype=True):

@@ -79,6 +79,7 @@ def run(args):
         if not paths:
             raise ValueError(f"no notebooks found in {args.submissions}")
         paths = classroom.select(paths, args)
+        students = classroom.identities(paths, args)
         secret = read_secret(getattr(args, "secret_file", None))
         if getattr(args, "shard", None) is not None and secret is None:
             raise ValueError("--shard needs the run's secret shared by every shard: --secret-file FILE (make one with "
@@ -94,8 +95,11 @@ def run(args):
         args.secret_hash = _secret_hash(secret) if secret else None
         finished = dict(done)
 
+        for index, report in done.items():
+            classroom.tag_report(report, students[index])
+
         def on_report(index, report):
-            finished[index] = report
+            finished[index] = classroom.tag_report(report, students[index])
             if journal is not None:
                 journal.add(paths[index], report, secret)
                 write_reports([finished[i] for i in sorted(finished)], out=args.out)
@@ -110,6 +114,7 @@ def run(args):
             reports = grade_many(paths, jobs=args.jobs, timeout=args.timeout, lesson=args.lesson,
                                  progress=False if args.no_progress else None, secret=secret,
                                  sandbox=not getattr(args, "no_sandbox", False), on_report=on_report, done=done)
+            reports = [classroom.tag_report(report, who) for report, who in zip(reports, students)]
         except Interrupted as stop:
             kept = [report for report in stop.reports if report is not None]
             write_reports(kept, out=args.out, json_dir=args.json_dir)

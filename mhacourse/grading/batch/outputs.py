@@ -16,11 +16,22 @@ def _format_points(value):
     return f"{value:g}"
 
 
+def late_text(who):
+    """``""`` (on time or unknown), ``"late"`` or ``"late 2 days"`` for an identity dict."""
+    if not isinstance(who, dict) or not who.get("late"):
+        return ""
+    days = who.get("days_late")
+    return f"late {days} day{'' if days == 1 else 's'}" if isinstance(days, int) else "late"
+
+
 def csv_text(reports):
     """The CSV table: one row per submission, one points column per exercise.
 
-    Columns: ``file, lesson, status, <exercise ids...>, total, max, flags,
-    detail``. An exercise column is empty for submissions of other lessons.
+    Columns: ``file, lesson, status, student, late, <exercise ids...>, total,
+    max, flags, detail``. ``student`` is the id the exports use (empty, and
+    the row flagged ``unmatched``, when no source identified the student);
+    ``late`` is empty when on time, else ``late`` or ``late N days``. An
+    exercise column is empty for submissions of other lessons.
     Every cell is written as text a spreadsheet does not run (see
     :func:`mhacourse.grading.textio.spreadsheet_cell`).
     """
@@ -29,10 +40,12 @@ def csv_text(reports):
         for row in report["exercises"]:
             if row["id"] not in exercise_columns:
                 exercise_columns.append(row["id"])
-    rows = [["file", "lesson", "status", *exercise_columns, "total", "max", "flags", "detail"]]
+    rows = [["file", "lesson", "status", "student", "late", *exercise_columns, "total", "max", "flags", "detail"]]
     for report in reports:
         points = {row["id"]: _format_points(row["points"]) for row in report["exercises"]}
-        rows.append([report["file"], report["lesson"] or "", report["status"],
+        who = report.get("student") if isinstance(report.get("student"), dict) else {}
+        rows.append([report["file"], report["lesson"] or "", report["status"], str(who.get("student") or ""),
+                     late_text(who),
                      *(points.get(column, "") for column in exercise_columns),
                      _format_points(report["total"]), _format_points(report["max"]),
                      "; ".join(report["flags"]), report["detail"]])

@@ -83,12 +83,12 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
     records, killers, items, audit, seen = {}, {}, [], None, {}
     if not problems:
         missing, duplicated = structure_notes(nb, ids, report["lesson"])
-        if missing:
+        if missing:  # numbered from 1 over every cell, as everywhere in reports and feedback
             problems.add("cells-missing")
-            notes.append(f"exercise notebook cells missing: {missing}")
+            notes.append(f"exercise notebook cells missing: {_cell_list(missing)}")
         if duplicated:
             problems.add("cells-duplicated")
-            notes.append(f"exercise notebook cells duplicated: {duplicated}")
+            notes.append(f"exercise notebook cells duplicated: {_cell_list(duplicated)}")
         auditing = time.perf_counter()
         audit = audit_source(nb, report["lesson"])
         timing["audit"] = round(time.perf_counter() - auditing, 4)
@@ -163,6 +163,11 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
     return report
 
 
+def _cell_list(indices):
+    """``[0, 4]`` → ``"cells 1, 5"``: cells numbered from 1 over every cell, markdown included."""
+    return ("cell " if len(indices) == 1 else "cells ") + ", ".join(str(index + 1) for index in indices)
+
+
 def _judge_exercise(exercise, item, record, killer, tier, timeout, audit=None, tampered=()):
     """The row of one exercise: judged here from what the sandbox sent and what the source says.
 
@@ -228,9 +233,18 @@ def _case_rows(result, calls):
     rows = []
     for case in result.cases:
         hidden = case.name.startswith("hidden case ") or any(c.hidden and c.name == case.name for c in calls)
-        rows.append({"name": case.name, "status": case.status, "hidden": bool(hidden),
-                     "message": case.message if not hidden else case.message.split("\n")[0][:120],
-                     "hint_id": case.hint_id})
+        row = {"name": case.name, "status": case.status, "hidden": bool(hidden),
+               "message": case.message if not hidden else case.message.split("\n")[0][:120],
+               "hint_id": case.hint_id}
+        if not hidden and case.status != "passed":  # expected vs got: shape, first differing index and values
+            row["expected"], row["got"] = str(case.expected or "")[:300], str(case.got or "")[:300]
+            different = [c for c in case.comparisons or [] if not getattr(c, "close", True)]
+            if different and getattr(different[0], "first", None) is not None:
+                first = different[0]
+                row["difference"] = (f"{first.path}: first difference at index {first.first}: got "
+                                     f"{first.first_got:.6g}, expected {first.first_expected:.6g} "
+                                     f"(largest difference {first.max_abs_diff:.3g})")
+        rows.append(row)
     return rows
 
 

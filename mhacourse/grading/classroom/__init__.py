@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from mhacourse.grading.classroom import exports, feedback, shards, summary
+from mhacourse.grading.classroom import exports, feedback, identity, shards, summary
 from mhacourse.grading.textio import write_text
 
 SUMMARY_NAME = "class-summary.json"
@@ -26,6 +26,8 @@ def add_arguments(parser, shard=True):
                            help="grade only shard K of N (1 <= K <= N); writes OUT's part file for `grade merge`")
     group.add_argument("--gradescope", default=None, metavar="DIR",
                        help="write DIR/<submission>/results.json for Gradescope (a *.json path: one file)")
+    group.add_argument("--gradescope-visibility", default="visible", choices=exports.VISIBILITIES,
+                       help="the results' visibility in Gradescope (default: visible)")
     group.add_argument("--canvas", default=None, metavar="FILE", help="write a Canvas gradebook CSV")
     group.add_argument("--canvas-columns", default="lesson", choices=("lesson", "exercise"),
                        help="one Canvas column per lesson or per exercise (default: lesson)")
@@ -36,9 +38,16 @@ def add_arguments(parser, shard=True):
     group.add_argument("--feedback", default=None, metavar="DIR",
                        help="write one self-contained HTML feedback page per submission into DIR")
     group.add_argument("--no-summary", action="store_true", help="do not print the class summary at the end")
+    group.add_argument("--roster", default=None, metavar="CSV",
+                       help="the class list (Canvas's gradebook export, or any CSV with id/login/name columns): "
+                            "folders and files are matched to it by login, SIS id, Canvas id or name")
+    group.add_argument("--late-policy", default="none", metavar="POLICY",
+                       help="none (default: late is only a column), zero, or percent:N (N%% off per day late) "
+                            "in the Canvas and Gradescope exports")
 
 
 def _check_options(args, count):
+    identity.parse_late_policy(getattr(args, "late_policy", "none"))
     if getattr(args, "student_id", None) is not None:
         try:
             re.compile(args.student_id)
@@ -77,17 +86,45 @@ def select(paths, args):
     return [submissions[index].path for index in positions]
 
 
+def identities(paths, args):
+    """Who submitted each of ``paths`` (:mod:`.identity`), as dicts for the reports' ``student``."""
+    keys = {str(submission.path): submission.key for submission in shards.collect(args.submissions)}
+    return identity.identities(paths, [keys.get(str(path), Path(path).name) for path in paths],
+                               getattr(args, "roster", None))
+
+
+def tag_report(report, who):
+    """Put ``who`` (an identity dict) in ``report["student"]``; flag ``unmatched`` when nobody was found."""
+    report["student"] = who
+    if not who.get("matched") and "unmatched" not in report.setdefault("flags", []):
+        report["flags"] = [*report["flags"], "unmatched"]
+    return report
+
+
+def list_unmatched(reports):
+    """Print every submission no source identified (stderr), at the end of the run."""
+    lost = [report for report in reports if isinstance(report.get("student"), dict)
+            and not report["student"].get("matched")]
+    if lost:
+        print(f"{len(lost)} submission(s) matched to no student (exported with an empty grade, flagged "
+              "unmatched; give --roster, or rename the folders):", file=sys.stderr)
+        for report in lost:
+            print(f"  {report.get('file')}", file=sys.stderr)
+
+
 def write_outputs(reports, keys, args):
     """Gradescope, Canvas, feedback and the summary, as the options ask."""
     written = []
     names = exports.output_names(keys)
     pattern = re.compile(args.student_id) if args.student_id else None
+    policy = getattr(args, "late_policy", "none") or "none"
     if args.gradescope:
-        exports.write_gradescope(reports, names, args.gradescope)
+        exports.write_gradescope(reports, names, args.gradescope, late_policy=policy,
+                                 visibility=getattr(args, "gradescope_visibility", "visible") or "visible")
         written.append(args.gradescope)
     if args.canvas:
         text = exports.canvas_csv(reports, keys, by=args.canvas_columns, id_column=args.canvas_id_column,
-                                  pattern=pattern)
+                                  pattern=pattern, late_policy=policy)
         write_text(args.canvas, text)
         written.append(args.canvas)
     if args.feedback:
@@ -102,6 +139,7 @@ def write_outputs(reports, keys, args):
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
     if not args.no_summary:
         print(summary.summary_text(data), file=sys.stderr)
+    list_unmatched(reports)
 
 
 def after_grading(reports, args):

@@ -1,18 +1,10 @@
 """Grades for learning-management systems: Gradescope and Canvas.
 
-**Student ids.** A submission's student id comes from its key (its path
-relative to the SUBMISSION folder it was found in), by the first rule that
-applies:
-
-1. ``--student-id REGEX``: the regular expression's group ``id`` (or its first
-   group, or the whole match) searched in the key.
-2. A notebook inside a folder: the name of the top folder
-   (``alice/02_many_heads.ipynb`` → ``alice``; Gradescope's export
-   ``submission_123/…`` → ``submission_123``).
-3. A file named the way Canvas' "Download submissions" names them,
-   ``name_[LATE_]USERID_ATTACHMENTID_original.ipynb``: the Canvas user id
-   (``doejane_LATE_4021_77_02.ipynb`` → ``4021``).
-4. Otherwise the file name without ``.ipynb``.
+**Student ids.** A report carries its student (``report["student"]``, from
+:mod:`.identity`: Gradescope's metadata, Canvas's download names, a roster).
+Reports without one (older reports, merged parts of an older run) fall back to
+the key (the path relative to the SUBMISSION folder): ``--student-id REGEX``'s
+group ``id``; the top folder; a Canvas download name's user id; the file name.
 
 **Gradescope** (``--gradescope DIR``): ``DIR/<name>/results.json`` per
 submission, in the autograder format Gradescope documents
@@ -28,8 +20,11 @@ imports it back: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one
 column per lesson (``Lesson 02``) or, with ``--canvas-columns exercise``, per
 exercise (``Lesson 02: split_heads``), then a ``Points Possible`` row. Canvas
 matches a row to a student by any one of ``ID``, ``SIS User ID`` or
-``SIS Login ID``: student ids that are all digits (Canvas user ids, rule 3)
+``SIS Login ID``: for a report without an identity, ids that are all digits
 go to ``ID``, others to ``SIS Login ID``; ``--canvas-id-column`` chooses.
+A report with an identity fills the columns it knows. A notebook that could
+not be graded (:data:`UNGRADED`) or matched to no student leaves its cell
+empty, never 0.
 A column whose name matches no assignment creates one on import. One row per
 student; a student with two notebooks of one lesson keeps the better score.
 """
@@ -91,14 +86,30 @@ def output_names(keys):
     return names
 
 
-def gradescope_results(report):
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+# A notebook with one of these statuses was not graded: its Canvas cell stays empty (never 0).
+UNGRADED = ("invalid-notebook", "refused", "unknown-lesson", "grader-error")
+
+
+def _who(report):
+    who = report.get("student")
+    return who if isinstance(who, dict) else None
+
+
+def gradescope_results(report, *, visibility="visible", late_policy="none"):
     """One submission's Gradescope ``results.json``, as a dict.
 
     Args:
         report (dict): the grading report.
+        visibility (str): ``hidden``, ``after_due_date``, ``after_published`` or ``visible``
+            (the whole result's and each test's).
+        late_policy (str): see :func:`.identity.late_points`; the deduction is applied to ``score``.
     """
+    from mhacourse.grading.classroom.identity import late_points
     from mhacourse.grading.numbering import number_of
 
+    if visibility not in VISIBILITIES:
+        raise ValueError(f"--visibility must be one of {', '.join(VISIBILITIES)}; got {visibility!r}")
     tests = []
     for position, row in enumerate(report.get("exercises") or [], start=1):
         item = exercise_feedback(row)
@@ -107,20 +118,27 @@ def gradescope_results(report):
             "number": number_of(item.id) or f"{report.get('lesson') or '?'}.{position}",
             "score": item.points, "max_score": item.max_points,
             "status": "passed" if item.passed else "failed",
-            "output": exercise_text(item), "visibility": "visible",
+            "output": exercise_text(item), "output_format": "text", "visibility": visibility,
         })
-    lines = [f"{as_points(report.get('total')):g} / {as_points(report.get('max')):g} points"]
+    total = as_points(report.get("total"))
+    score = late_points(total, _who(report), late_policy)
+    lines = [f"{total:g} / {as_points(report.get('max')):g} points"]
+    if score != total:
+        lines.append(f"Submitted late: {score:g} points after the late policy ({late_policy}).")
     if notebook_problem(report):
         lines.append(notebook_problem(report))
     lines += [f"Cell {number} {words}: {error}" for number, words, error in failed_cells(report)]
-    results = {"score": as_points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
+    results = {"score": score, "output": "\n".join(lines), "output_format": "text", "visibility": visibility,
                "stdout_visibility": "hidden", "tests": tests}
     if isinstance(report.get("seconds"), (int, float)):
         results["execution_time"] = report["seconds"]
+    flags = [str(flag) for flag in report.get("flags") or []]
+    if flags:  # for the instructor (Gradescope keeps extra_data out of the student's view)
+        results["extra_data"] = {"flags": flags}
     return results
 
 
-def write_gradescope(reports, names, target):
+def write_gradescope(reports, names, target, *, visibility="visible", late_policy="none"):
     """Write ``target/<name>/results.json`` per report, or the one file ``target`` (``*.json``).
 
     Raises:
@@ -136,53 +154,86 @@ def write_gradescope(reports, names, target):
         files = [target / name / "results.json" for name in names]
     for report, file in zip(reports, files):
         file.parent.mkdir(parents=True, exist_ok=True)
-        write_text(file, json.dumps(gradescope_results(report), indent=1) + "\n")
+        results = gradescope_results(report, visibility=visibility, late_policy=late_policy)
+        write_text(file, json.dumps(results, indent=1) + "\n")
 
 
 def _canvas_columns(report, by):
-    """``{column: (points, max_points)}`` for one report."""
+    """``{column: (points or None, max_points)}`` for one report; points are None for a notebook
+    that could not be graded (its cell stays empty)."""
     lesson = report.get("lesson")
     rows = [row for row in report.get("exercises") or [] if isinstance(row, dict)]
     if not lesson or not rows:
         return {}
+    ungraded = report.get("status") in UNGRADED
     if by == "lesson":
-        return {f"Lesson {lesson}": (as_points(report.get("total")), as_points(report.get("max")))}
-    return {f"Lesson {lesson}: {row.get('id')}": (as_points(row.get("points")), as_points(row.get("max_points")))
-            for row in rows}
+        return {f"Lesson {lesson}": (None if ungraded else as_points(report.get("total")),
+                                     as_points(report.get("max")))}
+    return {f"Lesson {lesson}: {row.get('id')}": (None if ungraded else as_points(row.get("points")),
+                                                  as_points(row.get("max_points"))) for row in rows}
 
 
-def canvas_csv(reports, keys, *, by="lesson", id_column=None, pattern=None):
+def _late_columns(columns, report, policy):
+    from mhacourse.grading.classroom.identity import late_points
+
+    return {column: (None if points is None else late_points(points, _who(report), policy), best)
+            for column, (points, best) in columns.items()}
+
+
+def canvas_csv(reports, keys, *, by="lesson", id_column=None, pattern=None, late_policy="none"):
     """The Canvas gradebook CSV of a class (columns in the module docstring).
 
     Args:
-        reports (list(dict)): grading reports.
+        reports (list(dict)): grading reports; those carrying ``student`` (an identity from
+            :mod:`.identity`) fill ``Student, ID, SIS User ID, SIS Login ID, Section`` from it.
         keys (list(str)): each report's key (see :func:`student_id`).
         by (str): ``"lesson"`` or ``"exercise"``: one column per lesson or per exercise.
-        id_column (str, optional): ``"ID"``, ``"SIS User ID"`` or ``"SIS Login ID"``;
-            by default ``ID`` when every student id is all digits, else ``SIS Login ID``.
+        id_column (str, optional): ``"ID"``, ``"SIS User ID"`` or ``"SIS Login ID"`` for a report
+            without an identity; by default ``ID`` when every student id is all digits, else ``SIS Login ID``.
         pattern (str, optional): ``--student-id``.
+        late_policy (str): ``none``, ``zero`` or ``percent:N`` (:func:`.identity.late_points`).
 
     Returns:
-        str: the CSV text.
+        str: the CSV text. A notebook that could not be graded, and an unmatched one, has an
+        empty cell (never 0); an unmatched one is a row of its own named ``UNMATCHED <key>``
+        with no id, which Canvas lists as a student it could not match.
     """
     if by not in ("lesson", "exercise"):
         raise ValueError(f"--canvas-columns must be 'lesson' or 'exercise', got {by!r}")
     if id_column is not None and id_column not in CANVAS_ID_COLUMNS:
         raise ValueError(f"--canvas-id-column must be one of {', '.join(CANVAS_ID_COLUMNS)}; got {id_column!r}")
-    students, columns = {}, {}
+    students, fixed_of, columns, legacy = {}, {}, {}, set()
     for report, key in zip(reports, keys):
-        scores = students.setdefault(student_id(key, pattern), {})
-        for column, (points, max_points) in _canvas_columns(report, by).items():
+        who = _who(report)
+        if pattern is not None or who is None or who.get("source") == "folder":
+            student = student_id(key, pattern) if pattern is not None or who is None else who["student"]
+            legacy.add(student)
+            fixed = {"Student": student}
+        elif not who.get("matched"):
+            student = f"UNMATCHED {key}"
+            fixed = {"Student": student}
+        else:
+            student = who.get("student") or key
+            fixed = {"Student": who.get("name") or student, "ID": who.get("canvas_id") or "",
+                     "SIS User ID": who.get("sid") or "", "SIS Login ID": who.get("login") or "",
+                     "Section": who.get("section") or ""}
+        fixed_of.setdefault(student, fixed)
+        scores = students.setdefault(student, {})
+        for column, (points, max_points) in _late_columns(_canvas_columns(report, by), report, late_policy).items():
             columns.setdefault(column, max_points)
+            if points is None or (who is not None and not who.get("matched") and pattern is None):
+                continue
             scores[column] = max(points, scores.get(column, points))
     if id_column is None:
-        id_column = "ID" if students and all(s.isdigit() for s in students) else "SIS Login ID"
+        id_column = "ID" if legacy and all(s.isdigit() for s in legacy) else "SIS Login ID"
     names = sorted(columns)
     rows = [[*CANVAS_FIXED_COLUMNS, *names],
             ["    Points Possible", "", "", "", "", *(f"{columns[name]:g}" for name in names)]]
     for student in sorted(students):
         fixed = {column: "" for column in CANVAS_FIXED_COLUMNS}
-        fixed["Student"] = fixed[id_column] = student
+        fixed.update(fixed_of[student])
+        if student in legacy:
+            fixed[id_column] = student
         scores = students[student]
         rows.append([*fixed.values(), *(f"{scores[name]:g}" if name in scores else "" for name in names)])
     return csv_text(rows)

@@ -24,7 +24,8 @@ _CELL_WORDS = {"error": "raised an error", "timeout": "ran past the time limit",
 # Statuses about the notebook file itself, whose ``detail`` a student may read.
 _NOTEBOOK_PROBLEMS = {
     "invalid-notebook": "This file could not be read as a notebook",
-    "unknown-lesson": "The grader could not tell which lesson this notebook belongs to",
+    "unknown-lesson": ("The grader could not tell which lesson this notebook belongs to: keep the lesson's number "
+                       "at the start of the file name (02_many_heads.ipynb), as in the exercise notebook"),
     "cells-missing": "Cells of the exercise notebook are missing",
     "cells-duplicated": "Cells of the exercise notebook appear twice",
 }
@@ -104,7 +105,7 @@ def exercise_feedback(row):
     cases = [case for case in row.get("cases") or [] if isinstance(case, dict)]
     hidden = [case for case in cases if case.get("hidden")]
     visible = [{"name": str(case.get("name") or "case"), "status": str(case.get("status") or "unknown"),
-                "message": str(case.get("message") or "")} for case in cases if not case.get("hidden")]
+                "message": case_message(case)} for case in cases if not case.get("hidden")]
     hidden_failed = sum(case.get("status") != "passed" for case in hidden)
     visible_failed = sum(case["status"] != "passed" for case in visible)
     rules = list(dict.fromkeys(str(rule) for rule in [*(row.get("policy") or []), *(row.get("tampered") or [])]))
@@ -115,7 +116,9 @@ def exercise_feedback(row):
     elif rules:
         verdict = "0 points: the answer breaks a rule of the course"
     elif row.get("error") and not cases:
-        verdict = f"{'not passed' if row.get('defined') else 'not checked'}: {row['error']}"
+        error = str(row["error"])
+        verdict = ("not checked" if error == "not checked"
+                   else f"{'not passed' if row.get('defined') else 'not checked'}: {error}")
     elif row.get("defined") is False:
         verdict = f"not answered: {row.get('answer_name') or 'the answer'} is not defined in the notebook"
     elif hidden_failed and not visible_failed and visible:
@@ -132,6 +135,21 @@ def exercise_feedback(row):
     )
 
 
+def case_message(case):
+    """A visible case's message; a failed one also says what was expected and what came back
+    (shape, first differing index and values) when the report has it."""
+    message = str(case.get("message") or "")
+    if case.get("status") == "passed" or case.get("hidden"):
+        return message
+    lines = [message] if message else []
+    for key, label in (("expected", "expected"), ("got", "got")):
+        if case.get(key) and f"{label}: " not in message:
+            lines.append(f"{label}: {case[key]}")
+    if case.get("difference"):
+        lines.append(str(case["difference"]))
+    return "\n".join(lines)
+
+
 def failed_cells(report):
     """The code cells that failed: ``(number, words, error)``, numbered from 1 over every cell."""
     failed = []
@@ -143,19 +161,32 @@ def failed_cells(report):
     return failed
 
 
+# The part of a report's detail a student may read, per status: the note about the file itself
+# (the rest of the detail is for the instructor: options, reviews, other checks).
+_STUDENT_DETAIL = {
+    "invalid-notebook": lambda note: not note.startswith(("metadata says", "needs review")),
+    "cells-missing": lambda note: note.startswith("exercise notebook cells missing"),
+    "cells-duplicated": lambda note: note.startswith("exercise notebook cells duplicated"),
+}
+
+
 def notebook_problem(report):
     """What is wrong with the notebook file itself, for the student ("" when nothing).
 
     Only statuses about the file (unreadable, unknown lesson, cells missing or
-    doubled) come with the grader's detail; other details can mention checks.
+    doubled) come with the part of the grader's detail about that; nothing an
+    instructor's option or review note says reaches the student.
     """
     if report.get("status") == "grader-error":
         return "Some checks could not run because of a problem in the grader; your instructor has the details."
+    if report.get("status") == "refused":
+        return "This file was not opened: submit the notebook itself, not a link to it."
     problem = _NOTEBOOK_PROBLEMS.get(report.get("status"))
     if problem is None:
         return "" if report.get("exercises") else "This notebook could not be graded."
-    detail = str(report.get("detail") or "")
-    return f"{problem}: {detail}" if detail else f"{problem}."
+    keep = _STUDENT_DETAIL.get(report.get("status"))
+    notes = [note for note in str(report.get("detail") or "").split("; ") if note and keep and keep(note)]
+    return f"{problem}: {'; '.join(notes)}" if notes else f"{problem}."
 
 
 def exercise_text(item):

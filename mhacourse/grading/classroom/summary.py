@@ -12,6 +12,8 @@ from pathlib import Path
 from mhacourse.grading.classroom.feedback import as_points
 
 TOP_HINTS = 8
+# Hint ids that are not mistakes of the answer's code (a rule broken): left out of "most common mistakes".
+NOT_MISTAKES = ("policy", "tampered")
 TOP_SLOWEST = 5
 BAR_WIDTH = 24
 
@@ -21,10 +23,10 @@ def _hint_id(row):
     if row.get("passed") is True:
         return None
     if row.get("hint_id"):
-        return str(row["hint_id"])
+        return None if row["hint_id"] in NOT_MISTAKES else str(row["hint_id"])
     for case in row.get("cases") or []:
         if isinstance(case, dict) and case.get("status") != "passed" and case.get("hint_id"):
-            return str(case["hint_id"])
+            return None if case["hint_id"] in NOT_MISTAKES else str(case["hint_id"])
     return None
 
 
@@ -103,16 +105,18 @@ def summary_text(summary):
     if summary["exercises"]:
         lines.append("")
         lines.append("score distribution per exercise (bar: share with full points; then points: notebooks)")
+        width = max(len(entry["id"]) for entry in summary["exercises"])  # whole names, never cut
         for entry in summary["exercises"]:
             spread = "  ".join(f"{p:g}: {count}" for p, count in entry["distribution"])
             full = dict((p, c) for p, c in entry["distribution"]).get(entry["max_points"], 0)
-            lines.append(f"  {entry['lesson']} {entry['id'][:28]:<28} {_bar(full, entry['graded']):<{BAR_WIDTH}} "
+            lines.append(f"  {entry['lesson']} {entry['id']:<{width}} {_bar(full, entry['graded']):<{BAR_WIDTH}} "
                          f"{spread}  (of {entry['max_points']:g})")
     if summary["hints"]:
         lines.append("")
         lines.append("most common mistakes (hints that fired)")
+        width = max(len(hint["hint_id"]) for hint in summary["hints"])
         for hint in summary["hints"]:
-            lines.append(f"  {hint['count']:>4}  {hint['hint_id'][:40]:<40} {', '.join(hint['exercises'])[:30]}")
+            lines.append(f"  {hint['count']:>4}  {hint['hint_id']:<{width}} {', '.join(hint['exercises'])}")
     if summary["slowest"]:
         lines.append("")
         lines.append("slowest notebooks")
