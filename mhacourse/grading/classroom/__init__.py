@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from mhacourse.grading.classroom import exports, feedback, shards, summary
+from mhacourse.grading.classroom import exports, feedback, manual, shards, summary
 from mhacourse.grading.textio import write_text
 
 SUMMARY_NAME = "class-summary.json"
@@ -36,6 +36,7 @@ def add_arguments(parser, shard=True):
     group.add_argument("--feedback", default=None, metavar="DIR",
                        help="write one self-contained HTML feedback page per submission into DIR")
     group.add_argument("--no-summary", action="store_true", help="do not print the class summary at the end")
+    manual.add_arguments(group)  # written answers, graded by hand
 
 
 def _check_options(args, count):
@@ -93,6 +94,9 @@ def write_outputs(reports, keys, args):
     if args.feedback:
         feedback.write_feedback(reports, names, args.feedback)
         written.append(f"{args.feedback}/")
+    folder = manual.write_for_run(reports, keys, args)
+    if folder is not None:
+        written.append(f"{folder}/ (written answers, to grade by hand)")
     data = summary.class_summary(reports)
     if getattr(args, "json_dir", None):
         Path(args.json_dir).mkdir(parents=True, exist_ok=True)

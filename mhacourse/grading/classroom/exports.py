@@ -30,7 +30,9 @@ exercise (``Lesson 02: split_heads``), then a ``Points Possible`` row. Canvas
 matches a row to a student by any one of ``ID``, ``SIS User ID`` or
 ``SIS Login ID``: student ids that are all digits (Canvas user ids, rule 3)
 go to ``ID``, others to ``SIS Login ID``; ``--canvas-id-column`` chooses.
-A column whose name matches no assignment creates one on import. One row per
+A column whose name matches no assignment creates one on import. Written
+answers (graded by hand) count in the lesson's column, 0 until
+``merge-manual`` scores them, and their points in its ``Points Possible``. One row per
 student; a student with two notebooks of one lesson keeps the better score.
 """
 
@@ -43,7 +45,10 @@ from mhacourse.grading.classroom.feedback import (
     exercise_feedback,
     exercise_text,
     failed_cells,
+    grand_points,
     notebook_problem,
+    written_rows,
+    written_text,
 )
 from mhacourse.grading.textio import csv_text, safe_name, write_text
 
@@ -109,11 +114,20 @@ def gradescope_results(report):
             "status": "passed" if item.passed else "failed",
             "output": exercise_text(item), "visibility": "visible",
         })
-    lines = [f"{as_points(report.get('total')):g} / {as_points(report.get('max')):g} points"]
+    for row in written_rows(report):  # graded by hand: 0 until merge-manual
+        test = {"name": str(row.get("id")) + (f": {row['title']}" if row.get("title") else ""),
+                "number": str(row.get("number") or f"{report.get('lesson') or '?'}.{len(tests) + 1}"),
+                "score": as_points(row.get("points")) if row.get("graded") else 0.0,
+                "max_score": as_points(row.get("max_points")), "output": written_text(row), "visibility": "visible"}
+        if row.get("graded"):
+            test["status"] = "passed" if test["score"] == test["max_score"] else "failed"
+        tests.append(test)
+    total, best = grand_points(report)
+    lines = [f"{total:g} / {best:g} points"]
     if notebook_problem(report):
         lines.append(notebook_problem(report))
     lines += [f"Cell {number} {words}: {error}" for number, words, error in failed_cells(report)]
-    results = {"score": as_points(report.get("total")), "output": "\n".join(lines), "visibility": "visible",
+    results = {"score": total, "output": "\n".join(lines), "visibility": "visible",
                "stdout_visibility": "hidden", "tests": tests}
     if isinstance(report.get("seconds"), (int, float)):
         results["execution_time"] = report["seconds"]
@@ -145,10 +159,14 @@ def _canvas_columns(report, by):
     rows = [row for row in report.get("exercises") or [] if isinstance(row, dict)]
     if not lesson or not rows:
         return {}
-    if by == "lesson":
-        return {f"Lesson {lesson}": (as_points(report.get("total")), as_points(report.get("max")))}
-    return {f"Lesson {lesson}: {row.get('id')}": (as_points(row.get("points")), as_points(row.get("max_points")))
-            for row in rows}
+    if by == "lesson":  # the written answers' points too (0 until graded by hand)
+        return {f"Lesson {lesson}": grand_points(report)}
+    columns = {f"Lesson {lesson}: {row.get('id')}": (as_points(row.get("points")), as_points(row.get("max_points")))
+               for row in rows}
+    columns.update({f"Lesson {lesson}: {row.get('id')}": (as_points(row.get("points")) if row.get("graded") else 0.0,
+                                                          as_points(row.get("max_points")))
+                    for row in written_rows(report)})
+    return columns
 
 
 def canvas_csv(reports, keys, *, by="lesson", id_column=None, pattern=None):
