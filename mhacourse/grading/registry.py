@@ -92,8 +92,6 @@ def exercises():
     """``{id: Exercise}`` of every exercise, built-in and added, in lesson order, and within a lesson
     in the order of its exercise notebook (each exercise's ``number`` set from its heading there,
     :mod:`.numbering`)."""
-    from .numbering import numbers_for, source_folders
-
     return _collected()[0]
 
 

@@ -70,7 +70,12 @@ def run(args):
     if getattr(args, "update", None):
         from .update import run_update
 
-        return run_update(args)
+        try:
+            secret = read_secret(getattr(args, "secret_file", None))
+        except ValueError as error:
+            print(f"error: {textio.printable(error)}", file=sys.stderr)
+            return 2
+        return run_update(args, secret, SECRET_ENV)
     journal = Journal(args.out) if args.out not in (None, "-") else None
     resume = bool(getattr(args, "resume", False))
     try:

@@ -191,9 +191,8 @@ def _keep_hand_grading(old, new):
     written.summarise(new)
 
 
-def run_update(args):
-    """``mhacourse grade --update RESULTS_DIR SUBMISSION...``; 0, or 2 with a message."""
-    from .cli import SECRET_ENV, read_secret
+def run_update(args, secret, secret_env="MHACOURSE_GRADE_SECRET"):
+    """``mhacourse grade --update RESULTS_DIR SUBMISSION...`` with ``secret`` (None: none given); 0, or 2."""
     from .outputs import _format_points, _secret_hash
     from .pool import Interrupted, grade_many
     from .submissions import collect_submissions
@@ -201,11 +200,10 @@ def run_update(args):
     try:
         results = load(args.update)
         manifest = results.manifest
-        secret = read_secret(getattr(args, "secret_file", None))
         if secret is None:
             fresh = (" (the run made a fresh secret and kept none: regrade the whole class with --secret-file)"
                      if manifest.get("secret_source") == "fresh" else "")
-            raise ValueError(f"--update needs the run's secret: --secret-file FILE or {SECRET_ENV}{fresh}")
+            raise ValueError(f"--update needs the run's secret: --secret-file FILE or {secret_env}{fresh}")
         if _secret_hash(secret) != manifest.get("secret"):
             raise ValueError(f"the secret differs from the run's (hash {_secret_hash(secret)}, the run's "
                              f"{manifest.get('secret')}): a regrade with it would meet other hidden inputs; give "

@@ -12,7 +12,7 @@ whose merge writes it):
 * ``scores.csv``: ``student code, key, question, max points, score, comment``,
   one line per answer (``key``: the question's id), for graders to fill in.
 
-``mhacourse grade merge-manual SCORES.csv --update RESULTS_DIR`` reads that CSV
+``mhacourse grade merge-manual SCORES.csv --update RESULTS_DIR`` (:mod:`.merge_manual`) reads that CSV
 back (codes map to submissions through the run's manifest,
 :mod:`mhacourse.grading.batch.update`), checks every line (a known code and
 question, a score that is a number within [0, max points]; an empty score
@@ -27,7 +27,6 @@ import hashlib
 import html
 import io
 import math
-import sys
 from pathlib import Path
 
 from mhacourse.grading.textio import csv_text, safe_name, write_text
@@ -261,30 +260,3 @@ def apply_scores(reports, scores):
             changed.add(index)
         written.summarise(reports[index])
     return changed
-
-
-def configure(parser):
-    """Declare ``merge-manual``'s arguments."""
-    parser.add_argument("scores", metavar="SCORES.csv",
-                        help="the scores CSV (the manual/scores.csv grade wrote, filled in)")
-    parser.add_argument("--update", required=True, metavar="RESULTS_DIR",
-                        help="the run's results folder (the folder of --out, with its manifest)")
-    parser.add_argument("--no-summary", action="store_true", help="do not print the class summary at the end")
-
-
-def run(args):
-    """Merge the scores; 0 on success, 2 with a message naming every bad line."""
-    from mhacourse.grading.batch import update
-
-    try:
-        results = update.load(args.update)
-        scores = read_scores(args.scores, results.reports, results.codes)
-        changed = apply_scores(results.reports, scores)
-        update.write_all(results, no_summary=args.no_summary)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    graded = sum(score is not None for _, _, score, _ in scores)
-    print(f"merged {graded} score(s) from {args.scores} into {args.update}: {len(changed)} notebook(s) changed",
-          file=sys.stderr)
-    return 0
