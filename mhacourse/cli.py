@@ -87,7 +87,9 @@ def configure_logging(level: int) -> logging.Handler:
 
 
 SUBCOMMANDS = {("grade", "merge"): ("mhacourse.grading.classroom.merge",
-                                     "join the shards of one run: what one unsharded run writes")}
+                                     "join the shards of one run: what one unsharded run writes"),
+               ("grade", "merge-manual"): ("mhacourse.grading.classroom.merge_manual",
+                                            "fold the scores of written answers, graded by hand, into a run's results")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

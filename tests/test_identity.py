@@ -224,7 +224,7 @@ def test_failed_visible_case_shows_expected_and_got_with_the_first_difference():
 
 def test_exports_and_summary_keep_the_reports_exercise_order():
     from mhacourse.grading.batch.job import lesson_exercises
-    from mhacourse.grading.numbering import number_of
+    from mhacourse.grading.registry import number_of
 
     for lesson in ("01", "02", "03", "04", "05", "06", "07", "08"):
         numbers = [number_of(e["id"]) for e in lesson_exercises(lesson)]

@@ -185,7 +185,7 @@ def test_gradescope_autograder_bundle_replayed(term, tmp_path, monkeypatch):
     jsonschema.validate(results, SCHEMA)
     assert results["score"] > 0 and all(t["status"] == "passed" for t in results["tests"])
     assert results["visibility"] == "after_due_date" and results["output_format"] == "text"
-    from mhacourse.grading.numbering import number_of
+    from mhacourse.grading.registry import number_of
 
     assert [t["number"] for t in results["tests"]] == [number_of(t["name"].split(":")[0]) for t in results["tests"]]
 

@@ -5,7 +5,8 @@ instructor's course folders) introduces its exercises with a heading
 ``## Exercise NN.M — title``, followed by the cell whose solution defines the
 answer. The number of an exercise is the heading before its answer cell; the
 lesson text, the exercise notebook, the grader's reports and every export
-(Gradescope's test ``number`` included) take it from :func:`exercise_numbers`,
+(Gradescope's test ``number`` included) take it from
+:func:`mhacourse.grading.registry.number_of`,
 and ``tests/test_numbering.py`` checks that the headings count 1, 2, 3… in
 notebook order and that lesson text citing a number means that exercise.
 """
@@ -14,22 +15,22 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["exercise_numbers", "number_of", "HEADING"]
+__all__ = ["numbers_in", "numbers_for", "source_folders", "HEADING"]
 
 HEADING = re.compile(r"^#+\s*Exercise\s+(\d{2})\.(\d+)\b", flags=re.M)
 
 
-def source_folders():
+def source_folders(course_folders=()):
+    """The folders of exercise sources: the course's, then ``exercise_sources/`` of each of
+    ``course_folders`` (an instructor's course folders, :func:`mhacourse.grading.registry.course_folders`)."""
     from mhacourse.course_files import course_dir
-
-    from .registry import course_folders
 
     folders = []
     try:
         folders.append(course_dir("exercise_sources"))
     except FileNotFoundError:
         pass
-    folders += [folder / "exercise_sources" for folder in course_folders()]
+    folders += [Path(folder) / "exercise_sources" for folder in course_folders]
     return tuple(f for f in folders if f.is_dir())
 
 
@@ -76,15 +77,3 @@ def numbers_for(exercise_list, folders):
                 if exercise.answer_name in named:
                     numbers.setdefault(exercise.id, named[exercise.answer_name])
     return numbers
-
-
-def exercise_numbers():
-    """``{exercise id: "NN.M"}`` for every exercise whose source notebook is found."""
-    from .registry import numbers
-
-    return numbers()
-
-
-def number_of(exercise_id):
-    """The exercise's number (``"02.3"``), or ``None`` when no source notebook introduces it."""
-    return exercise_numbers().get(exercise_id)

@@ -19,7 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["exercise_ids", "get_exercise", "exercises", "numbers", "add_course", "course_folders", "COURSE_ENV"]
+__all__ = ["exercise_ids", "get_exercise", "exercises", "numbers", "number_of", "add_course", "course_folders",
+           "COURSE_ENV"]
 
 COURSE_ENV = "MHACOURSE_COURSE"
 _LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson08",
@@ -102,6 +103,11 @@ def numbers():
     return dict(_collected()[1])
 
 
+def number_of(exercise_id):
+    """The exercise's number (``"02.3"``), or ``None`` when no source notebook introduces it."""
+    return _collected()[1].get(exercise_id)
+
+
 def _collected():
     from .numbering import numbers_for, source_folders
 
@@ -109,7 +115,7 @@ def _collected():
     if key not in _CACHE:
         _CACHE.clear()
         registry = _collect()
-        found = numbers_for(registry.values(), source_folders())
+        found = numbers_for(registry.values(), source_folders(key))
         order = list(registry)
 
         def position(item):

@@ -16,6 +16,12 @@ indentation::
         # YOUR CODE HERE
         raise NotImplementedError()
 
+A written answer, graded by hand, is a markdown cell with one block between
+``### BEGIN WRITTEN ANSWER <id> (N points)`` and ``### END WRITTEN ANSWER``
+(:mod:`mhacourse.grading.written`): the solution notebook keeps the model
+answer, the exercise notebook a placeholder; both keep a comment line naming
+the question, by which the grader finds the student's answer.
+
 Both are written without outputs, execution counts or run metadata (as
 ``make strip`` leaves a notebook), with the source's other metadata and its
 cell ids, so that building twice gives the same bytes and
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import nbformat
 
+from mhacourse.grading import written
 from mhacourse.notebooks import strip
 
 SOURCES_DIR = "exercise_sources"
@@ -180,7 +187,7 @@ def build_notebook(source_nb, path="<source>"):
         MarkerError: for malformed markers, a marker in a non-code cell, or a
             notebook with no solution block at all.
     """
-    exercise_cells, solution_cells, n_blocks = [], [], 0
+    exercise_cells, solution_cells, n_blocks, written_ids = [], [], 0, set()
     for index, cell in enumerate(source_nb.cells):
         exercise, solution = _clean_cell(cell, cell["id"]), _clean_cell(cell, cell["id"])
         if cell.cell_type == "code":
@@ -188,6 +195,10 @@ def build_notebook(source_nb, path="<source>"):
                 cell.source, path=path, cell_index=index
             )
             n_blocks += found
+            for number, line in enumerate(cell.source.split("\n"), start=1):
+                if written._ANY.search(line):
+                    raise MarkerError("written-answer marker in a code cell (it belongs in a markdown cell)",
+                                      path=path, cell_index=index, line=number)
         else:
             for number, line in enumerate(cell.source.split("\n"), start=1):
                 if _ANY_MARKER.search(line):
@@ -197,6 +208,17 @@ def build_notebook(source_nb, path="<source>"):
                         cell_index=index,
                         line=number,
                     )
+            if cell.cell_type == "markdown":
+                try:
+                    exercise.source, solution.source, found = written.split_written(
+                        cell.source, where=f"{path}: cell {index}")
+                except written.WrittenMarkerError as error:
+                    raise MarkerError(error.reason, path=path, cell_index=index, line=error.line) from None
+                for written_id, _, _ in found:
+                    if written_id in written_ids:
+                        raise MarkerError(f"written answer {written_id!r} appears twice", path=path,
+                                          cell_index=index)
+                    written_ids.add(written_id)
         exercise_cells.append(exercise)
         solution_cells.append(solution)
     if n_blocks == 0:

@@ -41,6 +41,10 @@ def configure(parser):
     parser.add_argument("--resume", action="store_true",
                         help="keep the reports OUT.journal.jsonl holds from an interrupted run (same notebooks, "
                              "same secret) and grade only the rest")
+    parser.add_argument("--update", default=None, metavar="RESULTS_DIR",
+                        help="regrade these notebooks (a student's folder, or notebooks) into the results of a "
+                             "run (the folder of its --out, with its JSON reports) with the run's secret; "
+                             "every output of the run is rewritten, only their rows change")
     from mhacourse.grading import classroom
 
     classroom.add_arguments(parser)
@@ -69,6 +73,15 @@ def run(args):
 
     for folder in getattr(args, "course", None) or []:  # in the environment, so the pool's workers see it too
         os.environ[COURSE_ENV] = os.pathsep.join(filter(None, [os.environ.get(COURSE_ENV), str(Path(folder))]))
+    if getattr(args, "update", None):
+        from .update import run_update
+
+        try:
+            secret = read_secret(getattr(args, "secret_file", None))
+        except ValueError as error:
+            print(f"error: {textio.printable(error)}", file=sys.stderr)
+            return 2
+        return run_update(args, secret, SECRET_ENV)
     journal = Journal(args.out) if args.out not in (None, "-") else None
     resume = bool(getattr(args, "resume", False))
     try:
@@ -81,6 +94,7 @@ def run(args):
         paths = classroom.select(paths, args)
         students = classroom.identities(paths, args)
         secret = read_secret(getattr(args, "secret_file", None))
+        secret_given = secret is not None
         if getattr(args, "shard", None) is not None and secret is None:
             raise ValueError("--shard needs the run's secret shared by every shard: --secret-file FILE (make one with "
                              "python -c 'import secrets; print(secrets.token_hex(16))' > secret) or "
@@ -133,6 +147,14 @@ def run(args):
     if args.out not in (None, "-"):
         print(f"wrote {args.out}" + (f" and {args.json_dir}/" if args.json_dir else ""), file=sys.stderr)
     status = classroom.after_grading(reports, args)
+    if status == 0 and args.out not in (None, "-") and getattr(args, "shard", None) is None and args.secret_hash:
+        from .update import write_manifest
+
+        try:
+            write_manifest(args, reports, args.secret_hash, secret_given)
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
     if journal is not None and status == 0:
         journal.finish()
     return status

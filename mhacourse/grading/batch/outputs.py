@@ -32,6 +32,9 @@ def csv_text(reports):
     the row flagged ``unmatched``, when no source identified the student);
     ``late`` is empty when on time, else ``late`` or ``late N days``. An
     exercise column is empty for submissions of other lessons.
+    With written answers (graded by hand), ``<written ids...>, written,
+    written_max`` come before ``total``: a written column is empty until
+    ``merge-manual`` scores it; ``total`` and ``max`` stay the auto-graded points.
     Every cell is written as text a spreadsheet does not run (see
     :func:`mhacourse.grading.textio.spreadsheet_cell`).
     """
@@ -40,13 +43,24 @@ def csv_text(reports):
         for row in report["exercises"]:
             if row["id"] not in exercise_columns:
                 exercise_columns.append(row["id"])
-    rows = [["file", "lesson", "status", "student", "late", *exercise_columns, "total", "max", "flags", "detail"]]
+    written_columns = []
+    for report in reports:
+        for row in report.get("written") or []:
+            if row["id"] not in written_columns:
+                written_columns.append(row["id"])
+    written_sums = ["written", "written_max"] if written_columns else []
+    rows = [["file", "lesson", "status", "student", "late", *exercise_columns, *written_columns, *written_sums,
+             "total", "max", "flags", "detail"]]
     for report in reports:
         points = {row["id"]: _format_points(row["points"]) for row in report["exercises"]}
+        by_hand = {row["id"]: _format_points(row["points"]) for row in report.get("written") or [] if row.get("graded")}
+        sums = ([_format_points(report.get("written_total") or 0), _format_points(report.get("written_max") or 0)]
+                if written_columns else [])
         who = report.get("student") if isinstance(report.get("student"), dict) else {}
         rows.append([report["file"], report["lesson"] or "", report["status"], str(who.get("student") or ""),
                      late_text(who),
                      *(points.get(column, "") for column in exercise_columns),
+                     *(by_hand.get(column, "") for column in written_columns), *sums,
                      _format_points(report["total"]), _format_points(report["max"]),
                      "; ".join(report["flags"]), report["detail"]])
     return textio.csv_text(rows)

@@ -154,6 +154,11 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
             notes.append(f"{row['id']}: {row['error']}")
     if report["review"]:
         notes.append("needs review: " + "; ".join(report["review"][:5]))
+    from mhacourse.grading import written
+
+    # Written answers, graded by hand: collected, never scored here (0 of N until merge-manual).
+    report["written"] = written.answer_rows(nb, ids, report["lesson"])
+    written.summarise(report)
     report["total"] = sum(row["points"] for row in report["exercises"])
     report["max"] = sum(row["max_points"] for row in report["exercises"])
     report["status"] = next(status for status in STATUSES if status in problems or status == "ok")

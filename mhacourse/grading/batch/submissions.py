@@ -155,12 +155,20 @@ def _defined_names(source):
     return names
 
 
+def _written_tags(source):
+    """The written answers (graded by hand) a markdown cell holds, by their tag line: its content markers."""
+    from mhacourse.grading.written import _TAG
+
+    return {f"written:{match['id']}" for match in _TAG.finditer(source)}
+
+
 def structure_notes(nb, ids, lesson):
     """Deleted and duplicated cells, compared with the generated exercise notebook.
 
     A cell of the exercise notebook is found by its id, or by its text, or (an
-    answer cell, whose text the learner changed) by the names it defines: a
-    notebook whose cells were pasted into a new file (new ids) matches too.
+    answer cell, whose text the learner changed) by the names it defines (a
+    written answer's cell: by its tag line): a notebook whose cells were pasted
+    into a new file (new ids) matches too.
 
     Returns:
         tuple(list, list): indices (in the exercise notebook) of missing cells,
@@ -175,6 +183,8 @@ def structure_notes(nb, ids, lesson):
     for cell in nb.cells:
         if cell.cell_type == "code":
             defined.update(_defined_names(cell.source))
+        elif cell.cell_type == "markdown":
+            defined.update(_written_tags(cell.source))
     missing, duplicated = [], []
     for index, (cell_id, _, source, is_exercise, names) in enumerate(reference):
         by_source = 0 if is_exercise or not source else source_counts[source]
@@ -200,8 +210,9 @@ def _reference_cells(lesson):
                     cell["id"],
                     cell.cell_type,
                     cell.source.strip(),
-                    cell.cell_type == "code" and build.STUB[1] in cell.source,
-                    frozenset(_defined_names(cell.source)) if cell.cell_type == "code" else frozenset(),
+                    (cell.cell_type == "code" and build.STUB[1] in cell.source) or bool(_written_tags(cell.source)),
+                    frozenset(_defined_names(cell.source)) if cell.cell_type == "code"
+                    else frozenset(_written_tags(cell.source)),
                 )
                 for cell in exercise.cells
             )

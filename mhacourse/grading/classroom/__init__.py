@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from mhacourse.grading.classroom import exports, feedback, identity, shards, summary
+from mhacourse.grading.classroom import exports, feedback, identity, manual, shards, summary
 from mhacourse.grading.textio import write_text
 
 SUMMARY_NAME = "class-summary.json"
@@ -44,6 +44,7 @@ def add_arguments(parser, shard=True):
     group.add_argument("--late-policy", default="none", metavar="POLICY",
                        help="none (default: late is only a column), zero, or percent:N (N%% off per day late) "
                             "in the Canvas and Gradescope exports")
+    manual.add_arguments(group)  # written answers, graded by hand
 
 
 def _check_options(args, count):
@@ -130,6 +131,9 @@ def write_outputs(reports, keys, args):
     if args.feedback:
         feedback.write_feedback(reports, names, args.feedback)
         written.append(f"{args.feedback}/")
+    folder = manual.write_for_run(reports, keys, args)
+    if folder is not None:
+        written.append(f"{folder}/ (written answers, to grade by hand)")
     data = summary.class_summary(reports)
     if getattr(args, "json_dir", None):
         Path(args.json_dir).mkdir(parents=True, exist_ok=True)

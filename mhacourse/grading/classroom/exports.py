@@ -25,7 +25,9 @@ go to ``ID``, others to ``SIS Login ID``; ``--canvas-id-column`` chooses.
 A report with an identity fills the columns it knows. A notebook that could
 not be graded (:data:`UNGRADED`) or matched to no student leaves its cell
 empty, never 0.
-A column whose name matches no assignment creates one on import. One row per
+A column whose name matches no assignment creates one on import. Written
+answers (graded by hand) count in the lesson's column, 0 until
+``merge-manual`` scores them, and their points in its ``Points Possible``. One row per
 student; a student with two notebooks of one lesson keeps the better score.
 """
 
@@ -38,7 +40,10 @@ from mhacourse.grading.classroom.feedback import (
     exercise_feedback,
     exercise_text,
     failed_cells,
+    grand_points,
     notebook_problem,
+    written_rows,
+    written_text,
 )
 from mhacourse.grading.textio import csv_text, safe_name, write_text
 
@@ -106,7 +111,7 @@ def gradescope_results(report, *, visibility="visible", late_policy="none"):
         late_policy (str): see :func:`.identity.late_points`; the deduction is applied to ``score``.
     """
     from mhacourse.grading.classroom.identity import late_points
-    from mhacourse.grading.numbering import number_of
+    from mhacourse.grading.registry import number_of
 
     if visibility not in VISIBILITIES:
         raise ValueError(f"--visibility must be one of {', '.join(VISIBILITIES)}; got {visibility!r}")
@@ -120,9 +125,18 @@ def gradescope_results(report, *, visibility="visible", late_policy="none"):
             "status": "passed" if item.passed else "failed",
             "output": exercise_text(item), "output_format": "text", "visibility": visibility,
         })
-    total = as_points(report.get("total"))
+    for row in written_rows(report):  # graded by hand: 0 until merge-manual
+        test = {"name": str(row.get("id")) + (f": {row['title']}" if row.get("title") else ""),
+                "number": str(row.get("number") or f"{report.get('lesson') or '?'}.{len(tests) + 1}"),
+                "score": as_points(row.get("points")) if row.get("graded") else 0.0,
+                "max_score": as_points(row.get("max_points")), "output": written_text(row),
+                "output_format": "text", "visibility": visibility}
+        if row.get("graded"):
+            test["status"] = "passed" if test["score"] == test["max_score"] else "failed"
+        tests.append(test)
+    total, best = grand_points(report)
     score = late_points(total, _who(report), late_policy)
-    lines = [f"{total:g} / {as_points(report.get('max')):g} points"]
+    lines = [f"{total:g} / {best:g} points"]
     if score != total:
         lines.append(f"Submitted late: {score:g} points after the late policy ({late_policy}).")
     if notebook_problem(report):
@@ -166,11 +180,15 @@ def _canvas_columns(report, by):
     if not lesson or not rows:
         return {}
     ungraded = report.get("status") in UNGRADED
-    if by == "lesson":
-        return {f"Lesson {lesson}": (None if ungraded else as_points(report.get("total")),
-                                     as_points(report.get("max")))}
-    return {f"Lesson {lesson}: {row.get('id')}": (None if ungraded else as_points(row.get("points")),
-                                                  as_points(row.get("max_points"))) for row in rows}
+    if by == "lesson":  # the written answers' points too (0 until graded by hand)
+        total, best = grand_points(report)
+        return {f"Lesson {lesson}": (None if ungraded else total, best)}
+    columns = {f"Lesson {lesson}: {row.get('id')}": (None if ungraded else as_points(row.get("points")),
+                                                     as_points(row.get("max_points"))) for row in rows}
+    columns.update({f"Lesson {lesson}: {row.get('id')}": (
+        None if ungraded else (as_points(row.get("points")) if row.get("graded") else 0.0),
+        as_points(row.get("max_points"))) for row in written_rows(report)})
+    return columns
 
 
 def _late_columns(columns, report, policy):

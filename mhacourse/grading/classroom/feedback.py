@@ -209,6 +209,50 @@ def exercise_text(item):
     return "\n".join(lines)
 
 
+def written_rows(report):
+    """The report's written answers (graded by hand), as rows."""
+    return [row for row in report.get("written") or [] if isinstance(row, dict)]
+
+
+def grand_points(report):
+    """``(points, max)``: the auto-graded points plus the written answers' (0 until graded by hand)."""
+    return (as_points(report.get("total")) + as_points(report.get("written_total")),
+            as_points(report.get("max")) + as_points(report.get("written_max")))
+
+
+def written_text(row):
+    """The plain text a student reads for one written answer."""
+    points, best = as_points(row.get("points")), as_points(row.get("max_points"))
+    if not row.get("graded"):
+        lines = [f"graded by hand: not graded yet (0/{best:g} points)"]
+    else:
+        lines = [f"graded by hand: {points:g}/{best:g} points"]
+    if not row.get("answered"):
+        lines.append("No answer was found in the notebook.")
+    if row.get("comment"):
+        lines.append(f"Comment: {row['comment']}")
+    return "\n".join(lines)
+
+
+def _written_html(row):
+    esc = html.escape
+    graded = bool(row.get("graded"))
+    full = graded and as_points(row.get("points")) == as_points(row.get("max_points"))
+    title = f" — {esc(str(row.get('title')))}" if row.get("title") else ""
+    points = f"{as_points(row.get('points')):g}" if graded else "0"
+    kind = "passed" if full else "failed"
+    parts = [f"<section class='exercise written {kind}' data-written='{esc(str(row.get('id')))}'>",
+             f"<h2>{esc(str(row.get('id')))}{title}"
+             f"<span class='points'>{points} / {as_points(row.get('max_points')):g} points</span></h2>",
+             f"<p class='verdict'>{'graded by hand' if graded else 'graded by hand: not graded yet'}</p>"]
+    if not row.get("answered"):
+        parts.append("<p class='hidden'>No answer was found in the notebook.</p>")
+    if row.get("comment"):
+        parts.append(f"<p class='hint'><b>Comment:</b> {esc(str(row['comment']))}</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; color: #1f2328; }
 h1 { font-size: 1.4rem; margin-bottom: .2rem; }
@@ -267,7 +311,7 @@ def feedback_html(report, *, name=None):
     name = name or Path(str(report.get("file") or "submission")).name
     items = [exercise_feedback(row) for row in report.get("exercises") or [] if isinstance(row, dict)]
     cells = failed_cells(report)
-    total, best = as_points(report.get("total")), as_points(report.get("max"))
+    total, best = grand_points(report)
     body = [f"<h1>Feedback: {esc(name)}</h1>"]
     lesson = f"lesson {esc(str(report['lesson']))}: " if report.get("lesson") else ""
     body.append(f"<p class='total'>{lesson}<b>{total:g} / {best:g} points</b></p>")
@@ -277,6 +321,7 @@ def feedback_html(report, *, name=None):
     elif items and all(item.passed for item in items) and not cells:
         body.append("<p class='verdict'>Every check passed, hidden checks included.</p>")
     body += [_exercise_html(item) for item in items]
+    body += [_written_html(row) for row in written_rows(report)]
     if cells:
         body.append("<h2>Code cells that failed</h2><ul class='cells'>")
         body += [f"<li>Cell {number} {esc(words)}<pre>{esc(error)}</pre></li>" for number, words, error in cells]
