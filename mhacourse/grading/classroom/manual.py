@@ -54,7 +54,9 @@ def student_codes(keys, secret_hash=None, pattern=None):
             student = student_id(key, pattern)
         except ValueError:
             student = key
-        digest = hashlib.sha256(f"mhacourse-student\0{secret_hash or ''}\0{student}".encode()).hexdigest()
+        digest = hashlib.sha256(
+            f"mhacourse-student\0{secret_hash or ''}\0{student}".encode("utf-8", "surrogateescape")
+        ).hexdigest()
         code = f"S{digest[:8].upper()}"
         seen[code] = seen.get(code, 0) + 1
         codes.append(code if seen[code] == 1 else f"{code}-{seen[code]}")

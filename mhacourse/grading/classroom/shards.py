@@ -75,7 +75,7 @@ def parse_shard(text):
 
 def shard_of(key, n):
     """The shard (1 to ``n``) of the submission with this key."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % n + 1
 
 
@@ -86,7 +86,7 @@ def select(submissions, k, n):
 
 def fingerprint(submissions):
     """A digest of the whole list of keys: parts of one run share it."""
-    return hashlib.sha256("\n".join(s.key for s in submissions).encode("utf-8")).hexdigest()
+    return hashlib.sha256("\n".join(s.key for s in submissions).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def part_path(out):
