@@ -472,7 +472,7 @@ def ignored(rel, pattern):
 
 def test_dockerignore_keeps_what_the_wheel_needs():
     assert ignored(".venv/bin/python", ".venv") and ignored("mhacourse/grading/__pycache__/x.pyc", "**/__pycache__")
-    assert not ignored("mhacourse/grading/grade.py", "grading") and ignored("grading/secret", "grading")
+    assert not ignored("mhacourse/grading/batch/cli.py", "grading") and ignored("grading/secret", "grading")
     assert ignored("mhacourse.egg-info/PKG-INFO", "*.egg-info")
 
 

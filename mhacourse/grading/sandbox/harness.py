@@ -1,6 +1,6 @@
 """The sandbox's side of grading: run the notebook's cells, then call each answer.
 
-Started by the grader (:mod:`mhacourse.grading.isolation`) inside bubblewrap,
+Started by the grader (:mod:`mhacourse.grading.batch.isolation`) inside bubblewrap,
 on a view of the course that holds no reference: only MLX, NumPy, the course
 stages of earlier lessons and this folder. The job comes first on standard
 input: the cells to run, the ones to skip, and per exercise the answer's
