@@ -1,15 +1,7 @@
 """mhacourse: multi-head attention, the MLX way, built from scratch in stages."""
 
+import importlib
 from typing import Any
-
-from . import masks
-from .attention.fused import MultiHeadAttention
-from .attention.scaled_dot_product import (
-    attention_scores,
-    attention_weights,
-    attention_with_weights,
-    scaled_dot_product_attention,
-)
 
 __version__ = "0.1.0"
 
@@ -24,10 +16,27 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # ``mhacourse.check`` without importing the grader on every ``import mhacourse``.
-    if name == "check":
-        from .grading import check
+# Loaded on first use, so that ``import mhacourse`` (and ``mhacourse doctor``, which must run where MLX
+# is missing or broken, to say how to fix it) does not import MLX or the grader.
+_EXPORTS = {
+    "MultiHeadAttention": "mhacourse.attention.fused",
+    "scaled_dot_product_attention": "mhacourse.attention.scaled_dot_product",
+    "attention_weights": "mhacourse.attention.scaled_dot_product",
+    "attention_scores": "mhacourse.attention.scaled_dot_product",
+    "attention_with_weights": "mhacourse.attention.scaled_dot_product",
+    "masks": "mhacourse.masks",
+    "check": "mhacourse.grading",
+}
 
-        return check
-    raise AttributeError(f"module 'mhacourse' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mhacourse' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -233,3 +233,17 @@ def test_advise_prints_once_in_a_kernel_on_the_reference_blas():
         fast = subprocess.run([sys.executable, "-c", code], env=blas.preload_env(env), capture_output=True,
                               text=True, timeout=120, check=True).stdout
         assert fast == "done\n"
+
+
+def test_the_doctor_runs_where_mlx_does_not_import():
+    """``import mhacourse`` loads no MLX, so the doctor can say how to install it instead of crashing."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "for name in ('mlx', 'mlx.core', 'mlx.nn'):\n    sys.modules[name] = None\n"
+             "from mhacourse.cli import main\nsys.exit(main(['doctor']))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "MLX does not import" in done.stdout and "pip install" in done.stdout
+    assert "Traceback" not in done.stderr
