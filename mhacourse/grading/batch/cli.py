@@ -15,7 +15,6 @@ from mhacourse.grading import textio
 
 from .outputs import Journal, _format_points, _secret_hash, check_outputs, write_reports
 from .pool import Interrupted, grade_many
-from .submissions import collect_submissions
 
 SECRET_ENV = "MHACOURSE_GRADE_SECRET"
 
@@ -88,7 +87,7 @@ def run(args):
         check_outputs(args)
         if resume and journal is None:
             raise ValueError("--resume needs --out FILE: the results so far are kept beside it")
-        paths = collect_submissions(args.submissions)
+        paths = [submission.path for submission in classroom.collected(args)]  # the one collection of the run
         if not paths:
             raise ValueError(f"no notebooks found in {args.submissions}")
         paths = classroom.select(paths, args)

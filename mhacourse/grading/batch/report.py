@@ -9,10 +9,60 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 from .job import _lesson_job, _registry, _view, audit_source, hint_tiers
 from .run import _run_with_reruns
 from .submissions import InvalidNotebook, _Refused, identify_lesson, read_submission, structure_notes
+
+
+class ExerciseRow(TypedDict):
+    """One exercise of a report (the JSON report's ``exercises``; one column of grades.csv)."""
+
+    id: str
+    answer_name: str
+    max_points: float
+    defined: bool  # the notebook defines the answer
+    passed: bool
+    points: float
+    report: str  # the check's report, as the student reads it
+    error: str | None  # why it was not checked, or what stopped it
+    tampered: list[str]  # the course's code used or copied, or the harness changed
+    policy: list[str]  # the exercise's rules broken
+    cases: list[dict[str, Any]]  # name, status, hidden, message, hint_id (hidden inputs never shown)
+    hint_id: str | None
+    hint: str | None
+    hint_tier: int
+
+
+class Report(TypedDict, total=False):
+    """One submission's report: the JSON report, one row of grades.csv, what every export reads."""
+
+    file: str
+    lesson: str | None
+    status: str  # the most serious of STATUSES
+    detail: str  # where, in words (cells numbered from 1)
+    total: float
+    max: float
+    exercises: list[ExerciseRow]
+    cells: list[dict[str, Any]]  # index, status, error
+    flags: list[str]
+    review: list[str]  # what needs a person, with cell and line
+    seconds: float
+    timing: dict[str, float]
+
+
+def new_report(path: Path | str, status: str = "ok", detail: str = "") -> Report:
+    """A report with nothing checked yet: every report starts here."""
+    return Report(file=str(path), lesson=None, status=status, detail=detail, total=0.0, max=0.0, exercises=[],
+                  cells=[], flags=[], review=[])
+
+
+def new_row(exercise: dict[str, Any], tier: int = 1, error: str | None = None) -> ExerciseRow:
+    """An exercise row with no points yet: every row starts here."""
+    return ExerciseRow(id=exercise["id"], answer_name=exercise["answer_name"], max_points=exercise["max_points"],
+                       defined=False, passed=False, points=0.0, report="", error=error, tampered=[], policy=[],
+                       cases=[], hint_id=None, hint=None, hint_tier=tier)
 
 STATUSES = (
     "refused",  # a symbolic link, not a notebook of the student's (not opened)
@@ -58,8 +108,7 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
     path = Path(path)
     secret = secret or secrets.token_hex(16)
     registry = _registry()
-    report = {"file": str(path), "lesson": None, "status": "ok", "detail": "", "total": 0.0, "max": 0.0,
-              "exercises": [], "cells": [], "flags": [], "review": []}
+    report = new_report(path)
     timing = {"sandbox": round(isolation.sandbox_overhead(), 4) if sandbox else 0.0}
     problems, notes = set(), []
     nb = ids = None
@@ -120,7 +169,7 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
     by_id = {item["id"]: item for item in items}
     for exercise in exercises:
         if exercise["id"] not in by_id or (not records and exercise["id"] not in killers):
-            row = _score(exercise, None)
+            row = _score(exercise)
             if seen.get("tampered"):
                 row["tampered"] = list(seen["tampered"])
             report["exercises"].append(row)
@@ -130,7 +179,7 @@ def grade_submission(path, *, timeout=60, lesson=None, secret=None, sandbox=True
                                   killers.get(exercise["id"]), tiers.get(exercise["id"], 1), timeout,
                                   audit=audit, tampered=seen.get("tampered", []))
         except Exception as error:  # noqa: BLE001 - a bug in a check: this exercise only
-            row = _score(exercise, None)
+            row = _score(exercise)
             row["error"] = f"the grader failed to judge it: {type(error).__name__}: {error}"
         report["exercises"].append(row)
     timing["judge"] = round(time.perf_counter() - judging, 4)
@@ -184,9 +233,7 @@ def _judge_exercise(exercise, item, record, killer, tier, timeout, audit=None, t
     from mhacourse.grading.exercise import Outcome, error_descriptor
     from mhacourse.grading.judge import judge
 
-    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
-           "defined": False, "passed": False, "points": 0.0, "report": "", "error": None, "tampered": [],
-           "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": tier}
+    row = new_row(exercise, tier)
     ex = get_exercise(exercise["id"])
     calls = item["_calls"]
     found = list(audit.violations.get(ex.id, [])) if audit is not None else []
@@ -268,17 +315,12 @@ def _display_names(exercise, recorded):
     return [names[name] for name in recorded if name in names]
 
 
-def _score(exercise, record):
-    """A row with no points: the exercise was not checked (or ``record`` forged points, bounded here)."""
-    row = {"id": exercise["id"], "answer_name": exercise["answer_name"], "max_points": exercise["max_points"],
-           "defined": False, "passed": False, "points": 0.0, "report": "", "error": "not checked",
-           "tampered": [], "policy": [], "cases": [], "hint_id": None, "hint": None, "hint_tier": 1}
-    if record is None:
-        return row
-    row["error"] = record.get("error")
-    return row
+def _score(exercise):
+    """A row with no points: the exercise was not checked."""
+    return new_row(exercise, error="not checked")
 
 
 def _failed_report(path, error):
-    return {"file": str(path), "lesson": None, "status": "grader-error", "detail": f"{type(error).__name__}: {error}",
-            "total": 0.0, "max": 0.0, "exercises": [], "cells": [], "flags": [], "seconds": 0.0, "timing": {}}
+    report = new_report(path, "grader-error", f"{type(error).__name__}: {error}")
+    report.update(seconds=0.0, timing={})
+    return report

@@ -62,7 +62,9 @@ def write_manifest(args, reports, secret_hash, secret_given):
     folder = Path(args.out).parent
     roots, entries = [], []
     names = _json_names(reports)
-    submissions = shards.collect(args.submissions)
+    from mhacourse.grading.classroom import collected
+
+    submissions = collected(args)
     codes = manual.student_codes([s.key for s in submissions], secret_hash, getattr(args, "student_id", None))
     for argument in args.submissions:
         path = Path(argument).absolute()

@@ -58,9 +58,19 @@ def _check_options(args, count):
         raise ValueError(f"--gradescope {args.gradescope!r} (a .json file) needs exactly one submission, got {count}")
 
 
+def collected(args):
+    """Every submission of the run (:class:`.shards.Submission`: path and key), collected once and kept on
+    ``args``: the grader, the shard, the identities, the exports and the manifest all read this list."""
+    found = getattr(args, "collected_submissions", None)
+    if found is None:
+        found = shards.collect(args.submissions)
+        args.collected_submissions = found
+    return found
+
+
 def _shard_positions(args):
     """Every submission, and the positions of this run's shard among them."""
-    submissions = shards.collect(args.submissions)
+    submissions = collected(args)
     if args.shard is None:
         return submissions, list(range(len(submissions)))
     k, n = shards.parse_shard(args.shard)
@@ -89,7 +99,7 @@ def select(paths, args):
 
 def identities(paths, args):
     """Who submitted each of ``paths`` (:mod:`.identity`), as dicts for the reports' ``student``."""
-    keys = {str(submission.path): submission.key for submission in shards.collect(args.submissions)}
+    keys = {str(submission.path): submission.key for submission in collected(args)}
     return identity.identities(paths, [keys.get(str(path), Path(path).name) for path in paths],
                                getattr(args, "roster", None))
 
