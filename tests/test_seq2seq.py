@@ -61,3 +61,9 @@ def test_training_reverses_every_held_out_source_and_aligns_anti_diagonally():
                      title=f"cross-attention after training (source of {n} digits)")
     fig.savefig(ARTIFACTS / "cross_attention.png", dpi=100, bbox_inches="tight")
     assert (ARTIFACTS / "cross_attention.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("warmup", [-1, 10])
+def test_train_names_a_warmup_outside_the_steps(warmup):
+    with pytest.raises(ValueError, match=r"warmup must be in \[0, steps=10\)"):
+        seq2seq.train(seq2seq.make_model(seed=0), steps=10, warmup=warmup)

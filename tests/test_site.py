@@ -43,12 +43,27 @@ LESSONS = {  # page -> a term that lesson teaches (searched for on the site)
     "notebooks/06_dropin_parity": "in_proj_weight",
     "notebooks/07_positions": "RoPE",
     "notebooks/08_capstone": "capstone",
+    "notebooks/09_trained_heads": "induction",
     "notebooks/demo_attention_explorer": "presenter",
 }
 # Warnings a subset build must give (pages left out of it); a full build gives none at all.
 SUBSET_WARNINGS = re.compile(r"toctree contains reference to (nonexisting|excluded) document|"
                              r"Unknown source document '[^']*(notebooks|exercises|practice)/")
 MAX_PAGE_KB = 6144  # the bound the build enforces (MHACOURSE_SITE_MAX_PAGE_KB in docs/_ext/mha_site.py)
+
+
+def test_every_lesson_and_exercise_notebook_is_on_the_site():
+    # A new lesson added to notebooks/ but not to docs/index.md only warns at build time, and the
+    # fast lane builds a subset: catch it here, without Sphinx.
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^((?:notebooks|exercises|practice)/\S+)$", index, flags=re.M))
+    for folder in ("notebooks", "exercises"):
+        for notebook in sorted((ROOT / folder).glob("*.ipynb")):
+            assert f"{folder}/{notebook.stem}" in listed, f"{folder}/{notebook.name} is in no toctree of docs/index.md"
+    for notebook in sorted((ROOT / "exercises").glob("*.ipynb")):
+        lesson = notebook.stem[:2]
+        assert f"practice/{lesson}" in listed and (ROOT / "docs" / "practice" / f"{lesson}.md").is_file()
+    assert set(LESSONS) == {f"notebooks/{n.stem}" for n in (ROOT / "notebooks").glob("*.ipynb")}
 
 
 def build_site(outdir, only=None, fresh=False):
