@@ -8,10 +8,10 @@ reference and mistake objects are exempt, so that the course can check itself.
 from . import hints
 from .compare import describe
 from .compute import DEFAULT_TIME_LIMIT, calls_for, compute, validation_problem
-from .exercise import _type_name, safe_text
 from .judge import judge
 from .registry import exercise_ids, get_exercise
 from .result import ERROR, INVALID, CheckResult
+from .sandbox.harness import safe_text, type_name
 
 __all__ = ["check"]
 
@@ -48,13 +48,13 @@ def check(exercise_id, answer, *, time_limit=None, hint=1):
                                "", False, INVALID, message=safe_text(error.args[0]), max_points=0)
         except Exception as error:  # noqa: BLE001
             return CheckResult(safe_text(exercise_id), "", False, ERROR, max_points=0,
-                               message=f"the checker failed to load: {_type_name(error)}: {safe_text(error)}")
+                               message=f"the checker failed to load: {type_name(error)}: {safe_text(error)}")
         try:
             result = _check(exercise, answer, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
             return hints.at_tier(result, exercise, hint)
         except BaseException as error:  # noqa: BLE001 - a bug in a check must not crash the notebook
             return CheckResult(exercise.id, exercise.title, False, ERROR, max_points=exercise.points,
-                               message=f"the checker itself failed ({_type_name(error)}: {safe_text(error)}); "
+                               message=f"the checker itself failed ({type_name(error)}: {safe_text(error)}); "
                                        "please report this to the course authors.")
     except BaseException:  # noqa: BLE001 - even building the message failed
         return CheckResult("?", "", False, ERROR, max_points=0, message="the checker itself failed.")

@@ -19,9 +19,10 @@ from mlx.utils import tree_flatten
 
 from .runner import AnswerProblem, learner_line
 from .sandbox import drivers
+from .sandbox.harness import safe_text, type_name
 
 __all__ = ["Case", "Mistake", "Exercise", "ModuleExercise", "Call", "Outcome", "parameter_problem",
-           "error_descriptor", "safe_text"]
+           "error_descriptor"]
 
 
 @dataclass
@@ -260,25 +261,6 @@ def parameter_problem(expected, actual, constructor):
     )
 
 
-def safe_text(value, limit=2000):
-    """``str(value)``, or a placeholder when its ``__str__`` fails or raises anything at all."""
-    try:
-        text = str(value)
-        if not isinstance(text, str):
-            raise TypeError
-    except BaseException:  # noqa: BLE001 - a learner's __str__ may raise SystemExit
-        text = f"<a {_type_name(value)} that cannot be printed>"
-    return text[:limit]
-
-
-def _type_name(value):
-    try:
-        name = type(value).__name__
-        return name if isinstance(name, str) else "object"
-    except BaseException:  # noqa: BLE001
-        return "object"
-
-
 @dataclass
 class Call:
     """One call of the answer: a case, a hidden case or a property's input.
@@ -331,4 +313,4 @@ def _descriptor(error, kind="exception"):
         line = learner_line(error)
     except BaseException:  # noqa: BLE001
         line = ""
-    return error_descriptor(kind, _type_name(error), safe_text(error, 500), line)
+    return error_descriptor(kind, type_name(error), safe_text(error, 500), line)

@@ -9,9 +9,9 @@ import mlx.core as mx
 from . import hints
 from .compare import compare, describe, matches
 from .compute import DEFAULT_TIME_LIMIT
-from .exercise import _type_name, safe_text
 from .result import ERROR, FAILED, INVALID, NOT_IMPLEMENTED, PASSED, TIMEOUT, CaseResult, CheckResult
 from .runner import evaluate
+from .sandbox.harness import safe_text, type_name
 
 __all__ = ["judge"]
 
@@ -183,7 +183,7 @@ def _judge_properties(exercise, result, calls, outcomes):
             try:
                 failure = prop.holds([o.value for o in got])
             except BaseException as error:  # noqa: BLE001
-                failure = f"the outputs could not be checked ({_type_name(error)})"
+                failure = f"the outputs could not be checked ({type_name(error)})"
             if failure:
                 case_result.status, case_result.message = FAILED, safe_text(failure)
                 case_result.hint_id = getattr(prop, "hint_id", None)

@@ -129,13 +129,13 @@ def main():
                 recorder.active = None
                 record["recorded"] = sorted(recorder.seen.pop(item["id"], ()))
         except BaseException as error:  # noqa: BLE001 - the harness must report, whatever happened
-            record["harness_error"] = _text(f"{_type_name(error)}: {_text(error)}", 300)
+            record["harness_error"] = safe_text(f"{type_name(error)}: {safe_text(error)}", 300)
         finally:
             recorder.active = None
         try:
             record = _loads(codec.dumps(record))
         except Exception as error:  # noqa: BLE001
-            record = {"exercise_id": item["id"], "harness_error": f"unwritable: {_type_name(error)}"}
+            record = {"exercise_id": item["id"], "harness_error": f"unwritable: {type_name(error)}"}
         _send_files(channel, number, out)
         channel.send(event="record", exercise=number, record=record)
         channel.send(event="end", kind="exercise", where=item["id"])
@@ -199,7 +199,7 @@ def _run_cells(shell, job, channel):
                          error=f"interrupted after {job['timeout']:g} s")
         elif failure is not None:
             channel.send(event="end", kind="cell", where=index, status="error",
-                         error=_text(f"{_type_name(failure)}: {_text(failure)}", 500))
+                         error=safe_text(f"{type_name(failure)}: {safe_text(failure)}", 500))
         else:
             channel.send(event="end", kind="cell", where=index, status="ok", error=None)
 
@@ -232,7 +232,7 @@ def _call(drivers, mx, item, answer, inputs, extra):
         outcome["error"] = {"kind": "problem", "code": problem.code, "data": problem.data}
     except BaseException as error:  # noqa: BLE001 - everything is reported, nothing escapes
         kind = "not_implemented" if isinstance(error, NotImplementedError) else "exception"
-        outcome["error"] = {"kind": kind, "type": _type_name(error), "message": _text(error, 500),
+        outcome["error"] = {"kind": kind, "type": type_name(error), "message": safe_text(error, 500),
                             "line": _learner_line(error)}
     finally:
         _setitimer(signal.ITIMER_REAL, 0)
@@ -271,7 +271,7 @@ def _plain(codec, outcome, folder, prefix):
         try:
             plain["value"] = codec.encode(outcome["value"], folder, prefix)
         except BaseException as error:  # noqa: BLE001 - an output that cannot be written
-            plain["value"] = {"t": "opaque", "type": _text(_type_name(error), 80)}
+            plain["value"] = {"t": "opaque", "type": safe_text(type_name(error), 80)}
     return plain
 
 
@@ -289,17 +289,19 @@ def _learner_line(error):
         return ""
 
 
-def _text(value, limit=2000):
+def safe_text(value, limit=2000):
+    """``str(value)``, or a placeholder when its ``__str__`` fails or raises anything at all."""
     try:
         text = str(value)
         if not isinstance(text, str):
             raise TypeError
     except BaseException:  # noqa: BLE001 - a learner's __str__ may raise SystemExit
-        text = f"<a {_type_name(value)} that cannot be printed>"
+        text = f"<a {type_name(value)} that cannot be printed>"
     return text[:limit]
 
 
-def _type_name(value):
+def type_name(value):
+    """The value's class name, or ``object`` when even that misbehaves."""
     try:
         name = type(value).__name__
         return name if isinstance(name, str) else "object"
