@@ -483,7 +483,9 @@ class HeadScaleOverDims(nn.Module):
         return mx.softmax(scores, axis=-1) @ v
 
 
-class BasicScaleOverDims(nn.Module):
+class BasicProjections(nn.Module):
+    """The four bias-free projections of a basic layer; subclasses write ``__call__``."""
+
     def __init__(self, dims, num_heads):
         super().__init__()
         self.num_heads = num_heads
@@ -492,6 +494,8 @@ class BasicScaleOverDims(nn.Module):
         self.value_proj = nn.Linear(dims, dims, bias=False)
         self.out_proj = nn.Linear(dims, dims, bias=False)
 
+
+class BasicScaleOverDims(BasicProjections):
     def __call__(self, queries, keys, values, mask=None):
         B, L_q, dims = queries.shape
         q = self.query_proj(queries).reshape(B, L_q, self.num_heads, -1).swapaxes(1, 2)
@@ -635,15 +639,7 @@ class DebugSplitFixedOnly(BuggyAttention):
 # Mistakes whose hints pointed the wrong way, or were missing (issue: lessons v3)
 
 
-class BasicKeysFromQueries(nn.Module):
-    def __init__(self, dims, num_heads):
-        super().__init__()
-        self.num_heads = num_heads
-        self.query_proj = nn.Linear(dims, dims, bias=False)
-        self.key_proj = nn.Linear(dims, dims, bias=False)
-        self.value_proj = nn.Linear(dims, dims, bias=False)
-        self.out_proj = nn.Linear(dims, dims, bias=False)
-
+class BasicKeysFromQueries(BasicProjections):
     def __call__(self, queries, keys, values, mask=None):
         B, L_q, dims = queries.shape
         q = self.query_proj(queries).reshape(B, L_q, self.num_heads, -1).swapaxes(1, 2)
