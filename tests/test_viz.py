@@ -412,6 +412,47 @@ def test_explorer_displays_the_widget_then_a_labelled_picture(setup):
         del shell.display_pub.publish
 
 
+def test_a_browser_control_draws_the_picture_after_a_pause_not_at_once(setup, monkeypatch):
+    # comm triggers post_execute after every widget message: the picture (hundreds of ms at 1024
+    # tokens) must not be drawn then, between a control's answer and the next control.
+    import asyncio
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mhacourse.viz import picture
+
+    class Kernel:
+        parent = {"header": {"msg_type": "comm_msg"}}
+
+        def get_parent(self, channel=None):
+            return self.parent
+
+    layer, x = setup
+    explorer = AttentionExplorer(layer, x, tokens=TOKENS)
+    explorer._picture_id = "mha-picture-test"
+    shell = InteractiveShell.instance()
+    published = []
+    monkeypatch.setattr(shell.display_pub, "publish", lambda data, metadata=None, **kw: published.append(data),
+                        raising=False)
+    monkeypatch.setattr(shell, "kernel", Kernel(), raising=False)
+    monkeypatch.setattr(picture, "DELAY", 0.05)
+
+    async def control():
+        explorer.scale = 0.5  # as the browser's slider does, between cells
+        shell.events.trigger("post_execute")  # what comm does after the message
+        assert not published
+        await asyncio.sleep(0.3)
+        assert len(published) == 1 and "scale 0.5" in published[0]["text/plain"]
+
+    asyncio.run(control())
+    # A cell's change is drawn when the cell ends, as before.
+    published.clear()
+    Kernel.parent = {"header": {"msg_type": "execute_request"}}
+    explorer.head = 1
+    shell.events.trigger("post_execute")
+    assert len(published) == 1 and "head 1 of 4" in published[0]["text/plain"]
+
+
 def test_static_picture_labels_tokens_and_greys_masked_keys(setup):
     layer, x = setup
     explorer = AttentionExplorer(layer, x, tokens=TOKENS)

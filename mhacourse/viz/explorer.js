@@ -543,6 +543,7 @@ class Explorer {
       this.redraw();
       this.perf.lastAnswerMs = this.sentAt ? performance.now() - this.sentAt : null;
       this.perf.lastLoadDrawMs = performance.now() - start;
+      this.perf.lastDrawnAt = performance.now(); // the answer is drawn: benchmarks time input -> here in the page
       this.sendPending();
       if (!error) this.ensureData();
     });

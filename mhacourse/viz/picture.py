@@ -150,7 +150,7 @@ class _Refresh:
         if shell is None:
             return
         if self.hooked is not shell:  # a change made by a cell: redrawn when the cell ends
-            shell.events.register("post_execute", self.flush)
+            shell.events.register("post_execute", self.after_cell)
             self.hooked = shell
         try:  # a browser control (between cells): redrawn after a pause
             loop = asyncio.get_running_loop()
@@ -160,6 +160,14 @@ class _Refresh:
             self.timer.cancel()
         self.timer = loop.call_later(DELAY, self.flush)
 
+    def after_cell(self):
+        # ``comm`` triggers post_execute after every widget message too: a browser control. Its
+        # picture waits for the timer, or the kernel would draw it (hundreds of ms at 1024 tokens)
+        # between this control's answer and the next control.
+        if self.timer is not None and _answering_a_widget_message():
+            return
+        self.flush()
+
     def flush(self):
         if self.timer is not None:
             self.timer.cancel()
@@ -167,6 +175,18 @@ class _Refresh:
         for explorer in list(self.stale):
             self.stale.discard(explorer)
             explorer._update_picture()
+
+
+def _answering_a_widget_message():
+    """Whether the kernel is handling a comm message (a browser control), not running a cell."""
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    try:
+        parent = kernel.get_parent("shell") if kernel is not None else None
+    except Exception:  # another kernel: treat it as a cell
+        return False
+    return isinstance(parent, dict) and parent.get("header", {}).get("msg_type") == "comm_msg"
 
 
 REFRESH = _Refresh()
