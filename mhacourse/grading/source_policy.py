@@ -623,7 +623,7 @@ def audit(cells, exercises, *, forbidden, implementations, allowed_sources=()):
             result.violations[exercise_id] = lines
         copies = []
         course = {}
-        for qualname, owner in {v for v in own.values()}:
+        for qualname, owner in set(own.values()):
             for text, doc in _course_trees(qualname).items():
                 course.setdefault(text, (qualname, owner, doc))
         for node in reached:
@@ -634,10 +634,9 @@ def audit(cells, exercises, *, forbidden, implementations, allowed_sources=()):
                 qualname, owner, doc = course[text]
                 if doc is not None and doc not in (_first_doc_line(definition) or ""):
                     continue
-                if True:
-                    line = f"contains the code of the course's {qualname} (the implementation of {owner})"
-                    if line not in copies:
-                        copies.append(line)
+                line = f"contains the code of the course's {qualname} (the implementation of {owner})"
+                if line not in copies:
+                    copies.append(line)
         if copies:
             result.copies[exercise_id] = copies
     return result
