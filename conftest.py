@@ -35,7 +35,8 @@ nbval.kernel.KernelManager = _UnixSocketKernelManager
 # `make check` deselects them all: unit tests without notebooks, browsers, sandboxed grading or
 # long builds. `make test` runs everything.
 BROWSER_FILES = {"test_browser.py", "test_site.py", "test_feedback_browser.py"}
-SLOW_FILES = {"test_wheel.py", "test_binder.py", "test_attacks.py", "test_grade.py", "test_classroom.py", "test_term.py"}
+SLOW_FILES = {"test_wheel.py", "test_binder.py", "test_attacks.py", "test_grade.py", "test_classroom.py",
+              "test_term.py"}
 # The grading tests that grade through the sandbox, a subprocess per check (mhacourse/grading/).
 GRADING_FILES = {"test_attacks.py", "test_grade.py", "test_classroom.py", "test_sandbox.py", "test_term.py"}
 # A test elsewhere that drives a browser names one of these (tests/browser_harness.py).

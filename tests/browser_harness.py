@@ -141,9 +141,9 @@ def chromium(profile, downloads=True):
             context.close()
 
 
-def open_and_run(context, url, notebook, timeout=60_000):
-    """Open ``notebook`` in Lab, wait for an idle kernel, Run All; returns the page."""
-    page = context.pages[0] if context.pages else context.new_page()
+def open_and_run(context, url, notebook, timeout=60_000, new_page=False):
+    """Open ``notebook`` in Lab (in the first tab, or a new one), wait for an idle kernel, Run All; returns the page."""
+    page = context.pages[0] if context.pages and not new_page else context.new_page()
     page.add_init_script(COMM_COUNTER)
     page.set_default_timeout(30_000)
     page.goto(f"{url}/lab/tree/{notebook}?token={TOKEN}")

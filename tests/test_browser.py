@@ -17,6 +17,8 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
+import numpy as np
 import pytest
 
 from tests.browser_harness import chromium, lab_server, open_and_run, require_browser, sent_to_kernel
@@ -401,3 +403,77 @@ def test_lines_overlay_heads_and_the_query_key_vectors(lab):
     assert f"head {head}" in text and "score = scale × Σ" in text
     main.screenshot(path=str(ARTIFACTS / "11_query_key_vectors.png"))
     main.locator("button.mha-vector-toggle").click()
+
+
+PER_HEAD = """import numpy as np
+import mhacourse.viz.explorer as explorer_module
+from mhacourse.viz import AttentionExplorer
+
+# As for 12 layers x 12 heads x 1024 tokens, at a size quick to test: layers go a head at a time.
+explorer_module.ALL_AT_BUILD, explorer_module.WHOLE_LAYER = 0, 0
+rng = np.random.default_rng(7)
+scores = rng.standard_normal((2, 4, 64, 64)).astype(np.float32) * 3  # (layers, H, L, L)
+weights = np.exp(scores - scores.max(-1, keepdims=True))
+weights /= weights.sum(-1, keepdims=True)
+AttentionExplorer(weights=list(weights))
+"""
+
+
+def per_head_weights():
+    """The weights PER_HEAD makes, computed here the same way: ``(layers, H, L, L)``."""
+    scores = np.random.default_rng(7).standard_normal((2, 4, 64, 64)).astype(np.float32) * 3
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def test_a_large_layer_travels_one_head_at_a_time(lab):
+    """Head, grid and overlay ask the kernel for the heads they show; each arrives and decodes right."""
+    page, context, tmp = lab
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PER_HEAD)], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+        tmp / "work" / "per_head.ipynb")
+    other = open_and_run(context, page.url.split("/lab")[0], "per_head.ipynb", new_page=True)
+    try:
+        other.wait_for_function("document.querySelectorAll('.mha-explorer[data-draws]').length === 1", timeout=60_000)
+        js = "(k) => document.querySelectorAll('.mha-explorer')[k].parentElement.mhaExplorer"
+        held = f"""(k) => {{ const e = ({js})(k), out = [];
+            e.codes.forEach((heads, l) => heads.forEach((c, h) => {{ if (c) out.push(`${{l}}:${{h}}`); }}));
+            return out; }}"""
+        assert other.evaluate(held, 0) == ["0:0"]  # the build sends the head on screen only
+        root = other.locator(".mha-explorer").first
+        root.scroll_into_view_if_needed()
+        root.locator("button.mha-head", has_text="2").first.click()
+        other.wait_for_function(f"(k) => ({js})(k).head === 2 && ({js})(k).held(0, 2)", arg=0, timeout=20_000)
+        assert root.get_attribute("data-head") == "2" and "loading" not in root.locator(".mha-numbers").inner_text()
+        # The grid opens layer 1, head 3 blank, asks for it and draws it.
+        root.locator("button[data-view=grid]").click()
+        other.evaluate(f"""(k) => {{
+            const e = ({js})(k), g = e.gridGeo, r = e.overlay.getBoundingClientRect();
+            const x = r.left + g.left + 3 * (g.thumb + 6) + g.thumb / 2;
+            const y = r.top + g.top + (g.thumb + 6) + g.thumb / 2;
+            e.overlay.dispatchEvent(new MouseEvent('click', {{clientX: x, clientY: y, bubbles: true}}));
+        }}""", 0)
+        other.wait_for_function(f"(k) => ({js})(k).held(1, 3) && !({js})(k).need()", arg=0, timeout=20_000)
+        assert (root.get_attribute("data-layer"), root.get_attribute("data-head")) == ("1", "3")
+        other.wait_for_function("!document.querySelector('.mha-explorer .mha-numbers').innerText.includes('loading')")
+        # The lines view overlays four heads of layer 1: they come in one answer, each decoded right.
+        root.locator("button[data-view=lines]").click()
+        root.locator("button.mha-overlay").click()
+        other.wait_for_function(f"(k) => [0, 1, 2, 3].every((h) => ({js})(k).held(1, h)) && !({js})(k).need()",
+                                arg=0, timeout=20_000)
+        decoded = np.array(other.evaluate(f"""(k) => {{ const e = ({js})(k);
+            return [0, 1, 2, 3].map((h) => Array.from(e.codes[1][h], (c) => (c / 65535) ** 2)); }}""", 0))
+        np.testing.assert_allclose(decoded.reshape(4, 64, 64), per_head_weights()[1], atol=2e-5)
+        assert len(root.get_attribute("data-overlay").split(",")) == 4
+        root.screenshot(path=str(ARTIFACTS / "13_per_head_overlay.png"))
+        # A scale change sends the heads on screen, nothing more.
+        root.locator("button.mha-overlay").click()
+        root.locator("button[data-view=heatmap]").click()
+        revision = root.get_attribute("data-revision")
+        root.locator("input.mha-scale").evaluate(
+            "(el) => { el.value = 2; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+        other.wait_for_function("([k, r]) => document.querySelectorAll('.mha-explorer')[k].dataset.revision !== r",
+                                arg=[0, revision], timeout=20_000)
+        assert other.evaluate(f"(k) => ({js})(k).perf.lastBytes", 0) == 64 * 64 * 2
+    finally:
+        other.close()

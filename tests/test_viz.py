@@ -466,6 +466,10 @@ def test_static_picture_labels_tokens_and_greys_masked_keys(setup):
     assert "square-root" in fig.axes[1].get_ylabel()  # the colour bar names its scale
     image = np.ma.filled(main.images[0].get_array(), np.nan)
     assert np.isnan(image[0, 1]) and not np.isnan(image[1, 0])  # above the diagonal: masked, grey
+    # Drawn from 8-bit square-root codes: as many levels as the colour map has, each weight within 0.004.
+    expected = explorer.state.weights[1]
+    below = np.tril(np.ones_like(expected, dtype=bool))
+    np.testing.assert_allclose(image[below], expected[below], atol=0.004)
     assert any(t.get_text() == "masked" for legend in fig.legends for t in legend.get_texts())
     heads = [t.get_text() for t in fig.axes[2].get_yticklabels()]
     assert heads == ["head 0", "head 1", "head 2", "head 3"]
@@ -478,6 +482,11 @@ def test_static_picture_pools_long_inputs():
     image = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
     assert "max-pooled over blocks of 3 × 3" in fig.texts[1].get_text()
     assert image.shape == (200, 200) and np.nanmax(image) == 1.0  # max-pooling keeps the peaks
+    # Under a mask, a block is grey only when every cell in it is masked.
+    causal = AttentionExplorer(weights=list(weights), mask="causal")
+    image = np.ma.filled(causal.static_figure().axes[0].images[0].get_array(), np.nan)
+    assert np.isnan(image[0, 1]) and not np.isnan(image[1, 0]) and not np.isnan(image[5, 5])
+    np.testing.assert_array_equal(np.isnan(image), ~np.tril(np.ones((200, 200), dtype=bool)))
 
 
 def test_static_views_name_heads_and_layers():
@@ -795,6 +804,63 @@ def test_a_control_change_sends_only_the_layer_or_the_grid_shown(comm):
         np.testing.assert_allclose(thumbs[layer], full.reshape(heads, 64, 60, 5).max(-1), atol=2 / 255)
     keep = np.frombuffer(buffers[("_thumb_keep",)], np.uint8).reshape(64, 60)
     np.testing.assert_array_equal(keep, causal[rows].reshape(64, 60, 5).any(-1))
+
+
+def test_a_large_layer_goes_one_head_at_a_time(monkeypatch, comm):
+    """Beyond WHOLE_LAYER weights a layer: the build sends head 0; the browser asks for the heads it shows."""
+    import mhacourse.viz.explorer as module
+
+    rng = np.random.default_rng(1)
+    layers, heads, n = 2, 4, 40
+    weights = [softmax(rng.standard_normal((heads, n, n)).astype(np.float32) * 3) for _ in range(layers)]
+    monkeypatch.setattr(module, "ALL_AT_BUILD", 0)
+    monkeypatch.setattr(module, "WHOLE_LAYER", heads * n * n - 1)
+    explorer = AttentionExplorer(weights=weights)
+    (opened,) = [c for c in comm if "_meta" in c.opened["data"]["state"]]
+    state = opened.opened["data"]["state"]
+    sizes = {tuple(p): len(b) for p, b in zip(opened.opened["data"]["buffer_paths"], opened.opened["buffers"])}
+    assert state["_meta"]["per_head"] and state["_weights_heads"] == [[0], []]
+    assert sizes[("_weights", 0)] == n * n * 2 and sizes[("_weights", 1)] == 0
+
+    def browser(change):
+        explorer._handle_msg({"content": {"data": {"method": "update", "state": change, "buffer_paths": []}},
+                              "buffers": []})
+        data, buffers = opened.messages[-1]
+        return data["state"], dict(zip(map(tuple, data["buffer_paths"]), buffers))
+
+    # The lines view overlays heads 3 and 1 of layer 1 under a causal mask at scale 2: those two, in order.
+    state, buffers = browser({"scale": 2.0, "mask": "causal", "_want": "layer:1:3,1", "_request": 1})
+    assert state["_weights_heads"] == [[], [1, 3]] and len(buffers[("_weights", 1)]) == 2 * n * n * 2
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    kept = np.where(causal, weights[1] ** 2, 0)  # softmax(2 log w) over the kept keys
+    expected = kept / kept.sum(-1, keepdims=True)
+    got = decode(np.frombuffer(buffers[("_weights", 1)], np.uint16)).reshape(2, n, n)
+    np.testing.assert_allclose(got, expected[[1, 3]], atol=ATOL_16)
+    # "layer:L" still asks for every head; the decoded weights agree with the per-head ones.
+    state, buffers = browser({"_want": "layer:1", "_request": 2})
+    assert state["_weights_heads"] == [[], [0, 1, 2, 3]]
+    np.testing.assert_allclose(explorer.shown_weights(1), expected, atol=ATOL_16)
+    # A request naming no valid head falls back to every head, never to an error.
+    state, _ = browser({"_want": "layer:0:9", "_request": 3})
+    assert state["_weights_heads"] == [[0, 1, 2, 3], []] and explorer._error == ""
+
+
+def test_per_head_codes_equal_the_whole_layers_under_every_mask(setup):
+    """LayerSource and WeightsSource: codes of some heads are those heads of the whole layer's codes."""
+    layer, x = setup
+    H, L = layer.num_heads, x.shape[1]
+    rng = np.random.default_rng(2)
+    per_head_mask = mx.array(rng.random((1, H, L, L)) > 0.3) | mx.eye(L, dtype=mx.bool_)  # (1, H, L, L)
+    additive = mx.array(np.where(rng.random((L, L)) > 0.5, 0.0, -2.0).astype(np.float32))  # (L, L) bias
+    sources = [AttentionExplorer(layer, x, mask=per_head_mask).source,
+               WeightsSource([np.array(reference_weights(layer, x)[0])])]
+    for source in sources:
+        for mask in (None, "causal", per_head_mask, additive):
+            if isinstance(source, WeightsSource) and mask is additive:
+                continue  # precomputed weights take masks that block, not biases
+            for scale in (source.default_scale, 0.5, 0.0):
+                whole = source.codes(0, scale, mask, 16)
+                np.testing.assert_array_equal(source.codes(0, scale, mask, 16, heads=[3, 1]), whole[[3, 1]])
 
 
 def test_neuron_view_sends_one_heads_queries_and_keys_on_demand(setup, comm):

@@ -12,6 +12,7 @@ import numpy as np
 
 import mhacourse
 from mhacourse.viz import AttentionExplorer
+from mhacourse.viz.codes import decode
 
 L, DIMS, HEADS = 1024, 32, 4
 
@@ -32,11 +33,24 @@ def test_1024_tokens_are_sent_once_and_decode_to_the_layers_weights():
     x = mx.random.normal((1, L, DIMS))                                              # (B, L, dims)
     explorer = AttentionExplorer(layer, x, tokens=[f"t{i}" for i in range(L)])
 
-    # One buffer for the one layer: every head's (L, L) weights, 16 bits each.
-    assert [len(buffer) for buffer in explorer._weights] == [HEADS * L * L * 2]
+    # A layer of 4 x 1024 x 1024 weights goes a head at a time: head 0's (L, L) weights, 16 bits each.
+    assert explorer._meta["per_head"] and explorer._weights_heads == [[0]]
+    assert [len(buffer) for buffer in explorer._weights] == [L * L * 2]
     scale = 1 / math.sqrt(DIMS // HEADS)
     assert math.isclose(explorer.scale, scale)
-    np.testing.assert_allclose(explorer.shown_weights(), explicit_weights(layer, x, scale, False), atol=5e-5)
+    expected = explicit_weights(layer, x, scale, False)
+    np.testing.assert_allclose(decode(np.frombuffer(explorer._weights[0], np.uint16)).reshape(L, L), expected[0],
+                               atol=5e-5)
+    np.testing.assert_allclose(explorer.shown_weights(), expected, atol=5e-5)
+
+    # The browser shows head 2 at another scale: head 2 alone is computed and sent.
+    explorer._handle_msg({"content": {"data": {"method": "update", "buffer_paths": [],
+                                               "state": {"scale": 2 * scale, "_want": "layer:0:2", "_request": 1}}},
+                          "buffers": []})
+    assert explorer._weights_heads == [[2]] and len(explorer._weights[0]) == L * L * 2
+    np.testing.assert_allclose(decode(np.frombuffer(explorer._weights[0], np.uint16)).reshape(L, L),
+                               explicit_weights(layer, x, 2 * scale, False)[2], atol=5e-5)
+    explorer.scale = scale
 
     # A scale and a mask change recompute all 1024 rows; rows still sum to 1.
     explorer.scale = 2 * scale

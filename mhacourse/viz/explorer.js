@@ -90,6 +90,19 @@ function weightsPanel(meta, codes, keep, head, lut) {
   };
 }
 
+// A head not received yet: drawn blank in the background colour, no numbers, until it arrives.
+function loadingPanel(meta, colour) {
+  const { n_queries: rows, n_keys: cols } = meta;
+  return {
+    rows, cols, signed: false, loading: true,
+    value: () => NaN,
+    masked: () => false,
+    columnMax(i0, i1, c0, n, out) { out.fill(0, 0, n); },
+    code: () => colour,
+    colour: () => colour,
+  };
+}
+
 // Float32 values: weights on the square-root ramp, or signed values on a diverging map.
 function absMax(values, offset = 0, size = values.length) {
   let range = 0;
@@ -443,7 +456,7 @@ class Explorer {
     this.listen();
     this.redraw();
     this.perf.firstDrawMs = performance.now() - this.t0;
-    if (typeof performance.mark === "function") performance.mark("mha-first-draw");
+    if (typeof performance.mark === "function") performance.mark("mha-first-draw");    this.ensureData(); // a layer or head set from Python before display and not sent yet
   }
 
   stepValues(k) {
@@ -465,14 +478,15 @@ class Explorer {
   }
 
   // -- data from the kernel
-  // Only what is shown travels: each answer holds some layers (the others are empty) or the grid's
-  // thumbnails, tagged with the settings generation they were computed at. Older layers stay
-  // drawable (while the new ones are asked for) but are not "fresh".
+  // Only what is shown travels: each answer holds some heads of one layer (a small layer: all of
+  // them; the other layers are empty) or the grid's thumbnails, tagged with the settings generation
+  // they were computed at. Heads from older settings stay drawable (while the new ones are asked
+  // for) but are not "fresh". codes[layer][head] is one head's (Lq, Lk) codes.
   loadData() {
     const m = this.meta, model = this.model;
     const Type = m.bits === 16 ? Uint16Array : Uint8Array;
     const generation = model.get("_generation") || 0;
-    if (!this.codes) this.codes = new Array(m.num_layers || 0).fill(null);
+    if (!this.codes) this.codes = Array.from({ length: m.num_layers || 0 }, () => new Array(m.num_heads || 0).fill(null));
     if (generation !== this.generation) {
       this.generation = generation;
       this.fresh = new Set();
@@ -480,12 +494,17 @@ class Explorer {
     }
     let bytes = 0;
     if ((model.get("_weights_generation") || 0) === generation) {
+      const heads = model.get("_weights_heads") || [];
+      const size = m.n_queries * m.n_keys;
       (model.get("_weights") || []).forEach((v, l) => {
-        if (v && v.byteLength) {
-          this.codes[l] = typed(v, Type);
-          this.fresh.add(l);
-          bytes += v.byteLength;
-        }
+        if (!v || !v.byteLength) return;
+        const all = typed(v, Type);
+        const sent = heads[l] && heads[l].length ? heads[l] : Array.from({ length: m.num_heads }, (_, h) => h);
+        sent.forEach((h, n) => {
+          this.codes[l][h] = all.subarray(n * size, (n + 1) * size);
+          this.fresh.add(`${l}:${h}`);
+        });
+        bytes += v.byteLength;
       });
     }
     const thumbs = model.get("_thumbs");
@@ -497,10 +516,12 @@ class Explorer {
       this.thumbsFresh = true;
     }
     this.perf.lastBytes = bytes;
-    if (this.wantLayer !== null && this.wantLayer !== undefined && this.codes[this.wantLayer]) {
+    if (this.wantLayer !== null && this.wantLayer !== undefined && this.held(this.wantLayer, this.wantHead)) {
       this.layer = this.wantLayer;
-      this.wantLayer = null;
+      this.head = this.wantHead;
+      this.wantLayer = this.wantHead = null;
       this.syncButtons();
+      this.askVectors();
     }
     const keep = this.model.get("_keep");
     if (keep !== this.keepBuffer && keep && keep.byteLength) this.perf.lastBytes += keep.byteLength;
@@ -514,12 +535,34 @@ class Explorer {
     this.revision = this.model.get("_revision");
   }
 
+  held(layer, head) {
+    return Boolean(this.codes && this.codes[layer] && this.codes[layer][head]);
+  }
+
+  // The layer and heads the view on screen shows (or is about to): one head, or those the lines
+  // view overlays; every head of a small layer (sent whole).
+  shownHeads() {
+    const waiting = this.wantLayer !== null && this.wantLayer !== undefined;
+    const layer = waiting ? this.wantLayer : this.layer, head = waiting ? this.wantHead : this.head;
+    if (!this.meta.per_head) return { layer, heads: Array.from({ length: this.meta.num_heads }, (_, h) => h), whole: true };
+    const heads = new Set([head]);
+    if (this.view === "lines" && this.overlayHeads) for (const h of this.overlayHeads) heads.add(h);
+    return { layer, heads: [...heads].sort((a, b) => a - b), whole: false };
+  }
+
+  // What to ask the kernel for: the grid's thumbnails, a whole layer, or some heads of a layer.
+  wanted() {
+    if (this.view === "grid") return "grid";
+    const { layer, heads, whole } = this.shownHeads();
+    return whole ? `layer:${layer}` : `layer:${layer}:${heads.join(",")}`;
+  }
+
   // What the view on screen needs from the kernel and does not have at the current settings.
   need() {
     if (this.kind !== "explorer" || this.meta.offline) return null;
     if (this.view === "grid") return this.thumbsFresh ? null : "grid";
-    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
-    return this.fresh.has(layer) ? null : `layer:${layer}`;
+    const { layer, heads } = this.shownHeads();
+    return heads.every((h) => this.fresh.has(`${layer}:${h}`)) ? null : this.wanted();
   }
 
   ensureData() {
@@ -636,7 +679,11 @@ class Explorer {
       }
       return floatPanel(this.extra[which][this.layer], m.n_queries, m.n_keys, offset, this.lut, false);
     }
-    return weightsPanel(m, this.codes[this.layer], this.keep, this.head, this.lut);
+    if (!this.held(this.layer, this.head)) {
+      const [r, g, b] = parseColour(this.theme.bg);
+      return loadingPanel(m, ((0xff << 24) | (b << 16) | (g << 8) | r) >>> 0);
+    }
+    return weightsPanel(m, this.codes[this.layer][this.head], this.keep, 0, this.lut);
   }
 
   labels() {
@@ -994,7 +1041,7 @@ class Explorer {
       if (!(painter instanceof SvgPainter)) return;
     }
     // Heads overlaid: the selected query's lines from each head, one colour per head, and a legend.
-    if (this.overlayHeads && this.kind === "explorer" && this.codes[this.layer]) {
+    if (this.overlayHeads && this.kind === "explorer" && this.held(this.layer, this.head)) {
       const heads = [...this.overlayHeads];
       let x = xL;
       heads.forEach((h, n) => {
@@ -1002,7 +1049,8 @@ class Explorer {
         painter.text(`head ${h}`, x, top + height + 2, { size: font * 0.9, baseline: "top", colour, bold: true });
         x += Math.round(font * 4.2);
         if (this.query < r0 || this.query >= r0 + nq) return;
-        const hp = weightsPanel(m, this.codes[this.layer], this.keep, h, this.lut);
+        if (!this.held(this.layer, h)) return; // asked for; drawn when it arrives
+        const hp = weightsPanel(m, this.codes[this.layer][h], this.keep, 0, this.lut);
         for (const j of keys) {
           const w = hp.value(this.query, j);
           if (w > 0.01) painter.line(xL, yq(this.query) + (n - heads.length / 2) * 1.5, xR, yk(j) + (n - heads.length / 2) * 1.5, colour, Math.max(0.35, Math.min(1, w)), 1 + 4 * w);
@@ -1116,6 +1164,12 @@ class Explorer {
       return;
     }
     const p = this.kind === "compare" ? this.currentPanels[1] : this.currentPanels[0];
+    if (p.loading) {
+      this.numbers.textContent = `layer ${this.layer}, head ${this.head}: loading from the kernel…`;
+      this.vectorBox.replaceChildren();
+      this.bars.replaceChildren();
+      return;
+    }
     const [rowLabels, colLabels] = this.labels();
     const lines = [];
     if (this.kind === "stepper") {
@@ -1394,9 +1448,8 @@ class Explorer {
     const change = this.pending;
     this.pending = null;
     for (const [k, v] of Object.entries(change)) this.model.set(k, v);
-    // What to send back: the layer on screen (or asked for), or the grid's thumbnails.
-    const layer = this.wantLayer !== null && this.wantLayer !== undefined ? this.wantLayer : this.layer;
-    this.model.set("_want", this.view === "grid" ? "grid" : `layer:${layer}`);
+    // What to send back: the heads on screen (or asked for), or the grid's thumbnails.
+    this.model.set("_want", this.wanted());
     this.model.set("_request", (this.model.get("_request") || 0) + 1);
     this.inFlight = true;
     this.sentAt = performance.now();
@@ -1441,6 +1494,7 @@ class Explorer {
     }
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
   toggleOverlayHead(h) {
@@ -1449,6 +1503,7 @@ class Explorer {
     } else if (this.overlayHeads.size < HEAD_COLOURS.length) this.overlayHeads.add(h);
     this.syncButtons();
     this.redraw();
+    this.ensureData();
   }
 
   // The neuron view: this head's q and k come from the kernel once, when first needed.
@@ -1523,19 +1578,20 @@ class Explorer {
     this.ensureData();
   }
 
-  // A layer never received yet is asked for; the picture switches when it arrives.
+  // A head never received yet is asked for; the picture switches when it arrives.
   setHead(layer, head) {
-    this.head = head;
     this.rowCache = null;
-    if (this.kind === "explorer" && this.codes && !this.codes[layer] && !this.meta.offline) {
+    if (this.kind === "explorer" && this.codes && !this.held(layer, head) && !this.meta.offline) {
       this.wantLayer = layer;
-      this.showBusy(`loading layer ${layer}…`);
+      this.wantHead = head;
+      this.showBusy(`loading layer ${layer}, head ${head}…`);
       this.syncButtons();
       this.ensureData();
       return;
     }
-    this.wantLayer = null;
+    this.wantLayer = this.wantHead = null;
     this.layer = layer;
+    this.head = head;
     this.syncButtons();
     this.askVectors();
     this.redraw();
@@ -1663,7 +1719,8 @@ class Explorer {
       if (this.view === "grid") {
         this.layer = hit.layer;
         this.head = hit.head;
-        this.setView("heatmap");
+        this.wantLayer = this.wantHead = null;
+        this.setView("heatmap"); // a head not received yet is drawn blank and asked for
         return;
       }
       this.pinned = !this.pinned || hit.i !== this.query;

@@ -6,13 +6,15 @@ loaded from the internet. The kernel sends weights as binary buffers of
 square-root codes (see :mod:`mhacourse.viz.codes`), one per layer, and the
 grid's thumbnails; the browser draws them on a canvas. Up to
 ``ALL_AT_BUILD`` weights every layer goes when the explorer is built; beyond,
-only the layer shown, and the browser asks for another when it opens it.
+only the layer shown, and the browser asks for another when it opens it. A
+layer larger than ``WHOLE_LAYER`` weights goes one head at a time: the head
+on screen, and the others when they are shown.
 
 Hovering or clicking a token, switching head, layer or view, zooming and
 exporting happen in the browser alone and send nothing to the kernel. Only
 the controls that need new weights (``scale``, ``mask``, ``valid_keys``) go
 to the kernel, which recomputes and answers with what is shown only: the
-layer on screen, or the grid's thumbnails. ``view``, ``layer``,
+layer on screen (or its head on screen), or the grid's thumbnails. ``view``, ``layer``,
 ``head``, ``query`` and ``large`` can be set from Python to steer the
 browser; the browser does not report its own changes back. The neuron view
 (**q·k**) asks the kernel once per head for that head's queries and keys
@@ -61,6 +63,9 @@ STATIC_PANELS, STATIC_TOKENS = 48, 128  # the static fallback shows at most thes
 # Up to this many weights (all layers) every layer goes to the browser when the explorer is built,
 # so switching layers needs no kernel; beyond, only the layer shown (and the grid's thumbnails).
 ALL_AT_BUILD = 8 * 1024 * 1024
+# A layer of up to this many weights travels whole, so switching head needs no kernel; beyond, one head
+# at a time (the one on screen, or the heads the lines view overlays): 1 MB instead of 12 at 12 x 1024².
+WHOLE_LAYER = 1024 * 1024
 THUMB = 64  # the grid's thumbnails: at most THUMB queries (evenly spaced) x THUMB key blocks (max-pooled)
 
 
@@ -163,6 +168,7 @@ class ExplorerBase(anywidget.AnyWidget):
     # Data: labels and sizes, one buffer of codes per layer, extra buffers (compare, stepper).
     _meta = traitlets.Dict().tag(sync=True)
     _weights = traitlets.List().tag(sync=True)
+    _weights_heads = traitlets.List().tag(sync=True)  # the heads in each layer's buffer, in order
     _keep = traitlets.Any(b"").tag(sync=True)
     _extra = traitlets.Dict().tag(sync=True)
     _revision = traitlets.Int(0).tag(sync=True)
@@ -205,18 +211,19 @@ class ExplorerBase(anywidget.AnyWidget):
         mask_options = ["none", "causal", "padding"] + (["given"] if given is not None else [])
         mask = "given" if given is not None else "none"
         valid_keys = max(1, source.n_keys - source.n_keys // 4)
-        buffers, keep, thumbs = [], b"", {}
+        self._per_head = source.num_heads * source.n_queries * source.n_keys > WHOLE_LAYER
+        buffers, heads, keep, thumbs = [], [], b"", {}
         if encode:
             total = source.num_layers * source.num_heads * source.n_queries * source.n_keys
             layers = range(source.num_layers) if total <= ALL_AT_BUILD else [0]
-            buffers, keep = self._encode(scale, mask, valid_keys, layers)
+            buffers, heads, keep = self._encode(scale, mask, valid_keys, layers, [0] if self._per_head else None)
             thumbs = self._thumbnails(scale, mask, valid_keys)
         note = source.note(scale) if encode and hasattr(source, "note") else ""
         given_label = getattr(source, "given_label", None) or "given (the mask= argument)"
         super().__init__(
             scale=scale, mask=mask, valid_keys=valid_keys, view=view, layer=0, head=0,
             query=source.n_queries - 1, large=bool(large), _extra=extra or {},
-            _weights=buffers, _keep=keep, _note=note, **thumbs,
+            _weights=buffers, _weights_heads=heads, _keep=keep, _note=note, **thumbs,
             _meta={
                 "kind": self.kind, "num_layers": source.num_layers, "num_heads": source.num_heads,
                 "n_queries": source.n_queries, "n_keys": source.n_keys,
@@ -227,6 +234,7 @@ class ExplorerBase(anywidget.AnyWidget):
                 "colormap": _colour_map(CMAP), "diverging": _colour_map(DIVERGING),
                 "colormap_name": CMAP, "diverging_name": "RdBu",
                 "has_vectors": self.kind == "explorer" and isinstance(source, LayerSource),
+                "per_head": self._per_head,
                 **self._thumb_meta(),
                 **(meta or {}),
             },
@@ -268,14 +276,21 @@ class ExplorerBase(anywidget.AnyWidget):
 
     # -- weights as codes ---------------------------------------------------------------------
 
-    def _encode(self, scale, mask_kind, valid_keys, layers):
-        """The codes of ``layers`` (the others empty) and the keep bitmap, for a scale and a mask."""
+    def _encode(self, scale, mask_kind, valid_keys, layers, heads=None):
+        """The codes of ``heads`` (default: all) of ``layers`` (the others empty), for a scale and a mask.
+
+        Returns:
+            tuple: One buffer per layer (the heads' ``(Lq, Lk)`` codes one after
+            another), the heads in each, and the keep bitmap.
+        """
         s = self.source
+        heads = list(range(s.num_heads)) if heads is None else sorted(set(heads))
         mask = build_mask(mask_kind, s.n_queries, s.n_keys, valid_keys, s.given_mask)
         # memoryviews: the codes go to the comm without a copy
-        buffers = [memoryview(s.codes(i, scale, mask, self._bits)).cast("B") if i in layers else b""
+        buffers = [memoryview(s.codes(i, scale, mask, self._bits, heads)).cast("B") if i in layers else b""
                    for i in range(s.num_layers)]
-        return buffers, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
+        sent = [heads if i in layers else [] for i in range(s.num_layers)]
+        return buffers, sent, self._keep_bytes(mask, (mask_kind, valid_keys if mask_kind == "padding" else None))
 
     def _thumb_rows(self):
         """The queries the thumbnails show: all up to ``THUMB``, else ``THUMB`` evenly spaced."""
@@ -341,8 +356,9 @@ class ExplorerBase(anywidget.AnyWidget):
 
         layer = self.layer if layer is None else layer
         s = self.source
-        sent = self._weights[layer] if self._weights_generation == self._generation else b""
-        if not len(sent):  # not sent at these settings: what the browser would get when it asks
+        fresh = self._weights_generation == self._generation and len(self._weights_heads[layer]) == s.num_heads
+        sent = self._weights[layer] if fresh else b""
+        if not len(sent):  # not sent (whole) at these settings: what the browser would get when it asks
             sent = self._encode(self.scale, self.mask, self.valid_keys, [layer])[0][layer]
         codes = np.frombuffer(sent, dtype=np.uint16 if self._bits == 16 else np.uint8)
         return decode(codes, self._bits).reshape(s.num_heads, s.n_queries, s.n_keys)
@@ -353,7 +369,8 @@ class ExplorerBase(anywidget.AnyWidget):
         """The synced state as JSON with base64 buffers (what ``save_html`` inlines)."""
         state = self.get_state()
         if self.kind == "explorer":  # no kernel to ask: every layer, at the current settings
-            state["_weights"] = self._encode(self.scale, self.mask, self.valid_keys, range(self.source.num_layers))[0]
+            state["_weights"], state["_weights_heads"], _ = self._encode(self.scale, self.mask, self.valid_keys,
+                                                                         range(self.source.num_layers))
             state.update(self._thumbnails(self.scale, self.mask, self.valid_keys))
             state["_weights_generation"] = state["_thumbs_generation"] = state["_generation"]
         state, paths, buffers = _split_buffers(state)
@@ -482,7 +499,7 @@ class AttentionExplorer(ExplorerBase):
                     scale_label="scale" if layer is not None else "scale ×")
         self._sent = self._settings()
         self.observe(self._on_new_weights, names=["scale", "mask", "valid_keys", "_request"])
-        self.observe(self._on_steer, names=["layer", "view"])
+        self.observe(self._on_steer, names=["layer", "head", "view"])
         self.observe(self._on_want_vectors, names=["_want_vectors"])
 
     # -- the kernel's only job: new weights ----------------------------------------------------
@@ -491,7 +508,7 @@ class AttentionExplorer(ExplorerBase):
         return (self.scale, self.mask, self.valid_keys, self._request)
 
     def _on_steer(self, change):
-        # Python moved the browser to a layer or view whose weights are not there: the browser asks.
+        # Python moved the browser to a layer, head or view whose weights are not there: the browser asks.
         self._want = ""
 
     def _on_new_weights(self, change):
@@ -500,21 +517,31 @@ class AttentionExplorer(ExplorerBase):
             self.send_weights()
 
     def _wanted(self):
-        """What the browser shows: ``("grid", None)`` or ``("layer", index)``."""
-        kind, _, index = (self._want or "").partition(":")
+        """What the browser shows: ``("grid", None, None)`` or ``("layer", index, heads)``.
+
+        The browser asks ``"grid"``, ``"layer:L"`` (every head) or ``"layer:L:h,h"``
+        (those heads); without a request, what Python last set.
+        """
+        kind, _, rest = (self._want or "").partition(":")
+        index, _, heads = rest.partition(":")
         if kind == "grid":
-            return "grid", None
+            return "grid", None, None
         if kind == "layer" and index.isdigit() and int(index) < self.source.num_layers:
-            return "layer", int(index)
-        return ("grid", None) if self.view == "grid" else ("layer", self.layer)
+            picked = [int(h) for h in heads.split(",") if h.isdigit() and int(h) < self.source.num_heads]
+            return "layer", int(index), (picked or None) if heads else None
+        if self.view == "grid":
+            return "grid", None, None
+        return "layer", self.layer, [self.head] if self._per_head else None
 
     def send_weights(self):
-        """Recompute and send only what the browser shows: one layer's codes, or the grid's thumbnails.
+        """Recompute and send only what the browser shows: the heads of one layer, or the grid's thumbnails.
 
-        A change of scale or mask starts a new generation: the browser drops
-        what it holds from older settings and asks for each layer again when
-        it shows it. An error is sent to the browser (shown under the
-        controls) instead of leaving it waiting.
+        A layer of more than :data:`WHOLE_LAYER` weights is sent a head at a
+        time (the browser says which); a smaller one whole. A change of scale
+        or mask starts a new generation: the browser drops what it holds from
+        older settings and asks for each layer or head again when it shows it.
+        An error is sent to the browser (shown under the controls) instead of
+        leaving it waiting.
         """
         settings = (self.scale, self.mask, self.valid_keys)
         fresh = settings != self._sent[:3]
@@ -523,17 +550,17 @@ class AttentionExplorer(ExplorerBase):
         from_python = self._request == self._sent[3]
         self._sent = self._settings()
         generation = self._generation + 1 if fresh else self._generation
-        kind, layer = self._wanted()
+        kind, layer, heads = self._wanted()
         try:
             update = {}
             if kind == "grid" or from_python:
                 update = self._thumbnails(*settings)
                 update["_thumbs_generation"] = generation
             if kind == "grid" and not from_python:
-                _, keep = self._encode(*settings, [])
+                _, _, keep = self._encode(*settings, [])
             else:
-                buffers, keep = self._encode(*settings, [layer])
-                update.update({"_weights": buffers, "_weights_generation": generation})
+                buffers, sent, keep = self._encode(*settings, [layer], heads)
+                update.update({"_weights": buffers, "_weights_heads": sent, "_weights_generation": generation})
         except Exception as error:  # shown in the browser; the kernel keeps running
             with self.hold_sync():
                 self._error = f"{type(error).__name__}: {error}"
@@ -623,16 +650,18 @@ class AttentionExplorer(ExplorerBase):
             scale; masked keys are grey.
         """
         s = self.source
-        state = explorer_state(s, **{**self.controls(), "query": 0})
-        keep = state.keep if self.mask != "none" else None
+        # 8-bit codes: as many levels as the colour map has colours, and the source's fast path.
+        mask = build_mask(self.mask, s.n_queries, s.n_keys, self.valid_keys, s.given_mask)
+        codes = s.codes(self.layer, self.scale, mask, 8)  # (H, Lq, Lk)
+        keep = None if mask is None else keep_all_heads(mask, s.n_queries, s.n_keys)
         layers = f"layer {self.layer} of {s.num_layers} · " if s.num_layers > 1 else ""
         title = f"Attention explorer · {layers}head {self.head} of {s.num_heads}"
         subtitle = f"mask: {self._mask_name()} · scale {self.scale:.3g}"
         note = s.note(self.scale) if hasattr(s, "note") else ""
         if note:
             subtitle += f"\n{note}"
-        return head_figure(state.weights, self.head, self.query_labels, self.key_labels, keep=keep,
-                           title=title, subtitle=subtitle)
+        return head_figure(codes, self.head, self.query_labels, self.key_labels, keep=keep,
+                           title=title, subtitle=subtitle, bits=8)
 
 
 class Compare(ExplorerBase):

@@ -29,25 +29,55 @@ DELAY = 0.8  # seconds of quiet after a browser control before the picture is re
 DPI = 80
 MAX_TOKENS = 256  # the heatmap is max-pooled beyond this many queries or keys
 STRIP_TOKENS = 32  # each head of the strip is max-pooled to at most this
+POOLED_LABELS = 32  # token labels per axis on a pooled heatmap
 MASKED = "#b8b8b8"
 OUTLINE = "#e69f00"  # Okabe-Ito orange: stands out on viridis for every colour vision
 
 
-def pool(weights, size):
-    """Max-pool the last two axes down to at most ``size`` each (peaks stay visible)."""
+def pool(weights, size, fill=-1.0):
+    """Max-pool the last two axes down to at most ``size`` each (peaks stay visible); ``fill`` pads."""
     *lead, n_q, n_k = weights.shape
     step_q, step_k = math.ceil(n_q / size), math.ceil(n_k / size)
+    if step_q == step_k == 1:
+        return weights
     pad_q, pad_k = -n_q % step_q, -n_k % step_k
-    padded = np.pad(weights, [(0, 0)] * len(lead) + [(0, pad_q), (0, pad_k)], constant_values=-1.0)
-    blocks = padded.reshape(*lead, (n_q + pad_q) // step_q, step_q, (n_k + pad_k) // step_k, step_k)
+    if pad_q or pad_k:
+        weights = np.pad(weights, [(0, 0)] * len(lead) + [(0, pad_q), (0, pad_k)], constant_values=fill)
+    blocks = weights.reshape(*lead, (n_q + pad_q) // step_q, step_q, (n_k + pad_k) // step_k, step_k)
     return blocks.max(axis=(-3, -1))
 
 
-def head_figure(weights, head, query_labels, key_labels, *, keep=None, title="", subtitle=""):
+def pooled(weights, size, keep=None, bits=None):
+    """Weights (or their square-root codes) max-pooled to at most ``size`` per axis, as float32.
+
+    Args:
+        weights (np.ndarray): ``(…, Lq, Lk)`` weights, or unsigned square-root
+            codes of ``bits`` bits (see :mod:`mhacourse.viz.codes`): pooled
+            before decoding, since a larger code is a larger weight.
+        size (int): At most this many rows and columns.
+        keep (np.ndarray, optional): ``(Lq, Lk)`` booleans, False where the
+            mask blocks a key: a block with no kept key becomes NaN (grey).
+        bits (int, optional): Given when ``weights`` are codes.
+
+    Returns:
+        np.ndarray: ``(…, ⌈Lq / step⌉, ⌈Lk / step⌉)`` float32.
+    """
+    from .codes import decode
+
+    out = pool(weights, size, fill=0)
+    out = decode(out, bits) if bits else np.array(out, dtype=np.float32)
+    if keep is not None:
+        kept = pool(np.asarray(keep, dtype=bool), size, fill=False)
+        out = np.where(kept, out, np.float32(np.nan))
+    return out
+
+
+def head_figure(weights, head, query_labels, key_labels, *, keep=None, title="", subtitle="", bits=None):
     """One head's heatmap with token labels, a colour bar and a strip of every head of the layer.
 
     Args:
-        weights (np.ndarray): ``(H, Lq, Lk)``, one layer.
+        weights (np.ndarray): ``(H, Lq, Lk)``, one layer: weights, or their
+            square-root codes when ``bits`` is given.
         head (int): The head drawn large (outlined in the strip).
         query_labels (list[str]): ``Lq`` labels.
         key_labels (list[str]): ``Lk`` labels.
@@ -55,6 +85,7 @@ def head_figure(weights, head, query_labels, key_labels, *, keep=None, title="",
             mask blocks a key: drawn grey, with a "masked" swatch.
         title (str): The figure's title.
         subtitle (str): A line under the title.
+        bits (int, optional): ``8`` or ``16`` when ``weights`` are codes.
 
     Returns:
         matplotlib.figure.Figure: The picture (Agg canvas, no pyplot).
@@ -63,20 +94,15 @@ def head_figure(weights, head, query_labels, key_labels, *, keep=None, title="",
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
-    from .plots import CMAP, LABEL_SIZE, _set_ticks, weight_norm
+    from .plots import CMAP, LABEL_SIZE, MAX_LABELS, _set_ticks, weight_norm
 
     n_heads, n_q, n_k = weights.shape
-    signed = np.array(weights, dtype=np.float32)  # blocked keys as -1, grey after pooling
-    if keep is not None:
-        signed[:, ~np.asarray(keep, dtype=bool)] = -1.0
-    shown = signed[head]
+    shown = pooled(weights[head], MAX_TOKENS, keep, bits)  # NaN where masked: grey
     step_q, step_k = math.ceil(n_q / MAX_TOKENS), math.ceil(n_k / MAX_TOKENS)
     if step_q > 1 or step_k > 1:
-        shown = pool(shown, MAX_TOKENS)
         query_labels, key_labels = query_labels[::step_q], key_labels[::step_k]
         subtitle += f" · max-pooled over blocks of {step_q} × {step_k}"
-    strip = pool(signed, STRIP_TOKENS) if max(n_q, n_k) > STRIP_TOKENS else signed  # (H, sq, sk)
-    strip = np.where(strip < 0, np.nan, strip)
+    strip = pooled(weights, STRIP_TOKENS, keep, bits)  # (H, sq, sk)
     s_q, s_k = strip.shape[1:]
     gap = max(1, s_q // 6)
 
@@ -86,9 +112,10 @@ def head_figure(weights, head, query_labels, key_labels, *, keep=None, title="",
     fig.text(0.5, 0.975, title, ha="center", va="top", fontsize=17, weight="bold")
     fig.text(0.5, 0.935, subtitle, ha="center", va="top", fontsize=11, color="#333")
     main = fig.add_axes((0.15, 0.2, 0.52, 0.66))
-    image = main.imshow(np.where(shown < 0, np.nan, shown), cmap=cmap, norm=weight_norm(),
+    image = main.imshow(shown, cmap=cmap, norm=weight_norm(),
                         aspect="auto", interpolation="nearest")
-    _set_ticks(main, query_labels, key_labels)
+    # Pooled, a label stands for a block of tokens: 32 per axis are enough, and each costs drawing time.
+    _set_ticks(main, query_labels, key_labels, max_labels=POOLED_LABELS if step_q > 1 or step_k > 1 else MAX_LABELS)
     main.set_xlabel("key", fontsize=LABEL_SIZE)
     main.set_ylabel("query", fontsize=LABEL_SIZE)
     bar_axes = fig.add_axes((0.69, 0.2, 0.018, 0.66))

@@ -100,10 +100,10 @@ def tick_font_size(n):
     return float(np.clip(380 / max(n, 1), 7, LABEL_SIZE))
 
 
-def _set_ticks(ax, query_labels, key_labels, font_size=None):
+def _set_ticks(ax, query_labels, key_labels, font_size=None, max_labels=MAX_LABELS):
     n_q, n_k = len(query_labels), len(key_labels)
-    q_step = max(1, math.ceil(n_q / MAX_LABELS))
-    k_step = max(1, math.ceil(n_k / MAX_LABELS))
+    q_step = max(1, math.ceil(n_q / max_labels))
+    k_step = max(1, math.ceil(n_k / max_labels))
     ax.set_yticks(range(0, n_q, q_step), query_labels[::q_step],
                   fontsize=font_size or tick_font_size(n_q))
     ax.set_xticks(range(0, n_k, k_step), key_labels[::k_step],

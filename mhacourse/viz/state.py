@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from .codes import centred_scores, softmax_sqrt_codes, sqrt_codes
+from .codes import DTYPES, centred_scores, softmax_sqrt_codes, sqrt_codes
 from .masking import keep_of, mask_to_numpy
 from .plots import to_numpy
 from .reference import _as_batch, project_heads, softmax_rows
@@ -162,24 +162,37 @@ class LayerSource:
         if self._scores is None:
             scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
             self._scores = np.array(scores[0])  # (H, Lq, Lk)
-            self._work = np.empty_like(self._scores)
+            self._work = np.empty_like(self._scores[0])  # (Lq, Lk): one head at a time
 
-    def codes(self, layer_index, scale, mask, bits=16):
-        """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast."""
+    def codes(self, layer_index, scale, mask, bits=16, heads=None):
+        """:meth:`weights` as square-root codes (see :mod:`mhacourse.viz.codes`), computed fast.
+
+        ``heads`` (a list of head indices) limits the work and the result to
+        those heads, ``(len(heads), Lq, Lk)``; ``None`` means every head.
+        """
+        heads = list(range(self.num_heads)) if heads is None else list(heads)
         if self.from_forward(scale):
             forward = self._forward(mask)
             if forward is not None:
-                return sqrt_codes(forward, bits)
+                return sqrt_codes(forward[heads], bits)
         self._ensure_scores()
         keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
+        codes = np.empty((len(heads), self.n_queries, self.n_keys), DTYPES[bits])
         if additive is not None or scale <= 0:
-            return softmax_sqrt_codes(self._scores, scale, keep, additive, bits, work=self._work)
-        # A scale change under the same mask reuses the centred scores.
+            for n, h in enumerate(heads):
+                codes[n] = softmax_sqrt_codes(self._scores[h], scale, head_part(keep, h), head_part(additive, h),
+                                              bits, work=self._work)
+            return codes
+        # A scale change under the same mask reuses each head's centred scores.
         key = None if keep is None else (keep.shape, keep.tobytes())
         if self._centred is None or self._centred[0] != key:
-            buffer = None if self._centred is None else self._centred[1]
-            self._centred = (key, centred_scores(self._scores, keep, out=buffer))
-        return softmax_sqrt_codes(self._centred[1], scale, bits=bits, work=self._work, centred=True)
+            self._centred = (key, {})
+        centred = self._centred[1]
+        for n, h in enumerate(heads):
+            if h not in centred:
+                centred[h] = centred_scores(self._scores[h], head_part(keep, h))
+            codes[n] = softmax_sqrt_codes(centred[h], scale, bits=bits, work=self._work, centred=True)
+        return codes
 
     def row_codes(self, layer_index, rows, scale, mask, bits=8):
         """:meth:`LayerSource.codes` at the query ``rows`` only, ``(H, len(rows), Lk)``."""
@@ -191,6 +204,13 @@ class LayerSource:
         keep, additive = mask_parts(mask, self.n_queries, self.n_keys)
         keep, additive = _rows_of(keep, rows, self.n_queries), _rows_of(additive, rows, self.n_queries)
         return softmax_sqrt_codes(self._scores[:, rows], scale, keep, additive, bits)
+
+
+def head_part(array, head):
+    """A mask part (``None`` or ``(H or 1, Lq or 1, Lk)`` or fewer axes) for one head: no head axis left."""
+    if array is None or array.ndim < 3:
+        return array
+    return array[head] if array.shape[0] > 1 else array[0]
 
 
 def _rows_of(array, rows, n_queries):
@@ -235,15 +255,19 @@ class Layers:
             layer = layer[0]  # batch 0: (H, Lq, Lk)
         return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
 
-    def rows(self, index, rows):
-        """Layer ``index`` at the query ``rows`` only, ``(H, len(rows), Lk)``: sliced before converting."""
+    def take(self, index, picks, axis):
+        """Layer ``index`` at the indices ``picks`` along ``axis`` of ``(H, Lq, Lk)``: sliced before converting.
+
+        ``take(i, rows, axis=1)`` gives some queries of every head (the grid's
+        thumbnails), ``take(i, heads, axis=0)`` some heads (what one view shows).
+        """
         layer = self.given[index]
         if getattr(layer, "ndim", np.ndim(layer)) == 4:
             layer = layer[0]
         if isinstance(layer, mx.array):
-            layer = mx.take(layer, mx.array(np.asarray(rows, dtype=np.int32)), axis=-2)
+            layer = mx.take(layer, mx.array(np.asarray(picks, dtype=np.int32)), axis=axis)
         else:
-            layer = np.asarray(layer)[:, rows]
+            layer = np.take(np.asarray(layer), np.asarray(picks, dtype=np.intp), axis=axis)
         return np.ascontiguousarray(to_numpy(layer), dtype=np.float32)
 
 
@@ -283,14 +307,20 @@ class WeightsSource:
         with np.errstate(divide="ignore"):
             return np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep
 
-    def _log_weights(self, layer_index):
-        """``(log w, w > 0)`` of one layer; zero weights were masked and stay masked.
+    def _log_weights(self, layer_index, head=None):
+        """``(log w, w > 0)`` of one layer, or of one of its heads; zero weights were masked and stay masked.
 
-        Only the last layer asked for is kept.
+        Only the last layer asked for is kept (its heads one by one).
         """
-        if layer_index not in self._logs:
-            self._logs = {layer_index: self._logs_of(self.original[layer_index])}
-        return self._logs[layer_index]
+        if self._logs.get("layer") != layer_index:
+            self._logs = {"layer": layer_index}
+        if head is None:
+            if "all" not in self._logs:
+                self._logs["all"] = self._logs_of(self.original[layer_index])
+            return self._logs["all"]
+        if head not in self._logs:
+            self._logs[head] = self._logs_of(self.original.take(layer_index, [head], axis=0)[0])
+        return self._logs[head]
 
     def weights(self, layer_index, scale, mask):
         if scale == 1.0 and mask is None:
@@ -301,25 +331,27 @@ class WeightsSource:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         return softmax_rows(np.where(keep, scores, -np.inf))  # (H, Lq, Lk)
 
-    def _ensure_scores(self):
-        """``q · kᵀ`` of every head, ``(H, Lq, Lk)`` float32, computed once."""
-        if self._scores is None:
-            scores = self.q.astype(mx.float32) @ self.k.astype(mx.float32).swapaxes(-1, -2)  # (1, H, Lq, Lk)
-            self._scores = np.array(scores[0])  # (H, Lq, Lk)
-            self._work = np.empty_like(self._scores)
+    def codes(self, layer_index, scale, mask, bits=16, heads=None):
+        """:meth:`weights` as square-root codes; the weights as given when nothing changes them.
 
-    def codes(self, layer_index, scale, mask, bits=16):
-        """:meth:`weights` as square-root codes; the weights as given when nothing changes them."""
+        ``heads`` (a list of head indices) limits the work and the result to
+        those heads, ``(len(heads), Lq, Lk)``; ``None`` means every head.
+        """
+        heads = list(range(self.num_heads)) if heads is None else list(heads)
         if scale == 1.0 and mask is None:
-            return sqrt_codes(self.original[layer_index], bits)
-        log_weights, keep = self._log_weights(layer_index)
-        if mask is not None:
-            keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
-        return softmax_sqrt_codes(log_weights, scale, keep, None, bits)
+            return sqrt_codes(self.original.take(layer_index, heads, axis=0), bits)
+        allowed = None if mask is None else keep_matrix(mask, self.n_queries, self.n_keys)
+        codes = np.empty((len(heads), self.n_queries, self.n_keys), DTYPES[bits])
+        for n, h in enumerate(heads):
+            log_weights, keep = self._log_weights(layer_index, h)
+            if allowed is not None:
+                keep = keep & head_part(allowed, h)
+            codes[n] = softmax_sqrt_codes(log_weights, scale, keep, None, bits)
+        return codes
 
     def row_codes(self, layer_index, rows, scale, mask, bits=8):
         """:meth:`codes` at the query ``rows`` only, ``(H, len(rows), Lk)`` (the grid's thumbnails)."""
-        weights = self.original.rows(layer_index, rows)
+        weights = self.original.take(layer_index, rows, axis=1)
         if scale == 1.0 and mask is None:
             return sqrt_codes(weights, bits)
         log_weights, keep = self._logs_of(weights)
