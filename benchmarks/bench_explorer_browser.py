@@ -7,6 +7,7 @@ and reports, without asserting anything:
   layer, and of a layer above 1M weights one head (8-bit codes above 32M
   weights in all, 16-bit below), and the grid's
   thumbnails; kernel memory (resident, and its peak) after building;
+- the kernel redrawing the static picture (it does so after a control pauses);
 - time to first draw: the kernel building the explorer, the browser from
   ``render()`` to the first picture, and the whole way from the cell starting
   to the first picture;
@@ -21,7 +22,9 @@ and reports, without asserting anything:
   tokens, 300 ms at 1024): scale and mask changes in the heatmap (the kernel
   recomputes and sends the head on screen only) and a scale change in the grid
   (the thumbnails only), from the input event to the picture drawn, with the
-  bytes each answer carried; browser JS heap after all that.
+  bytes each answer carried; browser JS heap after all that;
+- up to 512 tokens, ``save_html`` of the same weights: its size, and the time
+  from opening it offline to the first draw.
 
     python benchmarks/bench_explorer_browser.py [--layers 12] [--heads 12] [--tokens 1024] [--json out.json]
 
@@ -67,15 +70,28 @@ before = rss_mb()
 start = time.time()
 big = AttentionExplorer(weights=stack, tokens=tokens_text)
 sent = sum(len(b) for b in big._weights) + len(big._thumbs)
-print(f"BENCH start={{start:.3f}} construct_ms={{1e3 * (time.time() - start):.1f}} bytes={{sent}} "
+construct_ms = 1e3 * (time.time() - start)
+print(f"BENCH start={{start:.3f}} construct_ms={{construct_ms:.1f}} bytes={{sent}} "
       f"bits={{big._meta['bits']}} rss_before_mb={{before:.0f}} rss_after_mb={{rss_mb():.0f}} "
       f"peak_mb={{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f}}")
 big
 """
 
+# The static picture, which the kernel redraws after a control pauses: a fresh explorer (nothing cached),
+# timed at another scale under a causal mask.
+PICTURE = """from mhacourse.viz.picture import picture_bundle
+timed = AttentionExplorer(weights=stack, tokens=tokens_text)
+timed.scale, timed.mask = 1.5, "causal"
+t = time.perf_counter()
+picture_bundle(timed)
+print(f"PICTURE picture_ms={1e3 * (time.perf_counter() - t):.0f}")
+del timed
+"""
+
+
 def _notebook(path, layers, heads, tokens, scale_tokens):
     cells = [nbformat.v4.new_code_cell(SETUP.format(layers=layers, heads=heads, tokens=tokens)),
-             nbformat.v4.new_code_cell(SHOW.format())]
+             nbformat.v4.new_code_cell(SHOW.format()), nbformat.v4.new_code_cell(PICTURE)]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, path)
@@ -161,6 +177,9 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=None, repeats=40):
                 "browser_first_draw_ms": perf["firstDrawMs"],
                 "cell_start_to_first_draw_ms": first_draw_epoch - 1e3 * float(fields["start"]),
             }
+            picture = page.locator(".jp-OutputArea-output", has_text="PICTURE").first
+            picture.wait_for(timeout=600_000)
+            result["kernel_picture_ms"] = float(picture.inner_text().split("=")[1])
             page.locator(".mha-explorer").first.scroll_into_view_if_needed()
             shots = ROOT / "artifacts" / "browser"
             shots.mkdir(parents=True, exist_ok=True)
@@ -216,7 +235,32 @@ def run(layers=12, heads=12, tokens=1024, scale_tokens=None, repeats=40):
             result["open_other_layer_ms"] = page.evaluate("performance.now()") - start
             result["browser_js_heap_mb"] = page.evaluate(
                 "performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null")
+            if tokens <= SAVE_HTML_TOKENS:
+                result.update(_save_html(context, tmp, layers, heads, tokens))
     return result
+
+
+SAVE_HTML_TOKENS = 512  # beyond, the standalone page (every layer inlined) is over 200 MB: not measured
+
+
+def _save_html(context, tmp, layers, heads, tokens):
+    """``save_html`` of the same weights: its size, the time to write it, and to its first draw offline."""
+    import mlx.core as mx
+
+    from mhacourse.viz import AttentionExplorer
+
+    mx.random.seed(0)
+    stack = [mx.softmax(mx.random.normal((heads, tokens, tokens)) * 3, axis=-1) for _ in range(layers)]
+    start = time.perf_counter()
+    path = AttentionExplorer(weights=stack).save_html(tmp / "standalone.html")
+    written = time.perf_counter() - start
+    page = context.new_page()
+    page.goto(path.as_uri(), timeout=120_000)
+    page.wait_for_function("document.querySelector('.mha-explorer[data-draws]') !== null", timeout=120_000,
+                           polling=100)
+    drawn = page.evaluate("performance.getEntriesByName('mha-first-draw')[0].startTime")
+    page.close()
+    return {"save_html_mb": path.stat().st_size / 1e6, "save_html_write_s": written, "save_html_draw_ms": drawn}
 
 
 def main(argv=None):
@@ -235,6 +279,8 @@ def main(argv=None):
     print(f"first draw: kernel builds the explorer {r['kernel_construct_ms']:.0f} ms; browser render() to "
           f"picture {r['browser_first_draw_ms']:.0f} ms; "
           f"cell start to picture {r['cell_start_to_first_draw_ms']:.0f} ms")
+    print(f"static picture (redrawn by the kernel after a control pauses, scale 1.5, causal): "
+          f"{r['kernel_picture_ms']:.0f} ms")
     for name in ("hover_full_matrix", "hover_zoomed_64"):
         work, frame = r[name]["work_ms"], r[name]["event_to_frame_ms"]
         print(f"{name:<20} hover-to-repaint ({work['n']} moves): work median {work['median']:.1f} ms "
@@ -258,6 +304,9 @@ def main(argv=None):
         print(f"{'':<18} in the page's clock (input event -> answer drawn, without Playwright's round trips): "
               f"median {p['median']:.0f} ms (p90 {p['p90']:.0f}, max {p['max']:.0f})")
     print(f"open another layer after a change: {r['open_other_layer_ms']:.0f} ms")
+    if "save_html_mb" in r:
+        print(f"save_html: {r['save_html_mb']:.1f} MB written in {r['save_html_write_s']:.1f} s; opened offline, "
+              f"navigation to first draw {r['save_html_draw_ms']:.0f} ms")
     print(f"(total {time.perf_counter() - started:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))
