@@ -331,3 +331,36 @@ def test_untouched_exercises_fail_every_check(path):
     assert results
     for result in results:
         assert result.status == "not implemented" and result.points == 0, result.report()
+
+
+def test_the_reference_and_mistakes_run_once_per_case_for_a_whole_class(monkeypatch):
+    """Their outputs are kept with each case: the next learner's check runs neither on the cases again.
+
+    (A property's inputs are made afresh for every check, so those calls are run again.)
+    """
+    exercise = get_exercise("attention_scores")
+    mistake = exercise.mistakes[0]
+    assert mistake.hint_id == "missing_scale"
+
+    def learner(queries, keys, *, scale):  # forgets the scale
+        return queries @ keys.swapaxes(-1, -2)
+
+    runs = []
+
+    def counted(name, answer):
+        def run(*args, **kwargs):
+            runs.append(name)
+            return answer(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(exercise, "reference", counted("reference", exercise.reference))
+    monkeypatch.setattr(mistake, "answer", counted("mistake", mistake.answer))
+    first = check("attention_scores", learner)
+    assert first.hint_id == mistake.hint_id
+    first_runs = {name: runs.count(name) for name in ("reference", "mistake")}
+    assert first_runs["reference"] >= len(exercise.cases) and first_runs["mistake"] >= len(exercise.cases)
+    runs.clear()
+    second = check("attention_scores", learner)  # the next learner, the same mistake
+    assert second.hint_id == mistake.hint_id and second.report() == first.report()
+    assert {name: runs.count(name) for name in ("reference", "mistake")} == {
+        name: count - len(exercise.cases) for name, count in first_runs.items()}

@@ -38,12 +38,18 @@ class Case:
         memory_cap (int, optional): Most bytes MLX may hold at once during the
             call, above what it held at its start (e.g. half a full score
             matrix, for an answer that must work in tiles).
+
+    ``inputs`` must give the same values on every call (seeded): the answer
+    runs on one call's values in the sandbox and the reference on another's
+    outside. So the judge computes the reference's and each mistake's output
+    on a case once and keeps it with the case (never sent to the sandbox).
     """
 
     name: str
     inputs: object
     check_dtype: bool = True
     memory_cap: int = None
+    trusted_outputs: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass

@@ -110,7 +110,7 @@ def _judge_case(exercise, call, outcome, time_limit):
     if error is not None and error.get("kind") == "not_implemented":
         case_result.status, case_result.message = NOT_IMPLEMENTED, "not implemented yet"
         return case_result
-    expected = evaluate(exercise.run_given(exercise.reference, call.case.inputs()))
+    expected = trusted_output(exercise, exercise.reference, call.case)
     case_result.expected = "" if call.hidden else describe(expected)
     if error is not None:
         kind = error.get("kind")
@@ -205,6 +205,40 @@ def _generic_hint(mismatch, actual, expected):
     return None, None
 
 
+_FAILS = object()  # a trusted answer that raises on a case
+
+
+def trusted_output(exercise, answer, case, default=None):
+    """``answer``'s evaluated output on ``case``, computed once per case and kept with it.
+
+    Cases give the same inputs on every call (see :class:`~mhacourse.grading.exercise.Case`),
+    so the reference's and each mistake's outputs are the same for every
+    learner: a class of 200 computes them once, not 200 times.
+
+    Args:
+        exercise (Exercise): The case's exercise.
+        answer: The reference or a mistake's answer (the key, with the exercise).
+        case (Case): Builds the inputs.
+        default: Returned (and kept) when ``answer`` raises; without it, the error propagates.
+    """
+    slot = (exercise.id, answer)
+    try:
+        known = slot in case.trusted_outputs
+    except TypeError:  # an unhashable answer: computed every time
+        slot, known = None, False
+    if known:
+        return case.trusted_outputs[slot]
+    try:
+        output = evaluate(exercise.run_given(answer, case.inputs()))
+    except Exception:  # noqa: BLE001 - a mistake may fail on some shapes: the caller decides
+        if default is None:
+            raise
+        output = default
+    if slot is not None:
+        case.trusted_outputs[slot] = output
+    return output
+
+
 def _explain(exercise, result, outputs, calls):
     """Match the learner's outputs against every known mistake (in the trusted process).
 
@@ -220,9 +254,8 @@ def _explain(exercise, result, outputs, calls):
     for order, mistake in enumerate(exercise.mistakes):
         matched = set()
         for index, actual in outputs.items():
-            try:
-                wrong = evaluate(exercise.run_given(mistake.answer, calls[index].case.inputs()))
-            except Exception:  # noqa: BLE001 - a variant may fail on some shapes
+            wrong = trusted_output(exercise, mistake.answer, calls[index].case, default=_FAILS)
+            if wrong is _FAILS:  # a variant may fail on some shapes
                 continue
             if matches(actual, wrong, check_dtype=calls[index].case.check_dtype):
                 matched.add(index)
