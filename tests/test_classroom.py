@@ -417,9 +417,14 @@ def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, monkeypatch, c
     assert main(["grade", "merge", *(f"parts/grades-{k}.csv" for k in range(n, 0, -1)),
                  "--out", "merged/grades.csv", *(o.format("merged") for o in outputs)]) == 0
     assert (tmp_path / "merged" / "grades.csv").read_bytes() == (tmp_path / "whole" / "grades.csv").read_bytes()
-    # the same outputs; the whole run also records itself (the manifest --update reads), a merge does not
-    whole_outputs = {name: data for name, data in tree(tmp_path / "whole").items() if name != "mhacourse-run.json"}
-    assert tree(tmp_path / "merged") == whole_outputs
+    # the same outputs; both record the run (the manifest --update reads), the merge also each notebook's shard
+    outputs_of = {run: tree(tmp_path / run) for run in ("whole", "merged")}
+    manifests = {run: json.loads(outputs_of[run].pop("mhacourse-run.json")) for run in outputs_of}
+    assert outputs_of["merged"] == outputs_of["whole"]
+    assert manifests["merged"].pop("shards") == n
+    assert [entry.pop("shard") for entry in manifests["merged"]["submissions"]] == [
+        shards.shard_of(entry["key"], n) for entry in manifests["whole"]["submissions"]]
+    assert manifests["merged"] == manifests["whole"]
     assert len(tree(tmp_path / "whole" / "fb")) == len(NAMES) == len(tree(tmp_path / "whole" / "gs"))
     summary_json = json.loads((tmp_path / "whole" / "json" / "class-summary.json").read_text())
     assert summary_json["submissions"] == len(NAMES)

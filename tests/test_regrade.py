@@ -37,9 +37,8 @@ def csv_rows(data):
     return list(csv.reader(io.StringIO(data.decode("utf-8"))))
 
 
-@pytest.fixture(scope="module")
-def regraded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("regrade")
+def make_class(root):
+    """The class of three under ``root / "class"`` and the secret; returns the fixtures' file names by case."""
     made = root / "made"
     names = _maker().make_submissions(made)
     name = {case: next(n for n in names if n.endswith(f"__{case}.ipynb")) for case in (*CASES.values(), "01_full")}
@@ -47,19 +46,52 @@ def regraded(tmp_path_factory):
         (root / "class" / student).mkdir(parents=True)
         (root / "class" / student / name[case]).write_bytes((made / name[case]).read_bytes())
     (root / "secret").write_text("regrade-secret-" + "1" * 32)
+    return name
+
+
+def outputs(results):
+    """Every output option, into ``results``."""
+    return ["--json", str(results / "json"), "--canvas", str(results / "canvas.csv"), "--gradescope",
+            str(results / "gradescope"), "--feedback", str(results / "feedback")]
+
+
+def fix_and_regrade_alice(root, results, name):
+    """alice fixes her notebook; she alone is regraded, by the notebook itself."""
+    notebook = root / "class" / "alice" / name[CASES["alice"]]
+    notebook.write_bytes((root / "made" / name["01_full"]).read_bytes())
+    assert main(["grade", "--update", str(results), str(notebook), "--jobs", "2", "--no-progress",
+                 "--secret-file", str(root / "secret")]) == 0
+
+
+@pytest.fixture(scope="module")
+def regraded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regrade")
+    name = make_class(root)
     results = root / "results"
     results.mkdir()
     argv = ["grade", str(root / "class"), "--jobs", "2", "--no-progress", "--no-summary", "--secret-file",
-            str(root / "secret"), "--out", str(results / "grades.csv"), "--json", str(results / "json"),
-            "--canvas", str(results / "canvas.csv"), "--gradescope", str(results / "gradescope"),
-            "--feedback", str(results / "feedback")]
+            str(root / "secret"), "--out", str(results / "grades.csv"), *outputs(results)]
     assert main(argv) == 0
     before = snapshot(results)
-    # alice fixes her notebook; she alone is regraded, by the notebook itself
-    notebook = root / "class" / "alice" / name[CASES["alice"]]
-    notebook.write_bytes((made / name["01_full"]).read_bytes())
-    assert main(["grade", "--update", str(results), str(notebook), "--jobs", "2", "--no-progress",
-                 "--secret-file", str(root / "secret")]) == 0
+    fix_and_regrade_alice(root, results, name)
+    return {"root": root, "results": results, "before": before, "after": snapshot(results)}
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory, regraded):
+    """The same class graded in two shards and merged (every output), then alice regraded into the merge."""
+    root = tmp_path_factory.mktemp("sharded")
+    name = make_class(root)
+    parts, results = root / "parts", root / "results"
+    parts.mkdir()
+    results.mkdir()
+    for k in (1, 2):
+        assert main(["grade", str(root / "class"), "--shard", f"{k}/2", "--no-progress", "--no-summary",
+                     "--secret-file", str(root / "secret"), "--out", str(parts / f"grades-{k}.csv")]) == 0
+    assert main(["grade", "merge", str(parts / "grades-1.csv"), str(parts / "grades-2.csv"), "--no-summary",
+                 "--out", str(results / "grades.csv"), *outputs(results)]) == 0
+    before = snapshot(results)
+    fix_and_regrade_alice(root, results, name)
     return {"root": root, "results": results, "before": before, "after": snapshot(results)}
 
 
@@ -70,8 +102,9 @@ def test_every_run_with_out_writes_a_manifest_without_the_secret(regraded):
     assert manifest["options"]["json_dir"] == "json" and manifest["options"]["canvas"] == "canvas.csv"
 
 
-def test_only_alices_rows_change_in_every_output(regraded):
-    before, after = regraded["before"], regraded["after"]
+@pytest.mark.parametrize("run", ["regraded", "sharded"])
+def test_only_alices_rows_change_in_every_output(run, request):
+    before, after = request.getfixturevalue(run)["before"], request.getfixturevalue(run)["after"]
     assert set(before) == set(after)
     changed = {path for path in before if before[path] != after[path]}
     # alice's own files, and the class-wide tables (checked row by row below)
@@ -86,7 +119,9 @@ def test_only_alices_rows_change_in_every_output(regraded):
             assert (old_row != new_row) == (student == "alice"), (table, old_row, new_row)
 
 
-def test_the_regraded_report_is_alices_fixed_notebook(regraded):
+@pytest.mark.parametrize("run", ["regraded", "sharded"])
+def test_the_regraded_report_is_alices_fixed_notebook(run, request):
+    regraded = request.getfixturevalue(run)
     after = regraded["after"]
     report = json.loads(next(after[p] for p in after if p.startswith("json/alice")))
     old = json.loads(next(regraded["before"][p] for p in regraded["before"] if p.startswith("json/alice")))
@@ -125,3 +160,18 @@ def test_a_regrade_refuses_notebooks_outside_the_run(regraded, capsys, tmp_path)
     assert "not inside the run's class folder" in capsys.readouterr().err
     assert main(["grade", "--update", str(tmp_path), str(stranger), "--secret-file", secret]) == 2
     assert "holds no mhacourse-run.json" in capsys.readouterr().err
+
+
+def test_a_merged_run_writes_a_manifest_naming_the_shard_of_each_notebook(sharded, regraded):
+    from mhacourse.grading.classroom import shards
+
+    manifest = json.loads(sharded["before"][update.MANIFEST_NAME])
+    whole = json.loads(regraded["before"][update.MANIFEST_NAME])
+    assert manifest["shards"] == 2 and manifest["secret"] == whole["secret"]
+    assert [entry["key"] for entry in manifest["submissions"]] == [entry["key"] for entry in whole["submissions"]]
+    assert {entry["shard"] for entry in manifest["submissions"]} == {1, 2}
+    for entry in manifest["submissions"]:
+        assert entry["shard"] == shards.shard_of(entry["key"], 2) and entry["root"] == 0
+    assert manifest["options"] == whole["options"]  # the same outputs, the same grading options
+    # Graded in shards or whole, the regraded class exports the same scores.
+    assert sharded["after"]["canvas.csv"] == regraded["after"]["canvas.csv"]

@@ -6,8 +6,10 @@
         [--canvas results/canvas.csv --gradescope results/gradescope --feedback results/feedback]
 
 Every unsharded run with ``--out FILE`` writes the manifest ``mhacourse-run.json``
-beside the CSV: the hash of the secret (never the secret), where the secret came
-from, the class folders given (absolute), the options that shape the outputs
+beside the CSV, and so does ``mhacourse grade merge --out FILE`` for a sharded
+run (its entries also name the shard that graded each submission): the hash of
+the secret (never the secret), where the secret came from, the class folders
+given (absolute), the options that shape the outputs
 (``--json``, ``--canvas`` and its columns, ``--gradescope``, ``--feedback``,
 ``--manual``, ``--student-id``, ``--timeout``, ``--lesson``, ``--no-sandbox``;
 paths inside RESULTS_DIR relative to it, so the folder can move), and per
@@ -39,6 +41,7 @@ MANIFEST_FORMAT = "mhacourse-grade-run"
 MANIFEST_VERSION = 1
 _PATH_OPTIONS = ("out", "json_dir", "canvas", "gradescope", "feedback", "manual")
 _OTHER_OPTIONS = ("canvas_columns", "canvas_id_column", "student_id", "show_names", "timeout", "lesson", "no_sandbox")
+GRADING_OPTIONS = ("timeout", "lesson", "no_sandbox")
 
 
 def _stored(path, folder):
@@ -51,38 +54,64 @@ def _stored(path, folder):
         return str(path)
 
 
+def grading_options(args):
+    """The options that shape a run's reports: a regrade repeats them (a shard's part records them)."""
+    return {name: getattr(args, name, None) for name in GRADING_OPTIONS}
+
+
 def write_manifest(args, reports, secret_hash, secret_given):
     """Write RESULTS_DIR/mhacourse-run.json for a finished unsharded run with ``--out FILE``."""
-    from mhacourse.grading.classroom import manual, shards
-
-    from .outputs import _json_names
+    from mhacourse.grading.classroom import collected, shards
 
     if getattr(args, "out", None) in (None, "-") or getattr(args, "shard", None) is not None:
         return None
-    folder = Path(args.out).parent
-    roots, entries = [], []
-    names = _json_names(reports)
-    from mhacourse.grading.classroom import collected
+    return _write_manifest(args, reports, [s.key for s in collected(args)], shards.roots_of(args.submissions),
+                           shards.root_indices(args.submissions), secret_hash,
+                           "given" if secret_given else "fresh", grading_options(args))
 
-    submissions = collected(args)
-    codes = manual.student_codes([s.key for s in submissions], secret_hash, getattr(args, "student_id", None))
-    for argument in args.submissions:
-        path = Path(argument).absolute()
-        roots.append(str(path if path.is_dir() else path.parent))
-    position = 0
-    for root_index, argument in enumerate(args.submissions):
-        for _ in shards.collect([argument]):
-            submission, report = submissions[position], reports[position]
-            entries.append({"key": submission.key, "root": root_index, "file": report["file"],
-                            "json": names[id(report)], "code": codes[position]})
-            position += 1
+
+def write_merged_manifest(args, merged):
+    """Write the manifest of a merged sharded run: a regrade and hand grading work on it as on one run's.
+
+    Each submission's entry also names the shard that graded it. Parts
+    written before shards recorded their class folders (version 1) leave no
+    manifest (``None``).
+
+    Args:
+        args (argparse.Namespace): ``mhacourse grade merge``'s arguments (its outputs).
+        merged (Merged): :func:`mhacourse.grading.classroom.shards.merge`'s result.
+    """
+    if getattr(args, "out", None) in (None, "-") or merged.roots is None or not merged.secret:
+        return None
+    return _write_manifest(args, merged.reports, merged.keys, merged.roots, merged.root_of, merged.secret, "given",
+                           merged.grading, shard_of=merged.shard_of, shards=merged.shards)
+
+
+def _write_manifest(args, reports, keys, roots, root_of, secret_hash, secret_source, grading, shard_of=None,
+                    shards=None):
+    from mhacourse.grading.classroom import manual
+
+    from .outputs import _json_names
+
+    folder = Path(args.out).parent
+    names = _json_names(reports)
+    codes = manual.student_codes(keys, secret_hash, getattr(args, "student_id", None))
+    entries = []
+    for position, (key, report) in enumerate(zip(keys, reports)):
+        entry = {"key": key, "root": root_of[position], "file": report["file"], "json": names[id(report)],
+                 "code": codes[position]}
+        if shard_of is not None:
+            entry["shard"] = shard_of[position]
+        entries.append(entry)
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "secret": secret_hash,
-        "secret_source": "given" if secret_given else "fresh", "roots": roots,
+        "secret_source": secret_source, "roots": roots,
         "options": {**{name: _stored(getattr(args, name, None), folder) for name in _PATH_OPTIONS},
-                    **{name: getattr(args, name, None) for name in _OTHER_OPTIONS}},
+                    **{name: getattr(args, name, None) for name in _OTHER_OPTIONS}, **(grading or {})},
         "submissions": entries,
     }
+    if shards is not None:
+        manifest["shards"] = shards
     manifest["options"]["manual"] = _stored(manual.folder_for(args), folder)
     path = folder / MANIFEST_NAME
     textio.write_text(path, json.dumps(manifest, indent=1) + "\n")
@@ -131,7 +160,7 @@ def load(folder):
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise ValueError(f"--update {str(folder)!r} holds no {MANIFEST_NAME}: give the folder of the --out of a "
-                         "whole (unsharded) run; every such run writes it") from None
+                         "whole run, or of `mhacourse grade merge` for a sharded one; both write it") from None
     if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path} is not a manifest this version of mhacourse reads")
     results = Results(folder, manifest, [], [], [])

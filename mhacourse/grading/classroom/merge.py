@@ -28,13 +28,37 @@ def run(args):
 
     try:
         check_outputs(args)
-        reports, keys = shards.merge(args.parts)
+        merged = shards.merge(args.parts)
+        reports, keys = merged
         _check_options(args, len(reports))
         write_reports(reports, out=args.out, json_dir=args.json_dir)
         print(f"merged {len(args.parts)} part(s): {len(reports)} notebook(s)"
               + (f"; wrote {args.out}" if args.out not in (None, "-") else ""), file=sys.stderr)
         write_outputs(reports, keys, args)
+        _write_manifest(args, merged)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _write_manifest(args, merged):
+    """The run's manifest (``mhacourse grade --update`` and ``merge-manual`` read it), or why there is none."""
+    from mhacourse.grading.batch.update import MANIFEST_NAME, write_merged_manifest
+
+    if args.out in (None, "-"):
+        return
+    if args.json_dir is None:
+        print(f"note: no {MANIFEST_NAME} without --json: a regrade (--update) needs the JSON reports", file=sys.stderr)
+        return
+    path = write_merged_manifest(args, merged)
+    if path is None:
+        why = ("the parts were written by an older mhacourse (no class folders in them)" if merged.roots is None
+               else "the shards were graded without --secret-file")
+        print(f"note: no {MANIFEST_NAME}: {why}; --update and merge-manual need one", file=sys.stderr)
+        return
+    print(f"wrote {path} (which shard graded each notebook; `mhacourse grade --update` regrades one student)",
+          file=sys.stderr)
+    if merged.other_roots:
+        print(f"note: the shards saw the class folder(s) at different paths; the manifest keeps the first "
+              f"({', '.join(merged.roots)}): a regrade finds notebooks there", file=sys.stderr)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PART_FORMAT = "mhacourse-grade-part"
-PART_VERSION = 1
+PART_VERSION = 2
+READ_VERSIONS = (1, 2)  # version 1 parts (no class folders, no options) merge, but leave no manifest
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,22 @@ def part_path(out):
     return out.with_suffix(".part.json") if out.suffix == ".csv" else Path(f"{out}.part.json")
 
 
-def write_part(path, reports, submissions, positions, shard, secret_hash=None):
+def roots_of(arguments):
+    """The class folders of SUBMISSION ``arguments`` (absolute; a notebook's folder for a notebook)."""
+    roots = []
+    for argument in arguments:
+        path = Path(argument).absolute()
+        roots.append(str(path if path.is_dir() else path.parent))
+    return roots
+
+
+def root_indices(arguments):
+    """For each submission :func:`collect` finds under ``arguments``, the index of the argument it is under."""
+    return [index for index, argument in enumerate(arguments) for _ in collect([argument])]
+
+
+def write_part(path, reports, submissions, positions, shard, secret_hash=None, *, roots=None, root_of=None,
+               grading=None):
     """Write one shard's part file.
 
     Args:
@@ -106,11 +122,17 @@ def write_part(path, reports, submissions, positions, shard, secret_hash=None):
         shard (tuple): ``(K, N)``.
         secret_hash (str, optional): a digest of the run's secret: merge refuses parts graded
             on different hidden inputs.
+        roots (list(str), optional): the class folders as this shard saw them (:func:`roots_of`).
+        root_of (list(int), optional): per submission (all shards), the index of its folder in ``roots``.
+        grading (dict, optional): the options that shaped the reports (``--timeout``, ``--lesson``…),
+            for the merged run's manifest.
     """
     part = {
         "format": PART_FORMAT, "version": PART_VERSION, "shard": shard[0], "shards": shard[1],
         "submissions": len(submissions), "fingerprint": fingerprint(submissions), "secret": secret_hash,
-        "reports": [{"index": index, "key": submissions[index].key, "report": report}
+        "roots": roots, "grading": grading,
+        "reports": [{"index": index, "key": submissions[index].key,
+                     "root": None if root_of is None else root_of[index], "report": report}
                     for index, report in zip(positions, reports)],
     }
     from mhacourse.grading.textio import write_text
@@ -127,9 +149,40 @@ def _read_part(path):
     except (OSError, ValueError) as error:
         raise ValueError(f"PART must be a shard's part file (*.part.json) or its CSV; cannot read {str(path)!r} "
                          f"({type(error).__name__})") from None
-    if not isinstance(part, dict) or part.get("format") != PART_FORMAT or part.get("version") != PART_VERSION:
+    if not isinstance(part, dict) or part.get("format") != PART_FORMAT or part.get("version") not in READ_VERSIONS:
         raise ValueError(f"PART {str(path)!r} is not a part file written by `mhacourse grade --shard`")
     return path, part
+
+
+@dataclass
+class Merged:
+    """The parts of one sharded run, joined.
+
+    Attributes:
+        reports (list(dict)): every report, in the order of the unsharded run.
+        keys (list(str)): each report's key.
+        shard_of (list(int)): which shard graded each report.
+        shards (int): N, the number of shards.
+        secret (str or None): the digest of the run's secret.
+        roots (list(str) or None): the class folders as the first part saw them (``None`` from
+            version 1 parts).
+        root_of (list(int) or None): each report's folder in ``roots``.
+        grading (dict or None): the options that shaped the reports.
+        other_roots (list): the class folders of parts that saw them elsewhere (another mount).
+    """
+
+    reports: list
+    keys: list
+    shard_of: list
+    shards: int
+    secret: object
+    roots: object
+    root_of: object
+    grading: object
+    other_roots: list
+
+    def __iter__(self):  # reports, keys = merge(...)
+        return iter((self.reports, self.keys))
 
 
 def merge(paths):
@@ -140,8 +193,8 @@ def merge(paths):
             sits next to them).
 
     Returns:
-        tuple(list(dict), list(str)): every report, in the order of the
-        unsharded run, and each report's key.
+        Merged: every report in the order of the unsharded run, with its key
+        and shard (unpacks as ``reports, keys``).
 
     Raises:
         ValueError: when a part is unreadable, when the parts come from
@@ -153,10 +206,13 @@ def merge(paths):
     first_path, first = parts[0]
     seen = {}
     for path, part in parts:
-        for field in ("shards", "submissions", "fingerprint", "secret"):
+        for field in ("shards", "submissions", "fingerprint", "secret", "grading"):
             if part.get(field) != first.get(field):
-                why = ("were graded with different secrets, so on different hidden inputs (give every shard the same "
-                       "--secret-file)" if field == "secret" else "(shard every task over the same SUBMISSIONS)")
+                why = {"secret": "were graded with different secrets, so on different hidden inputs (give every "
+                                 "shard the same --secret-file)",
+                       "grading": "were graded with different options (give every shard the same --timeout, "
+                                  "--lesson and --no-sandbox, and the same version of mhacourse)",
+                       }.get(field, "(shard every task over the same SUBMISSIONS)")
                 raise ValueError(f"parts come from different runs: {str(path)!r} and {str(first_path)!r} differ in "
                                  f"{field!r} {why}")
         if part["shard"] in seen:
@@ -167,7 +223,15 @@ def merge(paths):
     if missing:
         names = ", ".join(f"{k}/{first['shards']}" for k in missing)
         raise ValueError(f"shard(s) {names} missing among the PARTS (did a task of the batch job fail?)")
-    entries = sorted((entry for _, part in parts for entry in part["reports"]), key=lambda entry: entry["index"])
-    if [entry["index"] for entry in entries] != list(range(first["submissions"])):
+    entries = sorted(((entry, part["shard"]) for _, part in parts for entry in part["reports"]),
+                     key=lambda item: item[0]["index"])
+    if [entry["index"] for entry, _ in entries] != list(range(first["submissions"])):
         raise ValueError("the parts do not cover every submission exactly once; re-run the shards")
-    return [entry["report"] for entry in entries], [entry["key"] for entry in entries]
+    complete = all(part.get("roots") is not None for _, part in parts)
+    other_roots = [part["roots"] for _, part in parts if complete and part["roots"] != first["roots"]]
+    return Merged(
+        reports=[entry["report"] for entry, _ in entries], keys=[entry["key"] for entry, _ in entries],
+        shard_of=[shard for _, shard in entries], shards=first["shards"], secret=first.get("secret"),
+        roots=first.get("roots") if complete else None,
+        root_of=[entry.get("root") for entry, _ in entries] if complete else None,
+        grading=first.get("grading") if complete else None, other_roots=other_roots)
