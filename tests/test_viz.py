@@ -843,6 +843,13 @@ def test_a_large_layer_goes_one_head_at_a_time(monkeypatch, comm):
     # A request naming no valid head falls back to every head, never to an error.
     state, _ = browser({"_want": "layer:0:9", "_request": 3})
     assert state["_weights_heads"] == [[0, 1, 2, 3], []] and explorer._error == ""
+    # Python steers to layer 1, head 2, then changes the scale: that head goes, with the thumbnails.
+    explorer.layer, explorer.head = 1, 2
+    explorer.scale = 0.5
+    assert explorer._weights_heads == [[], [2]] and len(explorer._weights[1]) == n * n * 2 and len(explorer._thumbs)
+    kept = np.where(causal, weights[1][2] ** 0.5, 0)  # the causal mask the browser chose stays
+    np.testing.assert_allclose(decode(np.frombuffer(explorer._weights[1], np.uint16)).reshape(n, n),
+                               kept / kept.sum(-1, keepdims=True), atol=ATOL_16)
 
 
 def test_per_head_codes_equal_the_whole_layers_under_every_mask(setup):
