@@ -456,7 +456,8 @@ class Explorer {
     this.listen();
     this.redraw();
     this.perf.firstDrawMs = performance.now() - this.t0;
-    if (typeof performance.mark === "function") performance.mark("mha-first-draw");    this.ensureData(); // a layer or head set from Python before display and not sent yet
+    if (typeof performance.mark === "function") performance.mark("mha-first-draw");
+    this.ensureData(); // a layer or head set from Python before display and not sent yet
   }
 
   stepValues(k) {
