@@ -41,7 +41,6 @@ MANIFEST_FORMAT = "mhacourse-grade-run"
 MANIFEST_VERSION = 1
 _PATH_OPTIONS = ("out", "json_dir", "canvas", "gradescope", "feedback", "manual")
 _OTHER_OPTIONS = ("canvas_columns", "canvas_id_column", "student_id", "show_names", "timeout", "lesson", "no_sandbox")
-GRADING_OPTIONS = ("timeout", "lesson", "no_sandbox")
 
 
 def _stored(path, folder):
@@ -54,11 +53,6 @@ def _stored(path, folder):
         return str(path)
 
 
-def grading_options(args):
-    """The options that shape a run's reports: a regrade repeats them (a shard's part records them)."""
-    return {name: getattr(args, name, None) for name in GRADING_OPTIONS}
-
-
 def write_manifest(args, reports, secret_hash, secret_given):
     """Write RESULTS_DIR/mhacourse-run.json for a finished unsharded run with ``--out FILE``."""
     from mhacourse.grading.classroom import collected, shards
@@ -67,7 +61,7 @@ def write_manifest(args, reports, secret_hash, secret_given):
         return None
     return _write_manifest(args, reports, [s.key for s in collected(args)], shards.roots_of(args.submissions),
                            shards.root_indices(args.submissions), secret_hash,
-                           "given" if secret_given else "fresh", grading_options(args))
+                           "given" if secret_given else "fresh", shards.grading_options(args))
 
 
 def write_merged_manifest(args, merged):

@@ -173,11 +173,9 @@ def after_grading(reports, args):
     try:
         if args.shard is not None:
             part = shards.part_path(args.out)
-            from mhacourse.grading.batch.update import grading_options
-
             shards.write_part(part, reports, submissions, positions, shards.parse_shard(args.shard),
                               getattr(args, "secret_hash", None), roots=shards.roots_of(args.submissions),
-                              root_of=shards.root_indices(args.submissions), grading=grading_options(args))
+                              root_of=shards.root_indices(args.submissions), grading=shards.grading_options(args))
             print(f"wrote {part} (shard {args.shard}; join the shards with `mhacourse grade merge`)", file=sys.stderr)
         write_outputs(reports, [submissions[index].key for index in positions], args)
     except (OSError, ValueError) as error:

@@ -96,6 +96,14 @@ def part_path(out):
     return out.with_suffix(".part.json") if out.suffix == ".csv" else Path(f"{out}.part.json")
 
 
+GRADING_OPTIONS = ("timeout", "lesson", "no_sandbox")
+
+
+def grading_options(args):
+    """The options that shape a run's reports: a part records them, a regrade repeats them."""
+    return {name: getattr(args, name, None) for name in GRADING_OPTIONS}
+
+
 def roots_of(arguments):
     """The class folders of SUBMISSION ``arguments`` (absolute; a notebook's folder for a notebook)."""
     roots = []
