@@ -588,6 +588,8 @@ class Explorer {
       this.perf.lastAnswerMs = this.sentAt ? performance.now() - this.sentAt : null;
       this.perf.lastLoadDrawMs = performance.now() - start;
       this.perf.lastDrawnAt = performance.now(); // the answer is drawn: benchmarks time input -> here in the page
+      const answered = this.revision; // and to the start of the first frame that shows it
+      requestAnimationFrame(() => { this.perf.lastFramedAt = performance.now(); this.perf.framedRevision = answered; });
       this.sendPending();
       if (!error) this.ensureData();
     });
