@@ -444,7 +444,9 @@ def test_a_large_layer_travels_one_head_at_a_time(lab):
         root.scroll_into_view_if_needed()
         root.locator("button.mha-head", has_text="2").first.click()
         other.wait_for_function(f"(k) => ({js})(k).head === 2 && ({js})(k).held(0, 2)", arg=0, timeout=20_000)
-        assert root.get_attribute("data-head") == "2" and "loading" not in root.locator(".mha-numbers").inner_text()
+        numbers = root.locator(".mha-numbers").inner_text()
+        assert root.get_attribute("data-head") == "2" and "loading" not in numbers
+        assert re.search(r"query 63 looks most at \d+: ", numbers) and "“" not in numbers  # no tokens: positions once
         # The grid opens layer 1, head 3 blank, asks for it and draws it.
         root.locator("button[data-view=grid]").click()
         other.evaluate(f"""(k) => {{

@@ -344,6 +344,18 @@ function contrast(a, b) {
   return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
 }
 
+// Position and token, e.g. "12 the"; the position alone where the token is its position (no tokens given).
+function numberedLabel(labels, i, separator = " ") {
+  const text = `${labels[i]}`;
+  return text === String(i) ? text : `${i}${separator}${text}`;
+}
+
+// The same in prose, with the token quoted: 12 “the”, or 12.
+function quotedLabel(labels, i) {
+  const text = `${labels[i]}`;
+  return text === String(i) ? text : `${i} “${escapeXml(text)}”`;
+}
+
 function drawLabels(painter, labels, box, win, font, side) {
   const vertical = side === "left";
   const count = vertical ? win.rows : win.cols;
@@ -353,7 +365,7 @@ function drawLabels(painter, labels, box, win, font, side) {
   const step = labelStep(cell, size);
   const numbered = step > 1; // thinned: say which position each label is
   for (let k = Math.ceil(start / step) * step - start; k < count; k += step) {
-    const text = numbered ? `${start + k} ${labels[start + k]}`.slice(0, 16) : `${labels[start + k]}`.slice(0, 14);
+    const text = numbered ? numberedLabel(labels, start + k).slice(0, 16) : `${labels[start + k]}`.slice(0, 14);
     if (vertical) {
       painter.text(text, box.x - 4, box.y + (k + 0.5) * cell, { size, align: "right" });
     } else {
@@ -731,7 +743,7 @@ class Explorer {
     const longest = (labels, r0, n) => {
       let w = 0;
       const step = Math.max(1, Math.floor(n / 400)); // a sample is enough for long inputs
-      for (let k = r0; k < r0 + n; k += step) w = Math.max(w, painter.measure(n > 40 ? `${k} ${labels[k]}`.slice(0, 16) : `${labels[k]}`.slice(0, 14), font));
+      for (let k = r0; k < r0 + n; k += step) w = Math.max(w, painter.measure(n > 40 ? numberedLabel(labels, k).slice(0, 16) : `${labels[k]}`.slice(0, 14), font));
       return w;
     };
     const axis = Math.round(font * 1.7); // room for "queries" / "keys"
@@ -1016,7 +1028,7 @@ class Explorer {
     const nk = keys.length;
     height = Math.max(nq, nk) * rowPx;
     const numbered = m.n_queries > fit || m.n_keys > fit;
-    const name = (labels, i) => (numbered ? `${i} ${labels[i]}` : `${labels[i]}`).slice(0, 16);
+    const name = (labels, i) => (numbered ? numberedLabel(labels, i) : `${labels[i]}`).slice(0, 16);
     const labelW = Math.round(font * 8);
     const xL = labelW + 6, xR = xL + Math.round(font * 22);
     const width = xR + Math.max(labelW, Math.round(font * 15)) + 10;
@@ -1152,7 +1164,7 @@ class Explorer {
   updateSide() {
     const m = this.meta;
     const q = this.query;
-    const label = (labels, i) => `${i} “${escapeXml(labels[i])}”`;
+    const label = quotedLabel;
     if (this.kind === "stepper" && this.step < 0) {
       this.numbers.innerHTML = [`<b>the inputs of head ${m.head_shown}</b>`, "Q and K make the scores (q · kᵀ); V is what the weights mix.",
         ...m.inputs.map((s, k) => `${s.name}: (${k === 0 ? "L_q" : "L_k"}, ${k === 2 ? "D_v" : "D_h"}) = (${s.rows}, ${s.cols})`)].join("<br>");
@@ -1228,7 +1240,7 @@ class Explorer {
     const yours = this.kind === "compare" ? this.currentPanels[0] : null; // p is then the reference
     const header = element("div", "", "");
     const what = this.kind === "stepper" && this.meta.steps[this.step].name !== "softmax" ? "row" : "attends to";
-    header.innerHTML = `<b>query ${q} “${escapeXml(rowLabels[q])}”</b>${this.kind === "compare" ? " (blue: reference, orange: yours)" : ""} ${what}${note}:`;
+    header.innerHTML = `<b>query ${quotedLabel(rowLabels, q)}</b>${this.kind === "compare" ? " (blue: reference, orange: yours)" : ""} ${what}${note}:`;
     const rows = [header];
     let range = 1;
     if (p.signed) {
@@ -1239,7 +1251,7 @@ class Explorer {
     const full = 160;
     for (const j of keys) {
       const row = element("div", "mha-bar-row" + (j === this.key ? " mha-hot" : ""));
-      row.append(element("span", "", `${j}: ${colLabels[j]}`));
+      row.append(element("span", "", numberedLabel(colLabels, j, ": ")));
       const v = p.value(q, j);
       const cell = element("div", "mha-bar-cell");
       if (p.masked(q, j)) {
@@ -1561,7 +1573,7 @@ class Explorer {
       shown = [...products].sort((a, b) => Math.abs(b.p) - Math.abs(a.p)).slice(0, 32);
       note = ` (the 32 largest |q_d k_d| of ${D})`;
     }
-    const label = (labels, n) => `${n} “${escapeXml(labels[n])}”`;
+    const label = quotedLabel;
     const rows = shown.map(({ d, q, k, p }) => {
       const width = top > 0 ? Math.round(80 * Math.abs(p) / top) : 0;
       const bar = `<span class="mha-vbar" style="display:inline-block;height:0.8em;width:${width}px;background:${p >= 0 ? POSITIVE : NEGATIVE}"></span>`;
