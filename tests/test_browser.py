@@ -467,6 +467,9 @@ def test_a_large_layer_travels_one_head_at_a_time(lab):
             return [0, 1, 2, 3].map((h) => Array.from(e.codes[1][h], (c) => (c / 65535) ** 2)); }}""", 0))
         np.testing.assert_allclose(decoded.reshape(4, 64, 64), per_head_weights()[1], atol=2e-5)
         assert len(root.get_attribute("data-overlay").split(",")) == 4
+        # The key column holds each overlaid head's strongest key for the selected query (the last).
+        shown_keys = {int(j) for j in root.get_attribute("data-lines-keys").split(",")}
+        assert {int(np.argmax(per_head_weights()[1][h][63])) for h in range(4)} <= shown_keys
         root.screenshot(path=str(ARTIFACTS / "13_per_head_overlay.png"))
         # A scale change sends the heads on screen, nothing more.
         root.locator("button.mha-overlay").click()

@@ -1006,8 +1006,21 @@ class Explorer {
       for (let j = 0; j < m.n_keys; j++) keys.push(j);
       return keys;
     }
+    // With heads overlaid, a key's weight is its largest over those heads: each head's strongest keys show.
+    const panels = [panel];
+    if (this.overlayHeads && this.kind === "explorer") {
+      for (const h of this.overlayHeads) {
+        if (h !== this.head && this.held(this.layer, h)) panels.push(weightsPanel(m, this.codes[this.layer][h], this.keep, 0, this.lut));
+      }
+    }
+    const weight = new Float64Array(m.n_keys);
+    for (let j = 0; j < m.n_keys; j++) {
+      let w = 0;
+      for (const q of panels) { const v = q.value(this.query, j); if (v > w) w = v; }
+      weight[j] = w;
+    }
     const order = Array.from({ length: m.n_keys }, (_, j) => j);
-    order.sort((a, b) => panel.value(this.query, b) - panel.value(this.query, a));
+    order.sort((a, b) => weight[b] - weight[a]);
     return order.slice(0, fit).sort((a, b) => a - b);
   }
 
