@@ -364,3 +364,15 @@ def test_the_reference_and_mistakes_run_once_per_case_for_a_whole_class(monkeypa
     assert second.hint_id == mistake.hint_id and second.report() == first.report()
     assert {name: runs.count(name) for name in ("reference", "mistake")} == {
         name: count - len(exercise.cases) for name, count in first_runs.items()}
+
+
+def test_each_lesson_file_declares_exercises_of_its_own_lesson():
+    """``lesson="NN"`` repeats what the file's name says: a copied declaration cannot land in another lesson."""
+    import importlib
+
+    from mhacourse.grading import registry
+
+    for name in registry._LESSONS:
+        module = importlib.import_module(f"mhacourse.grading.lessons.{name}")
+        assert module.EXERCISES, name
+        assert {exercise.lesson for exercise in module.EXERCISES} == {name.removeprefix("lesson")}, name
