@@ -1,6 +1,7 @@
 """Regrade one student into the class results: ``mhacourse grade --update RESULTS_DIR submissions/alice``.
 
-A class of three (two notebooks that run, one that is not JSON) is graded once
+A class of three (two notebooks that run, one that is not JSON; one student's
+name accented) is graded once, and again in two shards merged,
 with every output into one results folder; alice then fixes her notebook and is
 regraded alone, by her single notebook (keyed by her folder, as in the run).
 Every output must change in alice's rows only; another secret is refused.
@@ -18,7 +19,7 @@ from mhacourse.cli import main
 from mhacourse.grading.batch import cli, update
 
 FIXTURES = Path(__file__).parent / "fixtures" / "make_submissions.py"
-CASES = {"alice": "02_untouched", "bob": "05_invalid_json", "carol": "03_partial"}
+CASES = {"alice": "02_untouched", "bob": "05_invalid_json", "chloé": "03_partial"}  # an accented name too
 
 
 def _maker():

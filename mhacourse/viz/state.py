@@ -307,17 +307,13 @@ class WeightsSource:
         with np.errstate(divide="ignore"):
             return np.log(np.where(keep, weights, 1.0)).astype(np.float32), keep
 
-    def _log_weights(self, layer_index, head=None):
-        """``(log w, w > 0)`` of one layer, or of one of its heads; zero weights were masked and stay masked.
+    def _log_weights(self, layer_index, head):
+        """``(log w, w > 0)`` of one head of a layer; zero weights were masked and stay masked.
 
-        Only the last layer asked for is kept (its heads one by one).
+        Only the last layer asked for is kept, head by head.
         """
         if self._logs.get("layer") != layer_index:
             self._logs = {"layer": layer_index}
-        if head is None:
-            if "all" not in self._logs:
-                self._logs["all"] = self._logs_of(self.original[layer_index])
-            return self._logs["all"]
         if head not in self._logs:
             self._logs[head] = self._logs_of(self.original.take(layer_index, [head], axis=0)[0])
         return self._logs[head]
@@ -325,8 +321,9 @@ class WeightsSource:
     def weights(self, layer_index, scale, mask):
         if scale == 1.0 and mask is None:
             return self.original[layer_index]  # as given
-        log_weights, keep = self._log_weights(layer_index)
-        scores = log_weights * scale  # (H, Lq, Lk)
+        heads = [self._log_weights(layer_index, h) for h in range(self.num_heads)]
+        scores = np.stack([log_weights for log_weights, _ in heads]) * scale  # (H, Lq, Lk)
+        keep = np.stack([kept for _, kept in heads])  # (H, Lq, Lk)
         if mask is not None:
             keep = keep & keep_matrix(mask, self.n_queries, self.n_keys)
         return softmax_rows(np.where(keep, scores, -np.inf))  # (H, Lq, Lk)

@@ -59,9 +59,10 @@ def write_manifest(args, reports, secret_hash, secret_given):
 
     if getattr(args, "out", None) in (None, "-") or getattr(args, "shard", None) is not None:
         return None
-    return _write_manifest(args, reports, [s.key for s in collected(args)], shards.roots_of(args.submissions),
-                           shards.root_indices(args.submissions), secret_hash,
-                           "given" if secret_given else "fresh", shards.grading_options(args))
+    submissions = collected(args)
+    return _write_manifest(args, reports, [s.key for s in submissions], shards.roots_of(args.submissions),
+                           [s.root for s in submissions], secret_hash, "given" if secret_given else "fresh",
+                           shards.grading_options(args))
 
 
 def write_merged_manifest(args, merged):

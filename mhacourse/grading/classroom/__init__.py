@@ -59,7 +59,7 @@ def _check_options(args, count):
 
 
 def collected(args):
-    """Every submission of the run (:class:`.shards.Submission`: path and key), collected once and kept on
+    """Every submission of the run (:class:`.shards.Submission`: path, key, folder), collected once and kept on
     ``args``: the grader, the shard, the identities, the exports and the manifest all read this list."""
     found = getattr(args, "collected_submissions", None)
     if found is None:
@@ -175,7 +175,7 @@ def after_grading(reports, args):
             part = shards.part_path(args.out)
             shards.write_part(part, reports, submissions, positions, shards.parse_shard(args.shard),
                               getattr(args, "secret_hash", None), roots=shards.roots_of(args.submissions),
-                              root_of=shards.root_indices(args.submissions), grading=shards.grading_options(args))
+                              grading=shards.grading_options(args))
             print(f"wrote {part} (shard {args.shard}; join the shards with `mhacourse grade merge`)", file=sys.stderr)
         write_outputs(reports, [submissions[index].key for index in positions], args)
     except (OSError, ValueError) as error:

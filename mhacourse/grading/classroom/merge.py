@@ -29,7 +29,7 @@ def run(args):
     try:
         check_outputs(args)
         merged = shards.merge(args.parts)
-        reports, keys = merged
+        reports, keys = merged.reports, merged.keys
         _check_options(args, len(reports))
         write_reports(reports, out=args.out, json_dir=args.json_dir)
         print(f"merged {len(args.parts)} part(s): {len(reports)} notebook(s)"

@@ -33,10 +33,12 @@ class Submission:
         path (Path): The notebook as found (what a report's ``file`` shows).
         key (str): Its path relative to the SUBMISSION argument it was found
             under, with ``/`` separators (its file name when given directly).
+        root (int): The index of that SUBMISSION argument.
     """
 
     path: Path
     key: str
+    root: int = 0
 
 
 def collect(arguments):
@@ -51,11 +53,11 @@ def collect(arguments):
     from mhacourse.grading.batch.submissions import collect_submissions
 
     submissions = []
-    for argument in arguments:
+    for index, argument in enumerate(arguments):
         root = Path(argument)
         for path in collect_submissions([argument]):
             key = path.relative_to(root).as_posix() if root.is_dir() else path.name
-            submissions.append(Submission(path, key))
+            submissions.append(Submission(path, key, index))
     return submissions
 
 
@@ -113,11 +115,6 @@ def roots_of(arguments):
     return roots
 
 
-def root_indices(arguments):
-    """For each submission :func:`collect` finds under ``arguments``, the index of the argument it is under."""
-    return [index for index, argument in enumerate(arguments) for _ in collect([argument])]
-
-
 def write_part(path, reports, submissions, positions, shard, secret_hash=None, *, roots=None, root_of=None,
                grading=None):
     """Write one shard's part file.
@@ -130,8 +127,8 @@ def write_part(path, reports, submissions, positions, shard, secret_hash=None, *
         shard (tuple): ``(K, N)``.
         secret_hash (str, optional): a digest of the run's secret: merge refuses parts graded
             on different hidden inputs.
-        roots (list(str), optional): the class folders as this shard saw them (:func:`roots_of`).
-        root_of (list(int), optional): per submission (all shards), the index of its folder in ``roots``.
+        roots (list(str), optional): the class folders as this shard saw them (:func:`roots_of`); each
+            report records its submission's folder (``Submission.root``).
         grading (dict, optional): the options that shaped the reports (``--timeout``, ``--lesson``…),
             for the merged run's manifest.
     """
@@ -139,8 +136,8 @@ def write_part(path, reports, submissions, positions, shard, secret_hash=None, *
         "format": PART_FORMAT, "version": PART_VERSION, "shard": shard[0], "shards": shard[1],
         "submissions": len(submissions), "fingerprint": fingerprint(submissions), "secret": secret_hash,
         "roots": roots, "grading": grading,
-        "reports": [{"index": index, "key": submissions[index].key,
-                     "root": None if root_of is None else root_of[index], "report": report}
+        "reports": [{"index": index, "key": submissions[index].key, "root": submissions[index].root,
+                     "report": report}
                     for index, report in zip(positions, reports)],
     }
     from mhacourse.grading.textio import write_text
@@ -189,9 +186,6 @@ class Merged:
     grading: object
     other_roots: list
 
-    def __iter__(self):  # reports, keys = merge(...)
-        return iter((self.reports, self.keys))
-
 
 def merge(paths):
     """Read the parts of one sharded run and put its reports back in order.
@@ -202,7 +196,7 @@ def merge(paths):
 
     Returns:
         Merged: every report in the order of the unsharded run, with its key
-        and shard (unpacks as ``reports, keys``).
+        and shard.
 
     Raises:
         ValueError: when a part is unreadable, when the parts come from
