@@ -1,6 +1,7 @@
 """The online-softmax attention equals mx.fast, and the shipped GPU figures load and add up."""
 
 import functools
+import statistics
 
 import mlx.core as mx
 import pytest
@@ -81,11 +82,16 @@ def test_special_rows():
 
 def test_memory_grows_linearly():
     # Peak memory beyond the inputs: doubling L doubles the online loop's, quadruples the scores'.
+    # The median of five evaluations: when the lazy graph frees its temporaries varies a little from
+    # run to run (a fresh-clone CI once measured the online loop at 256 keys 17% under its usual peak).
     def peak(fn):
-        mx.reset_peak_memory()
-        before = mx.get_active_memory()
-        mx.eval(fn())
-        return mx.get_peak_memory() - before
+        peaks = []
+        for _ in range(5):
+            mx.reset_peak_memory()
+            before = mx.get_active_memory()
+            mx.eval(fn())
+            peaks.append(mx.get_peak_memory() - before)
+        return statistics.median(peaks)
 
     peaks = {}
     for L in (256, 512):
